@@ -1,0 +1,129 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import YAML from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../errors.ts';
+import { layerSpecSchema } from '../model/layer-spec.ts';
+import { PRESET_NAMES } from '../model/presets.ts';
+import { BACKEND_CHOICES } from '../model/backend.ts';
+import { optimizerSpecSchema } from '../train/optimizers.ts';
+import { scheduleSpecSchema } from '../train/schedule.ts';
+
+/** Where the samples come from. `default`: Fashion-MNIST if installed, else generated shapes. */
+export const dataSpecSchema = z.discriminatedUnion('kind', [
+  z.strictObject({ kind: z.literal('default') }),
+  z.strictObject({
+    kind: z.literal('idx'),
+    dir: z.string().min(1),
+    classNames: z.array(z.string().min(1)).min(2).optional(),
+    validationSize: z.number().int().min(0).default(5000),
+    limitTrain: z.number().int().positive().optional(),
+    limitTest: z.number().int().positive().optional(),
+  }),
+  z.strictObject({
+    kind: z.literal('shapes'),
+    dir: z.string().min(1).optional(),
+    perClass: z.number().int().positive().default(300),
+    size: z.number().int().min(16).default(32),
+  }),
+]);
+export type DataSpec = z.infer<typeof dataSpecSchema>;
+
+const scratchModelSchema = z
+  .strictObject({
+    preset: z.enum(PRESET_NAMES as [string, ...string[]]).optional(),
+    layers: z.array(layerSpecSchema).min(1).optional(),
+    l2: z.number().min(0).default(0),
+  })
+  .refine((m) => (m.preset === undefined) !== (m.layers === undefined), {
+    message: 'give exactly one of model.preset or model.layers',
+  });
+
+const earlyStoppingSchema = z.strictObject({
+  monitor: z.enum(['val_loss', 'val_accuracy']).default('val_loss'),
+  patience: z.number().int().min(1).default(3),
+  minDelta: z.number().min(0).default(0),
+  restoreBest: z.boolean().default(true),
+});
+
+/** A training job as written in a YAML or JSON job file. Unknown fields are errors. */
+export const jobSchema = z.strictObject({
+  name: z.string().regex(/^[\w.-]+$/, 'letters, digits, dot, dash and underscore only').default('drover-job'),
+  seed: z.number().int().min(0).default(42),
+  backend: z.enum(BACKEND_CHOICES as unknown as [string, ...string[]]).default('auto'),
+  data: dataSpecSchema.default({ kind: 'default' }),
+  model: scratchModelSchema.default({ preset: 'fmnist-cnn', l2: 0 }),
+  train: z
+    .strictObject({
+      epochs: z.number().int().positive().default(3),
+      batchSize: z.number().int().positive().default(64),
+      optimizer: optimizerSpecSchema.default({ name: 'adam', learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 }),
+      schedule: scheduleSpecSchema.default({ type: 'constant', warmupEpochs: 0 }),
+      earlyStopping: earlyStoppingSchema.optional(),
+      /** Log a `step` event every N steps. */
+      logEvery: z.number().int().positive().default(10),
+    })
+    .default({
+      epochs: 3,
+      batchSize: 64,
+      optimizer: { name: 'adam', learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
+      schedule: { type: 'constant', warmupEpochs: 0 },
+      logEvery: 10,
+    }),
+  output: z
+    .strictObject({
+      /** Folder for the exported model, checkpoints and the run log. */
+      dir: z.string().min(1).optional(),
+    })
+    .default({}),
+});
+
+export type Job = z.infer<typeof jobSchema>;
+export type JobInput = z.input<typeof jobSchema>;
+
+/** Validates a parsed job object; throws a ConfigError naming the first bad field. */
+export function parseJob(input: unknown, source = 'job'): Job {
+  const result = jobSchema.safeParse(input ?? {});
+  if (result.success) return result.data;
+  throw configErrorFromZod(result.error, source);
+}
+
+/** Reads a .yaml/.yml/.json job file and validates it. */
+export async function loadJobFile(file: string): Promise<Job> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (cause) {
+    throw new ConfigError(`cannot read job file ${file}: ${(cause as Error).message}`, '(file)', { cause });
+  }
+  let parsed: unknown;
+  try {
+    parsed = path.extname(file).toLowerCase() === '.json' ? JSON.parse(text) : YAML.parse(text);
+  } catch (cause) {
+    throw new ConfigError(`job file ${file} is not valid ${path.extname(file) === '.json' ? 'JSON' : 'YAML'}: ${(cause as Error).message}`, '(file)', { cause });
+  }
+  return parseJob(parsed, file);
+}
+
+/** Turns zod issues into one ConfigError whose `field` is the dotted path of the first issue. */
+export function configErrorFromZod(error: z.ZodError, source: string): ConfigError {
+  const described = error.issues.map((issue) => {
+    let field = formatPath(issue.path);
+    if (issue.code === 'unrecognized_keys') {
+      field = [field, issue.keys[0]].filter(Boolean).join('.');
+      return { field, text: `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.join(', ')}` };
+    }
+    return { field: field || '(root)', text: issue.message };
+  });
+  const first = described[0]!;
+  const message = `${source}: ${described.map((d) => `${d.field}: ${d.text}`).join('; ')}`;
+  return new ConfigError(message, first.field);
+}
+
+/** `model.layers[0].filters` rather than `model.layers.0.filters`. */
+function formatPath(segments: readonly PropertyKey[]): string {
+  return segments.reduce<string>((out, segment) => {
+    if (typeof segment === 'number') return `${out}[${segment}]`;
+    return out ? `${out}.${String(segment)}` : String(segment);
+  }, '');
+}

@@ -1,0 +1,100 @@
+import * as tf from '@tensorflow/tfjs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { BackendError } from '../errors.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { silentLogger } from '../telemetry/logger.ts';
+import { registerWasmKernels } from './wasm-kernels/index.ts';
+
+export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+
+export interface BackendInfo {
+  /** tfjs backend name now active: 'tensorflow' | 'wasm' | 'cpu'. */
+  name: string;
+  /** What drover reports, e.g. 'tensorflow (tfjs-node-gpu, CUDA)' or 'wasm (simd, 1 thread)'. */
+  description: string;
+  /** Why this one was chosen (the fallbacks tried, and why they failed). */
+  reason: string;
+}
+
+const require = createRequire(import.meta.url);
+
+let active: BackendInfo | undefined;
+
+/** The backend chosen by the last `initBackend`, if any. */
+export function activeBackend(): BackendInfo | undefined {
+  return active;
+}
+
+/**
+ * Selects and initialises the compute backend. `auto` tries tfjs-node-gpu (CUDA), then
+ * tfjs-node, then wasm, and logs which one it took and why. Never falls back to cpu on its
+ * own: the pure-JS backend is ~100x too slow for convolution training.
+ */
+export async function initBackend(choice: BackendChoice = 'auto', log: Logger = silentLogger()): Promise<BackendInfo> {
+  if (!BACKEND_CHOICES.includes(choice)) {
+    throw new BackendError(`unknown backend "${String(choice)}": expected one of ${BACKEND_CHOICES.join(', ')}`);
+  }
+  const tried: string[] = [];
+  if (choice === 'auto' || choice === 'tensorflow') {
+    for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+      try {
+        await import(pkg);
+        await activate('tensorflow');
+        const info: BackendInfo = {
+          name: 'tensorflow',
+          description: `tensorflow (${pkg.replace('@tensorflow/', '')}${pkg.endsWith('gpu') ? ', CUDA' : ''})`,
+          reason: tried.length ? `${tried.join('; ')}; loaded ${pkg}` : `loaded ${pkg}`,
+        };
+        return announce(info, log);
+      } catch (err) {
+        tried.push(`${pkg} unavailable (${firstLine(err)})`);
+      }
+    }
+    if (choice === 'tensorflow') {
+      throw new BackendError(
+        `backend "tensorflow" requested but neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node loads: ${tried.join('; ')}. ` +
+          'Install one of them (their install downloads libtensorflow) or use --backend wasm.',
+      );
+    }
+  }
+  if (choice === 'cpu') {
+    await import('@tensorflow/tfjs-backend-cpu');
+    await activate('cpu');
+    return announce({ name: 'cpu', description: 'cpu (pure JS, slow)', reason: 'requested with --backend cpu' }, log);
+  }
+  const wasm = await import('@tensorflow/tfjs-backend-wasm');
+  // Node reads the .wasm binaries from the package's own dist folder.
+  const distDir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
+  wasm.setWasmPaths(distDir + path.sep);
+  registerWasmKernels();
+  await activate('wasm');
+  const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
+  const threads = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT');
+  const info: BackendInfo = {
+    name: 'wasm',
+    description: `wasm (${simd ? 'simd' : 'no simd'}, ${threads ? 'threaded' : '1 thread'})`,
+    reason: choice === 'wasm' ? 'requested with --backend wasm' : `fell back to wasm: ${tried.join('; ')}`,
+  };
+  return announce(info, log);
+}
+
+async function activate(name: string): Promise<void> {
+  const ok = await tf.setBackend(name);
+  await tf.ready();
+  if (!ok || tf.getBackend() !== name) {
+    throw new BackendError(`tfjs backend "${name}" failed to initialise`);
+  }
+}
+
+function announce(info: BackendInfo, log: Logger): BackendInfo {
+  active = info;
+  log.info({ event: 'backend', backend: info.name, description: info.description, reason: info.reason }, `compute backend: ${info.description}`);
+  return info;
+}
+
+function firstLine(err: unknown): string {
+  const message = err instanceof Error ? err.message : String(err);
+  return message.split('\n')[0]!.slice(0, 200);
+}

@@ -1,0 +1,85 @@
+import * as tf from '@tensorflow/tfjs';
+import { WeightsError } from '../errors.ts';
+
+/** One weight of a model as it travels: name, shape, dtype, and whether SGD updates it. */
+export interface WeightEntry {
+  name: string;
+  shape: number[];
+  dtype: 'float32';
+  trainable: boolean;
+}
+
+/** All weights of a model as flat typed arrays, in `model.weights` order. */
+export interface WeightSet {
+  manifest: WeightEntry[];
+  values: Float32Array[];
+}
+
+type LayerVariableLike = { originalName: string; name: string; shape: number[]; dtype: string; trainable: boolean; read(): tf.Variable; write(value: tf.Tensor): void };
+
+function layerVariables(model: tf.LayersModel): LayerVariableLike[] {
+  return model.weights as unknown as LayerVariableLike[];
+}
+
+/**
+ * Stable name of a weight: its original (un-suffixed) name. tfjs appends `_1`, `_2` to names
+ * that repeat within a process, so the suffixed name differs between processes.
+ */
+function stableName(variable: LayerVariableLike): string {
+  return variable.originalName ?? variable.name;
+}
+
+/** Manifest of every weight (trainable and not) of a model. */
+export function weightManifest(model: tf.LayersModel): WeightEntry[] {
+  return layerVariables(model).map((v) => ({
+    name: stableName(v),
+    shape: [...v.shape],
+    dtype: 'float32',
+    trainable: v.trainable,
+  }));
+}
+
+/** Reads every weight (trainable and not, e.g. batch-norm moving statistics) as flat arrays. */
+export function readWeights(model: tf.LayersModel): WeightSet {
+  const vars = layerVariables(model);
+  return {
+    manifest: weightManifest(model),
+    values: vars.map((v) => {
+      if (v.dtype !== 'float32') throw new WeightsError(`weight ${stableName(v)} has dtype ${v.dtype}; only float32 is supported`);
+      // A copy: the snapshot must not alias backend memory that later steps reuse.
+      return new Float32Array(v.read().dataSync() as Float32Array);
+    }),
+  };
+}
+
+/** Checks that a weight set fits a manifest: same names, sizes and finite values. */
+export function checkWeightSet(expected: readonly WeightEntry[], set: WeightSet, what = 'weights'): void {
+  if (set.values.length !== expected.length || set.manifest.length !== expected.length) {
+    throw new WeightsError(`${what}: got ${set.values.length} arrays for ${expected.length} weights`);
+  }
+  expected.forEach((entry, i) => {
+    const got = set.manifest[i]!;
+    if (got.name !== entry.name) throw new WeightsError(`${what}[${i}]: name ${got.name} does not match ${entry.name}`);
+    const size = entry.shape.reduce((a, b) => a * b, 1);
+    if (got.shape.join('x') !== entry.shape.join('x') || set.values[i]!.length !== size) {
+      throw new WeightsError(`${what}[${i}] ${entry.name}: shape [${got.shape}] with ${set.values[i]!.length} values, expected [${entry.shape}]`);
+    }
+    assertFinite(set.values[i]!, `${what}[${i}] ${entry.name}`);
+  });
+}
+
+/** Throws a WeightsError naming the first NaN or infinite value. */
+export function assertFinite(values: Float32Array, what: string): void {
+  for (let j = 0; j < values.length; j++) {
+    if (!Number.isFinite(values[j]!)) throw new WeightsError(`${what}: value ${j} is ${values[j]}`);
+  }
+}
+
+/** Writes a full weight set into a model after checking it fits. */
+export function writeWeights(model: tf.LayersModel, set: WeightSet): void {
+  const vars = layerVariables(model);
+  checkWeightSet(weightManifest(model), set);
+  tf.tidy(() => {
+    vars.forEach((v, i) => v.write(tf.tensor(set.values[i]!, v.shape, 'float32')));
+  });
+}

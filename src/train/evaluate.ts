@@ -1,0 +1,29 @@
+import type { DataSplit } from '../data/types.ts';
+import type { Trainer } from './trainer.ts';
+
+/** Metrics of a whole split in inference mode, with the confusion matrix (rows: true class). */
+export interface Evaluation {
+  loss: number;
+  accuracy: number;
+  n: number;
+  confusion: number[][];
+}
+
+/** Evaluates a split in batches; loss is the sample-weighted mean. */
+export async function evaluateSplit(trainer: Trainer, split: DataSplit, classes: number, batchSize = 256): Promise<Evaluation> {
+  const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
+  let lossSum = 0;
+  let correct = 0;
+  let n = 0;
+  for (let start = 0; start < split.length; start += batchSize) {
+    const indices = Array.from({ length: Math.min(batchSize, split.length - start) }, (_, i) => start + i);
+    const batch = await split.loadBatch(indices, { augment: false });
+    if (batch.n === 0) continue;
+    const result = trainer.evaluate(batch);
+    lossSum += result.loss * result.n;
+    correct += result.correct;
+    n += result.n;
+    for (let i = 0; i < batch.n; i++) confusion[batch.y[i]!]![result.predicted[i]!]! += 1;
+  }
+  return { loss: n ? lossSum / n : NaN, accuracy: n ? correct / n : NaN, n, confusion };
+}

@@ -1,0 +1,182 @@
+import type { Logger } from '../telemetry/logger.ts';
+import type { Batch, Dataset } from '../data/types.ts';
+import { Sampler } from '../data/sampler.ts';
+import type { WeightSet } from '../model/weights.ts';
+import { readWeights, writeWeights } from '../model/weights.ts';
+import type { ScheduleSpec } from './schedule.ts';
+import { learningRateAt } from './schedule.ts';
+import type { Trainer } from './trainer.ts';
+import { evaluateSplit } from './evaluate.ts';
+
+export interface EarlyStoppingOptions {
+  monitor: 'val_loss' | 'val_accuracy';
+  patience: number;
+  minDelta: number;
+  restoreBest: boolean;
+}
+
+export interface FitOptions {
+  trainer: Trainer;
+  dataset: Dataset;
+  epochs: number;
+  batchSize: number;
+  seed: number;
+  schedule: ScheduleSpec;
+  /** Base learning rate the schedule scales. */
+  learningRate: number;
+  /** Emit a `step` event every N steps. */
+  logEvery: number;
+  earlyStopping?: EarlyStoppingOptions;
+  log: Logger;
+  /** Stops after the current step when aborted (Ctrl-C). */
+  signal?: AbortSignal;
+}
+
+export interface EpochRecord {
+  epoch: number;
+  loss: number;
+  accuracy: number;
+  valLoss?: number;
+  valAccuracy?: number;
+  lr: number;
+  seconds: number;
+  imgPerSec: number;
+}
+
+export interface FitResult {
+  history: EpochRecord[];
+  steps: number;
+  status: 'completed' | 'early_stopped' | 'stopped';
+  bestEpoch?: number;
+}
+
+/** Single-process training loop: epochs of seeded batches, validation, early stopping. */
+export async function fit(options: FitOptions): Promise<FitResult> {
+  const { trainer, dataset, log, epochs, batchSize } = options;
+  const sampler = new Sampler({ length: dataset.train.length, batchSize, seed: options.seed });
+  const stepsPerEpoch = sampler.stepsPerEpoch;
+  const schedule = { baseRate: options.learningRate, stepsPerEpoch, totalSteps: stepsPerEpoch * epochs };
+  const history: EpochRecord[] = [];
+  const stopper = options.earlyStopping ? new EarlyStopper(options.earlyStopping) : undefined;
+  let step = 0;
+
+  const load = (): Promise<Batch> => {
+    const { indices, epoch } = sampler.next();
+    return dataset.train.loadBatch(indices, { augment: true, epoch });
+  };
+
+  for (let epoch = 1; epoch <= epochs; epoch++) {
+    log.info({ event: 'epoch_start', epoch, epochs, steps: stepsPerEpoch }, `epoch ${epoch}/${epochs}`);
+    const started = performance.now();
+    let lossSum = 0;
+    let correct = 0;
+    let seen = 0;
+    let windowStart = performance.now();
+    let windowImages = 0;
+    let windowWait = 0;
+    let windowCompute = 0;
+    let lr = options.learningRate;
+    // Prefetch: the next batch loads while this one computes.
+    let pending = load();
+    for (let inEpoch = 1; inEpoch <= stepsPerEpoch; inEpoch++) {
+      const waitStart = performance.now();
+      const batch = await pending;
+      const computeStart = performance.now();
+      if (inEpoch < stepsPerEpoch) pending = load();
+      lr = learningRateAt(options.schedule, step, schedule);
+      const metrics = trainer.trainStep(batch, lr);
+      const done = performance.now();
+      step++;
+      lossSum += metrics.loss * metrics.n;
+      correct += metrics.correct;
+      seen += metrics.n;
+      windowImages += metrics.n;
+      windowWait += computeStart - waitStart;
+      windowCompute += done - computeStart;
+      if (inEpoch % options.logEvery === 0 || inEpoch === stepsPerEpoch) {
+        const steps = inEpoch % options.logEvery || options.logEvery;
+        log.info({
+          event: 'step',
+          epoch,
+          step,
+          stepInEpoch: inEpoch,
+          loss: metrics.loss,
+          accuracy: metrics.correct / metrics.n,
+          lr,
+          n: metrics.n,
+          imgPerSec: windowImages / ((done - windowStart) / 1000),
+          dataWaitMs: windowWait / steps,
+          computeMs: windowCompute / steps,
+          transferMs: 0,
+          reduceMs: 0,
+        });
+        windowStart = done;
+        windowImages = 0;
+        windowWait = 0;
+        windowCompute = 0;
+      }
+      if (options.signal?.aborted) {
+        log.warn({ event: 'stopping', step }, 'stop requested: finishing after this step');
+        return { history, steps: step, status: 'stopped' };
+      }
+    }
+    const seconds = (performance.now() - started) / 1000;
+    const record: EpochRecord = {
+      epoch,
+      loss: lossSum / seen,
+      accuracy: correct / seen,
+      lr,
+      seconds,
+      imgPerSec: seen / seconds,
+    };
+    if (dataset.validation) {
+      const val = await evaluateSplit(trainer, dataset.validation, dataset.classNames.length);
+      record.valLoss = val.loss;
+      record.valAccuracy = val.accuracy;
+    }
+    history.push(record);
+    log.info({ event: 'epoch', epochs, ...record }, epochSummary(record, epochs));
+    if (stopper && stopper.update(record, () => readWeights(trainer.model))) {
+      const best = stopper.best!;
+      if (options.earlyStopping!.restoreBest) writeWeights(trainer.model, best.weights);
+      log.info(
+        { event: 'early_stop', epoch, monitor: stopper.monitor, best: best.value, bestEpoch: best.epoch, restored: options.earlyStopping!.restoreBest },
+        `early stop at epoch ${epoch}: ${stopper.monitor} best ${best.value.toFixed(4)} at epoch ${best.epoch}`,
+      );
+      return { history, steps: step, status: 'early_stopped', bestEpoch: best.epoch };
+    }
+  }
+  return { history, steps: step, status: 'completed', bestEpoch: stopper?.best?.epoch };
+}
+
+function epochSummary(r: EpochRecord, epochs: number): string {
+  const val = r.valLoss === undefined ? '' : ` - val_loss: ${r.valLoss.toFixed(4)} - val_accuracy: ${r.valAccuracy!.toFixed(4)}`;
+  return `epoch ${r.epoch}/${epochs} - ${r.seconds.toFixed(1)}s - loss: ${r.loss.toFixed(4)} - accuracy: ${r.accuracy.toFixed(4)}${val}`;
+}
+
+/** Keras' EarlyStopping: stop after `patience` epochs without improvement of the monitor. */
+class EarlyStopper {
+  readonly monitor: EarlyStoppingOptions['monitor'];
+  best: { value: number; epoch: number; weights: WeightSet } | undefined;
+  private wait = 0;
+
+  constructor(private readonly options: EarlyStoppingOptions) {
+    this.monitor = options.monitor;
+  }
+
+  /** Records an epoch; returns true when training should stop. */
+  update(record: EpochRecord, snapshot: () => WeightSet): boolean {
+    const value = this.monitor === 'val_loss' ? record.valLoss : record.valAccuracy;
+    if (value === undefined) return false;
+    const better =
+      this.best === undefined ||
+      (this.monitor === 'val_loss' ? value < this.best.value - this.options.minDelta : value > this.best.value + this.options.minDelta);
+    if (better) {
+      this.best = { value, epoch: record.epoch, weights: snapshot() };
+      this.wait = 0;
+      return false;
+    }
+    this.wait++;
+    return this.wait >= this.options.patience;
+  }
+}

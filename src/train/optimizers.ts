@@ -1,0 +1,202 @@
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import { WeightsError } from '../errors.ts';
+
+/** Optimizers as in Keras, with Keras' defaults. `momentum` is SGD with momentum 0.9. */
+export const optimizerSpecSchema = z.discriminatedUnion('name', [
+  z.strictObject({
+    name: z.literal('sgd'),
+    learningRate: z.number().positive().default(0.01),
+    momentum: z.number().min(0).lt(1).default(0),
+    nesterov: z.boolean().default(false),
+  }),
+  z.strictObject({
+    name: z.literal('momentum'),
+    learningRate: z.number().positive().default(0.01),
+    momentum: z.number().min(0).lt(1).default(0.9),
+    nesterov: z.boolean().default(false),
+  }),
+  z.strictObject({
+    name: z.literal('adam'),
+    learningRate: z.number().positive().default(0.001),
+    beta1: z.number().min(0).lt(1).default(0.9),
+    beta2: z.number().min(0).lt(1).default(0.999),
+    epsilon: z.number().positive().default(1e-7),
+  }),
+  z.strictObject({
+    name: z.literal('rmsprop'),
+    learningRate: z.number().positive().default(0.001),
+    rho: z.number().min(0).lt(1).default(0.9),
+    momentum: z.number().min(0).lt(1).default(0),
+    epsilon: z.number().positive().default(1e-7),
+  }),
+]);
+export type OptimizerSpec = z.infer<typeof optimizerSpecSchema>;
+
+/** A named slot of optimizer state, flat, for checkpoints and the wire. */
+export interface OptimizerSlot {
+  name: string;
+  values: Float32Array;
+}
+
+/**
+ * Applies gradients to variables. drover's own (not tf.train's) so its state is explicit,
+ * serialisable and the learning rate can change every step.
+ */
+export interface Optimizer {
+  readonly spec: OptimizerSpec;
+  /** Number of updates applied so far. */
+  readonly iterations: number;
+  /** One update: vars[i] -= f(grads[i]). Runs inside its own tidy; gradients are not disposed. */
+  apply(vars: readonly tf.Variable[], grads: readonly tf.Tensor[], learningRate: number): void;
+  /** State for a checkpoint: every slot, plus `iterations`. */
+  getState(): { iterations: number; slots: OptimizerSlot[] };
+  /** Restores state taken by getState on an optimizer for the same variables. */
+  setState(state: { iterations: number; slots: readonly OptimizerSlot[] }): void;
+  /** Creates the state slots for these variables now (apply does so lazily). */
+  bind(vars: readonly tf.Variable[]): void;
+  dispose(): void;
+}
+
+/** Creates the optimizer a spec describes. */
+export function createOptimizer(spec: OptimizerSpec): Optimizer {
+  return new SlotOptimizer(spec);
+}
+
+type SlotKind = 'velocity' | 'm' | 'v' | 'ms' | 'mom';
+
+function slotKinds(spec: OptimizerSpec): SlotKind[] {
+  switch (spec.name) {
+    case 'sgd':
+    case 'momentum':
+      return spec.momentum > 0 ? ['velocity'] : [];
+    case 'adam':
+      return ['m', 'v'];
+    case 'rmsprop':
+      return spec.momentum > 0 ? ['ms', 'mom'] : ['ms'];
+  }
+}
+
+class SlotOptimizer implements Optimizer {
+  private slots: Map<SlotKind, tf.Variable[]> | undefined;
+  private count = 0;
+
+  constructor(readonly spec: OptimizerSpec) {}
+
+  get iterations(): number {
+    return this.count;
+  }
+
+  apply(vars: readonly tf.Variable[], grads: readonly tf.Tensor[], learningRate: number): void {
+    if (vars.length !== grads.length) {
+      throw new WeightsError(`optimizer got ${grads.length} gradients for ${vars.length} variables`);
+    }
+    const slots = this.ensureSlots(vars);
+    this.count++;
+    const t = this.count;
+    const spec = this.spec;
+    tf.tidy(() => {
+      vars.forEach((variable, i) => {
+        const g = grads[i]!;
+        switch (spec.name) {
+          case 'sgd':
+          case 'momentum': {
+            if (spec.momentum === 0) {
+              variable.assign(tf.sub(variable, tf.mul(g, learningRate)));
+              break;
+            }
+            // Keras: v = m*v - lr*g; w += v (nesterov: w += m*v - lr*g).
+            const velocity = slots.get('velocity')![i]!;
+            const v = tf.sub(tf.mul(velocity, spec.momentum), tf.mul(g, learningRate));
+            velocity.assign(v);
+            const step = spec.nesterov ? tf.sub(tf.mul(v, spec.momentum), tf.mul(g, learningRate)) : v;
+            variable.assign(tf.add(variable, step));
+            break;
+          }
+          case 'adam': {
+            const m = slots.get('m')![i]!;
+            const v = slots.get('v')![i]!;
+            const mNew = tf.add(tf.mul(m, spec.beta1), tf.mul(g, 1 - spec.beta1));
+            const vNew = tf.add(tf.mul(v, spec.beta2), tf.mul(tf.square(g), 1 - spec.beta2));
+            m.assign(mNew);
+            v.assign(vNew);
+            const lrT = (learningRate * Math.sqrt(1 - spec.beta2 ** t)) / (1 - spec.beta1 ** t);
+            variable.assign(tf.sub(variable, tf.div(tf.mul(mNew, lrT), tf.add(tf.sqrt(vNew), spec.epsilon))));
+            break;
+          }
+          case 'rmsprop': {
+            const ms = slots.get('ms')![i]!;
+            const msNew = tf.add(tf.mul(ms, spec.rho), tf.mul(tf.square(g), 1 - spec.rho));
+            ms.assign(msNew);
+            const scaled = tf.div(tf.mul(g, learningRate), tf.add(tf.sqrt(msNew), spec.epsilon));
+            if (spec.momentum > 0) {
+              const mom = slots.get('mom')![i]!;
+              const momNew = tf.add(tf.mul(mom, spec.momentum), scaled);
+              mom.assign(momNew);
+              variable.assign(tf.sub(variable, momNew));
+            } else {
+              variable.assign(tf.sub(variable, scaled));
+            }
+            break;
+          }
+        }
+      });
+    });
+  }
+
+  getState(): { iterations: number; slots: OptimizerSlot[] } {
+    const out: OptimizerSlot[] = [];
+    for (const [kind, list] of this.slots ?? []) {
+      list.forEach((variable, i) => out.push({ name: `${kind}/${i}`, values: variable.dataSync() as Float32Array }));
+    }
+    return { iterations: this.count, slots: out };
+  }
+
+  setState(state: { iterations: number; slots: readonly OptimizerSlot[] }): void {
+    if (!this.slots) {
+      if (state.slots.length > 0) {
+        throw new WeightsError('optimizer state can be restored only after the optimizer has seen its variables (call bind first)');
+      }
+      this.count = state.iterations;
+      return;
+    }
+    const byName = new Map(state.slots.map((s) => [s.name, s.values]));
+    for (const [kind, list] of this.slots) {
+      list.forEach((variable, i) => {
+        const name = `${kind}/${i}`;
+        const values = byName.get(name);
+        if (!values) throw new WeightsError(`optimizer state lacks slot ${name}`);
+        if (values.length !== variable.size) {
+          throw new WeightsError(`optimizer slot ${name} has ${values.length} values, expected ${variable.size}`);
+        }
+        tf.tidy(() => variable.assign(tf.tensor(values, variable.shape, 'float32')));
+      });
+    }
+    this.count = state.iterations;
+  }
+
+  bind(vars: readonly tf.Variable[]): void {
+    this.ensureSlots(vars);
+  }
+
+  dispose(): void {
+    for (const list of this.slots?.values() ?? []) list.forEach((v) => v.dispose());
+    this.slots = undefined;
+  }
+
+  private ensureSlots(vars: readonly tf.Variable[]): Map<SlotKind, tf.Variable[]> {
+    if (this.slots) {
+      const first = this.slots.values().next().value as tf.Variable[] | undefined;
+      if (first && first.length !== vars.length) {
+        throw new WeightsError(`optimizer was built for ${first.length} variables, got ${vars.length}`);
+      }
+      return this.slots;
+    }
+    const slots = new Map<SlotKind, tf.Variable[]>();
+    for (const kind of slotKinds(this.spec)) {
+      slots.set(kind, vars.map((v) => tf.tidy(() => tf.variable(tf.zeros(v.shape), false))));
+    }
+    this.slots = slots;
+    return slots;
+  }
+}

@@ -1,0 +1,160 @@
+import * as tf from '@tensorflow/tfjs';
+import { TrainingError, WeightsError } from '../errors.ts';
+import type { Batch } from '../data/types.ts';
+import type { WeightEntry } from '../model/weights.ts';
+import { assertFinite, weightManifest } from '../model/weights.ts';
+import type { Optimizer, OptimizerSpec } from './optimizers.ts';
+import { createOptimizer } from './optimizers.ts';
+
+/** Loss (mean over the batch), number of correct top-1 predictions, and batch size. */
+export interface StepMetrics {
+  loss: number;
+  correct: number;
+  n: number;
+}
+
+/** Gradients of the mean loss over one batch, one flat array per trainable weight. */
+export interface GradientResult extends StepMetrics {
+  grads: Float32Array[];
+}
+
+/** Per-sample class probabilities and the batch metrics (evaluation, confusion matrices). */
+export interface PredictionResult extends StepMetrics {
+  predicted: Int32Array;
+}
+
+export interface TrainerOptions {
+  optimizer: OptimizerSpec;
+}
+
+const LOG_EPSILON = 1e-7;
+
+type TrainableVariable = { originalName: string; name: string; shape: number[]; read(): tf.Variable };
+
+/**
+ * The unit of work the distributed layer reuses: loss, correct count and gradients for a
+ * batch on the current weights, and updates from (averaged) gradients. All tensor work of a
+ * call happens synchronously inside one tidy, so nothing leaks between steps.
+ */
+export class Trainer {
+  readonly optimizer: Optimizer;
+  private readonly trainable: TrainableVariable[];
+  /** Manifest of the trainable weights, in gradient order. */
+  readonly gradientManifest: WeightEntry[];
+
+  constructor(
+    readonly model: tf.LayersModel,
+    options: TrainerOptions,
+  ) {
+    this.optimizer = createOptimizer(options.optimizer);
+    this.trainable = model.trainableWeights as unknown as TrainableVariable[];
+    this.gradientManifest = weightManifest(model).filter((w) => w.trainable);
+    if (this.trainable.length === 0) throw new TrainingError('the model has no trainable weights');
+  }
+
+  /** Loss, correct count and gradients of the mean loss, as flat arrays (for the wire). */
+  computeGradients(batch: Batch): GradientResult {
+    return tf.tidy(() => {
+      const { loss, correct, grads } = this.gradientTensors(batch);
+      const correctCount = readAndDispose(correct);
+      return {
+        loss: checkLoss(loss.dataSync()[0]!),
+        correct: correctCount,
+        n: batch.n,
+        grads: grads.map((g) => g.dataSync() as Float32Array),
+      };
+    });
+  }
+
+  /**
+   * Applies gradients (already averaged over the global batch) with the optimizer. Each array
+   * is checked for size and finiteness first; a bad one throws before any weight changes.
+   */
+  applyGradients(grads: readonly Float32Array[], learningRate: number): void {
+    if (grads.length !== this.trainable.length) {
+      throw new WeightsError(`got ${grads.length} gradients for ${this.trainable.length} trainable weights`);
+    }
+    grads.forEach((g, i) => {
+      const entry = this.gradientManifest[i]!;
+      const size = entry.shape.reduce((a, b) => a * b, 1);
+      if (g.length !== size) throw new WeightsError(`gradient ${i} (${entry.name}) has ${g.length} values, expected ${size}`);
+      assertFinite(g, `gradient ${i} (${entry.name})`);
+    });
+    tf.tidy(() => {
+      const tensors = grads.map((g, i) => tf.tensor(g, this.gradientManifest[i]!.shape, 'float32'));
+      this.optimizer.apply(this.variables(), tensors, learningRate);
+    });
+  }
+
+  /** One local step: gradients and update without leaving tensor land (single process). */
+  trainStep(batch: Batch, learningRate: number): StepMetrics {
+    return tf.tidy(() => {
+      const { loss, correct, grads } = this.gradientTensors(batch);
+      const correctCount = readAndDispose(correct);
+      const lossValue = checkLoss(loss.dataSync()[0]!);
+      this.optimizer.apply(this.variables(), grads, learningRate);
+      return { loss: lossValue, correct: correctCount, n: batch.n };
+    });
+  }
+
+  /** Loss and correct count in inference mode, plus the predicted class of each sample. */
+  evaluate(batch: Batch): PredictionResult {
+    return tf.tidy(() => {
+      const x = tf.tensor4d(batch.x, [batch.n, ...batch.shape]);
+      const probs = this.model.apply(x, { training: false }) as tf.Tensor2D;
+      const loss = crossEntropy(probs, batch.y);
+      const predicted = tf.argMax(probs, 1);
+      const correct = tf.sum(tf.cast(tf.equal(predicted, tf.tensor1d(batch.y, 'int32')), 'int32'));
+      return {
+        loss: loss.dataSync()[0]!,
+        correct: correct.dataSync()[0]!,
+        n: batch.n,
+        predicted: predicted.dataSync() as Int32Array,
+      };
+    });
+  }
+
+  private variables(): tf.Variable[] {
+    return this.trainable.map((w) => w.read());
+  }
+
+  private gradientTensors(batch: Batch): { loss: tf.Scalar; correct: tf.Scalar; grads: tf.Tensor[] } {
+    if (batch.n === 0) throw new TrainingError('cannot compute gradients of an empty batch');
+    const x = tf.tensor4d(batch.x, [batch.n, ...batch.shape]);
+    const labels = tf.tensor1d(batch.y, 'int32');
+    // Kept out of variableGrads' scope: the caller must read it with readAndDispose.
+    let correct: tf.Scalar | undefined;
+    const vars = this.variables();
+    const { value, grads } = tf.variableGrads(() => {
+      const probs = this.model.apply(x, { training: true }) as tf.Tensor2D;
+      correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, 1), labels), 'int32')) as tf.Scalar);
+      let loss: tf.Tensor = crossEntropy(probs, batch.y);
+      // Regularisation penalties (L2 on kernels) of the layers, as Keras adds them.
+      for (const penalty of this.model.calculateLosses()) loss = tf.add(loss, penalty);
+      return loss as tf.Scalar;
+    }, vars);
+    // variableGrads returns a map keyed by variable name; keep the trainable-weights order.
+    return { loss: value, correct: correct!, grads: vars.map((v) => grads[v.name]!) };
+  }
+}
+
+/** Mean sparse categorical cross-entropy of softmax outputs (clipped as Keras does). */
+function crossEntropy(probs: tf.Tensor2D, labels: Int32Array): tf.Scalar {
+  const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), probs.shape[1]);
+  const picked = tf.sum(tf.mul(probs, oneHot), 1);
+  return tf.neg(tf.mean(tf.log(tf.clipByValue(picked, LOG_EPSILON, 1)))) as tf.Scalar;
+}
+
+/** Reads a scalar kept out of a gradient tape, and releases it. */
+function readAndDispose(scalar: tf.Scalar): number {
+  const value = scalar.dataSync()[0]!;
+  scalar.dispose();
+  return value;
+}
+
+function checkLoss(loss: number): number {
+  if (!Number.isFinite(loss)) {
+    throw new TrainingError(`loss is ${loss}: training diverged (lower the learning rate, check the input scaling)`);
+  }
+  return loss;
+}

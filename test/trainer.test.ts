@@ -1,0 +1,106 @@
+import test from 'ava';
+import * as tf from '@tensorflow/tfjs';
+import { initBackend } from '../src/model/backend.ts';
+import { buildScratchModel } from '../src/model/build.ts';
+import { readWeights, writeWeights } from '../src/model/weights.ts';
+import { Trainer } from '../src/train/trainer.ts';
+import { optimizerSpecSchema } from '../src/train/optimizers.ts';
+import { WeightsError } from '../src/errors.ts';
+import type { LayerSpecInput } from '../src/model/layer-spec.ts';
+import { learnableBatch } from './helpers/batches.ts';
+
+test.before(async () => {
+  await initBackend('wasm');
+});
+
+const adam = optimizerSpecSchema.parse({ name: 'adam', learningRate: 0.01 });
+// Batch norm included: its moving statistics are non-trainable weights that must travel too.
+const mlp: LayerSpecInput[] = [{ type: 'flatten' }, { type: 'dense', units: 16 }, { type: 'batchNorm' }, { type: 'dense', units: 8 }];
+
+function makeTrainer(seed = 3): Trainer {
+  return new Trainer(buildScratchModel({ layers: mlp, inputShape: [4, 4, 1], classes: 3, seed, l2: 1e-3 }), { optimizer: adam });
+}
+
+function dispose(trainer: Trainer): void {
+  trainer.model.dispose();
+  trainer.optimizer.dispose();
+}
+
+test('computeGradients + applyGradients gives the same update as trainStep', (t) => {
+  const a = makeTrainer();
+  const b = makeTrainer();
+  t.teardown(() => [a, b].forEach(dispose));
+  for (let step = 0; step < 5; step++) {
+    const batch = learnableBatch(16, [4, 4, 1], 3, step);
+    const local = a.trainStep(batch, 0.01);
+    const remote = b.computeGradients(batch);
+    b.applyGradients(remote.grads, 0.01);
+    t.true(Math.abs(local.loss - remote.loss) < 1e-5);
+    t.is(local.correct, remote.correct);
+  }
+  const wa = readWeights(a.model);
+  const wb = readWeights(b.model);
+  wa.values.forEach((values, i) => {
+    const other = wb.values[i]!;
+    values.forEach((v, j) => t.true(Math.abs(v - other[j]!) <= 1e-5 * Math.max(1, Math.abs(v)), `${wa.manifest[i]!.name}[${j}]`));
+  });
+});
+
+test('many training steps leave tf.memory().numTensors flat and the loss falls', (t) => {
+  const trainer = makeTrainer();
+  t.teardown(() => dispose(trainer));
+  const batch = learnableBatch(32, [4, 4, 1], 3, 42);
+  const first = trainer.trainStep(batch, 0.01);
+  const tensorsAfterFirst = tf.memory().numTensors;
+  let last = first;
+  for (let i = 0; i < 150; i++) last = trainer.trainStep(batch, 0.01);
+  for (let i = 0; i < 20; i++) trainer.evaluate(batch);
+  for (let i = 0; i < 20; i++) trainer.applyGradients(trainer.computeGradients(batch).grads, 0.01);
+  t.is(tf.memory().numTensors, tensorsAfterFirst);
+  t.true(last.loss < first.loss * 0.5, `loss ${first.loss} -> ${last.loss}`);
+  t.is(trainer.evaluate(batch).correct, 32);
+});
+
+test('weights round-trip as flat arrays with a manifest, batch-norm statistics included', (t) => {
+  const source = makeTrainer(1);
+  const target = makeTrainer(2);
+  t.teardown(() => [source, target].forEach(dispose));
+  const batch = learnableBatch(16, [4, 4, 1], 3, 7);
+  for (let i = 0; i < 3; i++) source.trainStep(batch, 0.01);
+  const set = readWeights(source.model);
+  const names = set.manifest.map((w) => w.name);
+  t.true(names.includes('batch_norm_1/moving_mean'));
+  t.false(set.manifest.find((w) => w.name === 'batch_norm_1/moving_mean')!.trainable);
+  t.true(set.manifest.find((w) => w.name === 'dense_1/kernel')!.trainable);
+  t.deepEqual(set.manifest.find((w) => w.name === 'dense_1/kernel')!.shape, [16, 16]);
+  writeWeights(target.model, set);
+  const a = source.evaluate(batch);
+  const b = target.evaluate(batch);
+  t.deepEqual(Array.from(b.predicted), Array.from(a.predicted));
+  t.true(Math.abs(a.loss - b.loss) < 1e-6);
+});
+
+test('a NaN or mis-sized gradient is refused before any weight changes', (t) => {
+  const trainer = makeTrainer();
+  t.teardown(() => dispose(trainer));
+  // A training-mode forward pass moves batch-norm statistics: snapshot after it.
+  const grads = trainer.computeGradients(learnableBatch(8, [4, 4, 1], 3, 1)).grads;
+  const before = readWeights(trainer.model).values.map((v) => Array.from(v));
+  const poisoned = grads.map((g) => g.slice());
+  poisoned[poisoned.length - 1]![0] = Number.NaN;
+  t.throws(() => trainer.applyGradients(poisoned, 0.01), { instanceOf: WeightsError, message: /classifier\/bias.*NaN/ });
+  const short = grads.map((g) => g.slice());
+  short[0] = short[0]!.subarray(1);
+  t.throws(() => trainer.applyGradients(short, 0.01), { instanceOf: WeightsError, message: /expected 256/ });
+  t.throws(() => trainer.applyGradients(grads.slice(1), 0.01), { instanceOf: WeightsError });
+  const after = readWeights(trainer.model).values.map((v) => Array.from(v));
+  t.deepEqual(after, before);
+  t.is(trainer.optimizer.iterations, 0);
+});
+
+test('writeWeights refuses a weight set from another model', (t) => {
+  const trainer = makeTrainer();
+  const other = new Trainer(buildScratchModel({ layers: [{ type: 'flatten' }], inputShape: [4, 4, 1], classes: 3 }), { optimizer: adam });
+  t.teardown(() => [trainer, other].forEach(dispose));
+  t.throws(() => writeWeights(trainer.model, readWeights(other.model)), { instanceOf: WeightsError });
+});
