@@ -104,3 +104,17 @@ test('writeWeights refuses a weight set from another model', (t) => {
   t.teardown(() => [trainer, other].forEach(dispose));
   t.throws(() => writeWeights(trainer.model, readWeights(other.model)), { instanceOf: WeightsError });
 });
+
+test('the L2 penalty on kernels is part of the training loss and its gradient', (t) => {
+  const plain = new Trainer(buildScratchModel({ layers: mlp, inputShape: [4, 4, 1], classes: 3, seed: 9, l2: 0 }), { optimizer: adam });
+  const l2 = new Trainer(buildScratchModel({ layers: mlp, inputShape: [4, 4, 1], classes: 3, seed: 9, l2: 0.5 }), { optimizer: adam });
+  t.teardown(() => [plain, l2].forEach(dispose));
+  const batch = learnableBatch(8, [4, 4, 1], 3, 3);
+  const a = plain.computeGradients(batch);
+  const b = l2.computeGradients(batch);
+  // 0.5 * sum(w^2) over three kernels of glorot-initialised weights: clearly above zero.
+  t.true(b.loss > a.loss + 0.5, `${a.loss} vs ${b.loss}`);
+  t.notDeepEqual(Array.from(a.grads[0]!.slice(0, 8)), Array.from(b.grads[0]!.slice(0, 8)));
+  // Evaluation reports the data loss alone, as Keras does.
+  t.true(Math.abs(plain.evaluate(batch).loss - l2.evaluate(batch).loss) < 1e-5);
+});

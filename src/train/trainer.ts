@@ -130,7 +130,7 @@ export class Trainer {
       correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, 1), labels), 'int32')) as tf.Scalar);
       let loss: tf.Tensor = crossEntropy(probs, batch.y);
       // Regularisation penalties (L2 on kernels) of the layers, as Keras adds them.
-      for (const penalty of this.model.calculateLosses()) loss = tf.add(loss, penalty);
+      for (const penalty of regularizationLosses(this.model)) loss = tf.add(loss, penalty);
       return loss as tf.Scalar;
     }, vars);
     // variableGrads returns a map keyed by variable name; keep the trainable-weights order.
@@ -143,6 +143,14 @@ function crossEntropy(probs: tf.Tensor2D, labels: Int32Array): tf.Scalar {
   const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), probs.shape[1]);
   const picked = tf.sum(tf.mul(probs, oneHot), 1);
   return tf.neg(tf.mean(tf.log(tf.clipByValue(picked, LOG_EPSILON, 1)))) as tf.Scalar;
+}
+
+/**
+ * Penalties (L2 on kernels) of every layer. Asked of each layer, because a Sequential's own
+ * calculateLosses() walks an empty node map and returns none.
+ */
+export function regularizationLosses(model: tf.LayersModel): tf.Scalar[] {
+  return model.layers.flatMap((layer) => layer.calculateLosses());
 }
 
 /** Reads a scalar kept out of a gradient tape, and releases it. */
