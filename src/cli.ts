@@ -1,8 +1,13 @@
+import { once } from 'node:events';
+import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DroverError } from './errors.ts';
 import { loadJobFile, parseJob, type Job } from './config/job.ts';
 import { BACKEND_CHOICES } from './model/backend.ts';
-import { createLogger, type Logger } from './telemetry/logger.ts';
+import type { Logger } from './telemetry/logger.ts';
+import { createRunFeed } from './telemetry/feed.ts';
+import { DEFAULT_DASHBOARD_PORT, startDashboard, type Dashboard } from './telemetry/dashboard.ts';
+import { writeReport } from './telemetry/report.ts';
 import { runJob } from './train/run-job.ts';
 
 function positiveInt(value: string): number {
@@ -11,11 +16,19 @@ function positiveInt(value: string): number {
   return n;
 }
 
+function port(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new InvalidArgumentError(`expected a port number 0-65535, got "${value}"`);
+  return n;
+}
+
 interface TrainFlags {
   config?: string;
   backend?: string;
   epochs?: number;
   batchSize?: number;
+  log?: string;
+  dashboard?: boolean | number;
 }
 
 /** Applies command-line overrides on top of the job file, then validates the result once. */
@@ -34,7 +47,7 @@ function interruptSignal(log: Logger): AbortSignal {
   const controller = new AbortController();
   process.on('SIGINT', () => {
     if (controller.signal.aborted) process.exit(130);
-    log.warn({ event: 'interrupt' }, 'interrupted: stopping after the current step (Ctrl-C again to quit now)');
+    log.warn('interrupted: stopping after the current step (Ctrl-C again to quit now)');
     controller.abort();
   });
   return controller.signal;
@@ -52,10 +65,46 @@ export function buildProgram(): Command {
     .addOption(new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES as unknown as string[]))
     .option('--epochs <n>', 'number of epochs', positiveInt)
     .option('--batch-size <n>', 'global batch size', positiveInt)
+    .option('--log <file>', 'also write the JSON event log here (default with --dashboard: runs/<job>/run.jsonl)')
+    .option('--dashboard [port]', `serve the live dashboard (default port ${DEFAULT_DASHBOARD_PORT})`, port)
     .action(async (flags: TrainFlags) => {
-      const log = createLogger();
       const job = await resolveJob(flags);
-      await runJob(job, { log, signal: interruptSignal(log) });
+      const logFile = flags.log ?? (flags.dashboard !== undefined ? path.join(job.output.dir ?? path.join('runs', job.name), 'run.jsonl') : undefined);
+      const feed = await createRunFeed({ logFile });
+      let dashboard: Dashboard | undefined;
+      try {
+        if (flags.dashboard !== undefined && logFile) {
+          dashboard = await startDashboard({ logPath: logFile, port: typeof flags.dashboard === 'number' ? flags.dashboard : DEFAULT_DASHBOARD_PORT });
+          feed.logger.info({ url: dashboard.url }, `dashboard: ${dashboard.url}`);
+        }
+        await runJob(job, { log: feed.logger, signal: interruptSignal(feed.logger) });
+      } finally {
+        await dashboard?.close();
+        await feed.close();
+      }
+    });
+
+  program
+    .command('dashboard')
+    .description('serve a web page that follows a run log live (or shows a finished one)')
+    .requiredOption('--log <file>', 'the JSON event log of a run')
+    .option('--port <n>', 'port (0 = any free port)', port, DEFAULT_DASHBOARD_PORT)
+    .option('--host <address>', 'interface to listen on', '127.0.0.1')
+    .action(async (flags: { log: string; port: number; host: string }) => {
+      const dashboard = await startDashboard({ logPath: flags.log, port: flags.port, host: flags.host });
+      process.stdout.write(`dashboard: ${dashboard.url} (Ctrl-C to stop)\n`);
+      await once(process, 'SIGINT');
+      await dashboard.close();
+    });
+
+  program
+    .command('report <log>')
+    .description('write learning curves and the confusion matrix of a run as PNG and SVG')
+    .requiredOption('--out <dir>', 'output folder')
+    .action(async (log: string, flags: { out: string }) => {
+      const report = await writeReport({ logPath: log, outDir: flags.out });
+      for (const file of report.files) process.stdout.write(`${file}\n`);
+      for (const skip of report.skipped) process.stderr.write(`skipped ${skip.figure}: ${skip.reason}\n`);
     });
 
   return program;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import { BackendError } from '../errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { silentLogger } from '../telemetry/logger.ts';
+import { logEvent } from '../telemetry/events.ts';
 import { registerWasmKernels } from './wasm-kernels/index.ts';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
@@ -90,7 +91,7 @@ async function activate(name: string): Promise<void> {
 
 function announce(info: BackendInfo, log: Logger): BackendInfo {
   active = info;
-  log.info({ event: 'backend', backend: info.name, description: info.description, reason: info.reason }, `compute backend: ${info.description}`);
+  logEvent(log, 'backend', { backend: info.name, description: info.description, reason: info.reason }, `compute backend: ${info.description}`);
   return info;
 }
 

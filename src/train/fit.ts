@@ -1,4 +1,5 @@
 import type { Logger } from '../telemetry/logger.ts';
+import { logEvent } from '../telemetry/events.ts';
 import type { Batch, Dataset } from '../data/types.ts';
 import { Sampler } from '../data/sampler.ts';
 import type { WeightSet } from '../model/weights.ts';
@@ -66,7 +67,7 @@ export async function fit(options: FitOptions): Promise<FitResult> {
   };
 
   for (let epoch = 1; epoch <= epochs; epoch++) {
-    log.info({ event: 'epoch_start', epoch, epochs, steps: stepsPerEpoch }, `epoch ${epoch}/${epochs}`);
+    logEvent(log, 'epoch_start', { epoch, epochs, steps: stepsPerEpoch }, `epoch ${epoch}/${epochs}`);
     const started = performance.now();
     let lossSum = 0;
     let correct = 0;
@@ -95,8 +96,7 @@ export async function fit(options: FitOptions): Promise<FitResult> {
       windowCompute += done - computeStart;
       if (inEpoch % options.logEvery === 0 || inEpoch === stepsPerEpoch) {
         const steps = inEpoch % options.logEvery || options.logEvery;
-        log.info({
-          event: 'step',
+        logEvent(log, 'step', {
           epoch,
           step,
           stepInEpoch: inEpoch,
@@ -116,7 +116,7 @@ export async function fit(options: FitOptions): Promise<FitResult> {
         windowCompute = 0;
       }
       if (options.signal?.aborted) {
-        log.warn({ event: 'stopping', step }, 'stop requested: finishing after this step');
+        log.warn({ step }, 'stop requested: finished the current step');
         return { history, steps: step, status: 'stopped' };
       }
     }
@@ -135,12 +135,14 @@ export async function fit(options: FitOptions): Promise<FitResult> {
       record.valAccuracy = val.accuracy;
     }
     history.push(record);
-    log.info({ event: 'epoch', epochs, ...record }, epochSummary(record, epochs));
+    logEvent(log, 'epoch', { epochs, ...record }, epochSummary(record, epochs));
     if (stopper && stopper.update(record, () => readWeights(trainer.model))) {
       const best = stopper.best!;
       if (options.earlyStopping!.restoreBest) writeWeights(trainer.model, best.weights);
-      log.info(
-        { event: 'early_stop', epoch, monitor: stopper.monitor, best: best.value, bestEpoch: best.epoch, restored: options.earlyStopping!.restoreBest },
+      logEvent(
+        log,
+        'early_stop',
+        { epoch, monitor: stopper.monitor, best: best.value, bestEpoch: best.epoch, restored: options.earlyStopping!.restoreBest },
         `early stop at epoch ${epoch}: ${stopper.monitor} best ${best.value.toFixed(4)} at epoch ${best.epoch}`,
       );
       return { history, steps: step, status: 'early_stopped', bestEpoch: best.epoch };

@@ -8,6 +8,7 @@ import { initBackend } from '../model/backend.ts';
 import { buildScratchModel, countParams } from '../model/build.ts';
 import { PRESETS, type PresetName } from '../model/presets.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { logEvent } from '../telemetry/events.ts';
 import { evaluateSplit, type Evaluation } from './evaluate.ts';
 import { fit, type FitResult } from './fit.ts';
 import { Trainer } from './trainer.ts';
@@ -29,7 +30,7 @@ export async function openJobDataset(spec: DataSpec, log: Logger): Promise<Datas
     case 'default': {
       if (await exists(FASHION_MNIST_DIR)) return openIdxDataset({ dir: FASHION_MNIST_DIR, name: 'fashion-mnist' });
       log.info(
-        { event: 'data_default', reason: `${FASHION_MNIST_DIR} not found (apt-get install dataset-fashion-mnist)` },
+        { reason: `${FASHION_MNIST_DIR} not found (apt-get install dataset-fashion-mnist)` },
         'Fashion-MNIST is not installed: training on generated shapes instead',
       );
       return openShapesDataset({ perClass: 300, size: 32 });
@@ -67,9 +68,10 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
     });
     const trainer = new Trainer(model, { optimizer: job.train.optimizer });
     const stepsPerEpoch = Math.ceil(dataset.train.length / job.train.batchSize);
-    log.info(
+    logEvent(
+      log,
+      'job_start',
       {
-        event: 'job_start',
         job: job.name,
         mode: 'single',
         backend: backend.description,
@@ -102,14 +104,18 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
     let test: Evaluation | undefined;
     if (dataset.test && result.status !== 'stopped') {
       test = await evaluateSplit(trainer, dataset.test, dataset.classNames.length);
-      log.info(
-        { event: 'evaluation', split: 'test', loss: test.loss, accuracy: test.accuracy, n: test.n, classNames: dataset.classNames, confusion: test.confusion },
+      logEvent(
+        log,
+        'evaluation',
+        { split: 'test', loss: test.loss, accuracy: test.accuracy, n: test.n, classNames: dataset.classNames, confusion: test.confusion },
         `test accuracy ${(test.accuracy * 100).toFixed(2)} % on ${test.n} samples`,
       );
     }
     const seconds = (performance.now() - started) / 1000;
-    log.info(
-      { event: 'job_end', status: result.status === 'stopped' ? 'stopped' : 'completed', epochs: result.history.length, steps: result.steps, seconds, testAccuracy: test?.accuracy },
+    logEvent(
+      log,
+      'job_end',
+      { status: result.status === 'stopped' ? 'stopped' : 'completed', epochs: result.history.length, steps: result.steps, seconds, testAccuracy: test?.accuracy },
       `job ${job.name} ${result.status} in ${seconds.toFixed(1)} s`,
     );
     return { fit: result, test, seconds };

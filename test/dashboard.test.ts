@@ -1,0 +1,233 @@
+import test from 'ava';
+import type { ExecutionContext } from 'ava';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { ConfigError } from '../src/errors.ts';
+import { startDashboard } from '../src/telemetry/dashboard.ts';
+import type { Dashboard } from '../src/telemetry/dashboard.ts';
+import { appendRunLog, syntheticRunEvents, writeRunLog } from './helpers/run-log.ts';
+
+const CHROMIUM = process.env.DROVER_CHROMIUM ?? '/usr/bin/chromium';
+const WAIT_MS = 20_000;
+
+async function tempDir(t: ExecutionContext): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), 'drover-dashboard-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+async function dashboard(t: ExecutionContext, logPath: string): Promise<Dashboard> {
+  const d = await startDashboard({ logPath, port: 0, pollMs: 50 });
+  t.teardown(() => d.close());
+  return d;
+}
+
+/** Reads Server-Sent Events from the stream endpoint, one `update` at a time. */
+async function openStream(t: ExecutionContext, url: string) {
+  const controller = new AbortController();
+  t.teardown(() => controller.abort());
+  const response = await fetch(new URL('api/stream', url), { signal: controller.signal });
+  t.is(response.headers.get('content-type'), 'text/event-stream; charset=utf-8');
+  const reader = response.body!.getReader();
+  const decoder = new TextDecoder();
+  let buffer = '';
+  return {
+    async next(): Promise<{ event: string; data: any }> {
+      const deadline = Date.now() + WAIT_MS;
+      for (;;) {
+        const end = buffer.indexOf('\n\n');
+        if (end !== -1) {
+          const block = buffer.slice(0, end);
+          buffer = buffer.slice(end + 2);
+          const event = /^event: (.*)$/m.exec(block)?.[1];
+          const data = /^data: (.*)$/m.exec(block)?.[1];
+          if (event && data) return { event, data: JSON.parse(data) };
+          continue;
+        }
+        if (Date.now() > deadline) throw new Error('no event in time');
+        const { value, done } = await reader.read();
+        if (done) throw new Error('stream ended');
+        buffer += decoder.decode(value, { stream: true });
+      }
+    },
+    /** Next update that satisfies `match`, skipping others. */
+    async until(match: (data: any) => boolean): Promise<any> {
+      for (;;) {
+        const { event, data } = await this.next();
+        if (event === 'update' && match(data)) return data;
+      }
+    },
+  };
+}
+
+test('serves the page, its script, the charting library from node_modules and the chart specs', async (t) => {
+  const dir = await tempDir(t);
+  const d = await dashboard(t, join(dir, 'run.jsonl'));
+  t.regex(d.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+  const page = await fetch(d.url);
+  t.is(page.status, 200);
+  t.regex(page.headers.get('content-type')!, /text\/html/);
+  const html = await page.text();
+  for (const src of ['vendor/vega.min.js', 'vendor/vega-lite.min.js', 'dashboard.js', 'dashboard.css']) t.true(html.includes(src), src);
+  for (const path of ['vendor/vega.min.js', 'vendor/vega-lite.min.js', 'dashboard.js']) {
+    const response = await fetch(new URL(path, d.url));
+    t.is(response.status, 200, path);
+    t.regex(response.headers.get('content-type')!, /javascript/);
+    t.true((await response.text()).length > 1000, path);
+  }
+  const charts = (await (await fetch(new URL('api/charts', d.url))).json()) as { charts: { name: string; dataset: string; spec: Record<string, unknown> }[] };
+  t.deepEqual(
+    charts.charts.map((c) => c.name),
+    ['epoch-loss', 'epoch-accuracy', 'step-loss', 'throughput', 'step-time', 'membership', 'confusion'],
+  );
+  t.is((await fetch(new URL('nope', d.url))).status, 404);
+  t.is((await fetch(new URL('../../etc/passwd', d.url))).status, 404);
+  t.is((await fetch(d.url, { method: 'POST' })).status, 405);
+});
+
+test('the stream sends the log reduced to chart rows, then what is appended, and resets on truncation', async (t) => {
+  const dir = await tempDir(t);
+  const logPath = join(dir, 'run.jsonl');
+  const events = syntheticRunEvents({ epochs: 2, stepsPerEpoch: 6 });
+  const half = events.findIndex((e) => e.event === 'epoch_start' && e.epoch === 2);
+  await writeRunLog(logPath, events.slice(0, half));
+  const d = await dashboard(t, logPath);
+  const stream = await openStream(t, d.url);
+
+  const first = await stream.next();
+  t.is(first.event, 'update');
+  t.true(first.data.reset, 'the first message resets the page');
+  const loaded = await stream.until((u) => u.sizes.steps === 6);
+  t.is(loaded.sizes.epochs, 2);
+  t.is(loaded.summary.status, 'running');
+
+  await appendRunLog(logPath, events.slice(half));
+  const done = await stream.until((u) => u.summary.status === 'completed');
+  t.is(done.sizes.steps, 12);
+  t.is(done.sizes.confusion, 100);
+  t.false(done.reset);
+
+  await truncate(logPath, 0);
+  await appendRunLog(logPath, events.slice(0, 3));
+  const reset = await stream.until((u) => u.reset);
+  t.true(reset.sizes.steps < 12);
+});
+
+test('close ends open streams and stops listening; a busy port is a clear error', async (t) => {
+  const dir = await tempDir(t);
+  const d = await startDashboard({ logPath: join(dir, 'run.jsonl'), port: 0 });
+  const stream = await openStream(t, d.url);
+  t.is((await stream.next()).event, 'update');
+  await d.close();
+  await t.throwsAsync(stream.until(() => false), { message: /stream ended|terminated/ });
+  await t.throwsAsync(fetch(d.url));
+
+  const blocker = createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => blocker.close(() => resolve())));
+  const port = (blocker.address() as { port: number }).port;
+  const busy = await t.throwsAsync(startDashboard({ logPath: 'x', port }), { instanceOf: ConfigError });
+  t.is((busy as ConfigError).field, 'port');
+  const bad = await t.throwsAsync(startDashboard({ logPath: 'x', port: 70000 }), { instanceOf: ConfigError });
+  t.is((bad as ConfigError).field, 'port');
+});
+
+// ---- In a real browser: Debian's chromium driven by playwright-core. ----
+
+let browser: Browser | undefined;
+
+test.before(async () => {
+  if (!existsSync(CHROMIUM)) return;
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+test.after.always(async () => {
+  await browser?.close();
+});
+
+/** Opens the page; `errors` collects what the page logs as errors or throws. */
+async function openPage(t: ExecutionContext, url: string): Promise<{ page: Page; errors: string[] }> {
+  if (!browser) throw new Error(`chromium not found at ${CHROMIUM}: install Debian's chromium (apt-get install chromium) or set DROVER_CHROMIUM`);
+  const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
+  t.teardown(() => page.close());
+  const errors: string[] = [];
+  page.on('pageerror', (error) => errors.push(error.message));
+  page.on('console', (message) => {
+    if (message.type() === 'error') errors.push(message.text());
+  });
+  await page.goto(url);
+  return { page, errors };
+}
+
+/** Marks Vega drew into a chart: line paths with many points, or rect cells. */
+async function marks(page: Page, chart: string, selector: string): Promise<{ count: number; longest: number }> {
+  return page.$$eval(`#chart-${chart} svg ${selector}`, (paths) => ({
+    count: paths.length,
+    longest: Math.max(0, ...paths.map((p) => (p.getAttribute('d') ?? '').split(/[LM]/).length)),
+  }));
+}
+
+test.serial('in Chromium the page draws the curves of a live run and follows appended events', async (t) => {
+  const dir = await tempDir(t);
+  const logPath = join(dir, 'run.jsonl');
+  const events = syntheticRunEvents({ epochs: 4, stepsPerEpoch: 30 });
+  const cut = events.findIndex((e) => e.event === 'epoch_start' && e.epoch === 3);
+  await writeRunLog(logPath, events.slice(0, cut));
+  const d = await dashboard(t, logPath);
+  const { page, errors } = await openPage(t, d.url);
+
+  // Two epochs in: two points per split on the epoch curves, 60 steps on the step chart.
+  await page.waitForSelector('#card-epoch-loss[data-points="4"]', { timeout: WAIT_MS });
+  await page.waitForSelector('body[data-step="60"]', { timeout: WAIT_MS });
+  t.is(await page.getAttribute('#card-step-loss', 'data-points'), '60');
+  t.is(await page.textContent('#status'), 'running');
+  t.is(await page.textContent('#tile-epoch'), '2 / 4');
+  t.is(await page.textContent('#tile-step'), '60');
+  const epochLines = await marks(page, 'epoch-loss', 'g.mark-line.role-mark path');
+  t.is(epochLines.count, 2, 'a train and a validation line');
+  t.true(epochLines.longest >= 2);
+  const stepLine = await marks(page, 'step-loss', 'g.mark-line.role-mark path');
+  t.true(stepLine.longest >= 60, `step loss line has ${stepLine.longest} points`);
+  const areas = await marks(page, 'step-time', 'g.mark-area.role-mark path');
+  t.is(areas.count, 4, 'one area per phase');
+  const members = await marks(page, 'membership', 'g.mark-rect.role-mark path');
+  t.is(members.count, 4, 'three workers, one of them twice after its failure');
+  t.is(await page.getAttribute('#card-confusion', 'data-points'), '0');
+  t.true(await page.$eval('#card-confusion', (el) => el.classList.contains('empty')));
+
+  await appendRunLog(logPath, events.slice(cut));
+  await page.waitForSelector('body[data-status="completed"]', { timeout: WAIT_MS });
+  await page.waitForSelector('#card-epoch-loss[data-points="8"]', { timeout: WAIT_MS });
+  t.is(await page.getAttribute('#card-step-loss', 'data-points'), '120');
+  t.is(await page.textContent('#tile-epoch'), '4 / 4');
+  t.is(await page.textContent('#status'), 'completed');
+  t.true((await marks(page, 'epoch-loss', 'g.mark-line.role-mark path')).longest >= 4);
+  t.true((await marks(page, 'step-loss', 'g.mark-line.role-mark path')).longest >= 120);
+  t.is((await marks(page, 'confusion', 'g.mark-rect.role-mark path')).count, 100, 'a 10 x 10 confusion matrix');
+  t.regex((await page.textContent('#notices'))!, /The job completed\. Test accuracy 9\d\.\d\d%/);
+  await page.screenshot({ path: join(tmpdir(), 'drover-dashboard.png'), fullPage: true });
+  t.deepEqual(errors, [], 'no errors in the page');
+});
+
+test.serial('in Chromium the page waits for a log that does not exist yet', async (t) => {
+  const dir = await tempDir(t);
+  const logPath = join(dir, 'later.jsonl');
+  const d = await dashboard(t, logPath);
+  const { page, errors } = await openPage(t, d.url);
+  await page.waitForSelector('body[data-status="waiting"]', { timeout: WAIT_MS });
+  t.is(await page.textContent('#status'), 'waiting for log');
+  await writeFile(logPath, '');
+  await appendRunLog(logPath, syntheticRunEvents({ epochs: 1, stepsPerEpoch: 5, evaluation: false, finished: false }));
+  await page.waitForSelector('#card-epoch-accuracy[data-points="2"]', { timeout: WAIT_MS });
+  t.is(await page.getAttribute('#card-step-loss', 'data-points'), '5');
+  t.is(await page.textContent('#status'), 'running');
+  t.deepEqual(errors, [], 'no errors in the page');
+});
