@@ -2,7 +2,7 @@
  * Training throughput of the reference job (fmnist-cnn, Adam 1e-3, batch 64) on a backend,
  * side by side with the same model in PyTorch when Debian's python3-torch is installed.
  *
- *   npm run bench:train -- [--backend wasm] [--steps 100] [--batch 64] [--profile] [--json]
+ *   npm run bench:train -- [--backend wasm] [--steps 100] [--batch 64] [--profile] [--json] [--skip-torch]
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -25,7 +25,7 @@ const { values: args } = parseArgs({
     batch: { type: 'string', default: '64' },
     profile: { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
-    torch: { type: 'boolean', default: true },
+    'skip-torch': { type: 'boolean', default: false },
   },
 });
 const steps = Number(args.steps);
@@ -69,7 +69,7 @@ if (args.profile) {
 }
 
 const python = '/usr/bin/python3';
-if (args.torch && existsSync(python)) {
+if (!args['skip-torch'] && existsSync(python)) {
   const script = path.join(path.dirname(fileURLToPath(import.meta.url)), 'torch_reference.py');
   for (const threads of [1, 2]) {
     try {

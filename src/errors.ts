@@ -99,3 +99,118 @@ export class RunLogError extends DroverError {
     this.name = 'RunLogError';
   }
 }
+
+/** A peer speaks another protocol version or belongs to another job. */
+export class ProtocolMismatchError extends DroverError {
+  override readonly code = 'DROVER_ERR_PROTOCOL_MISMATCH';
+  constructor(message: string, options: DroverErrorOptions = {}) {
+    super(message, options);
+    this.name = 'ProtocolMismatchError';
+  }
+}
+
+/** A wire message that is malformed, out of order, or refers to something that does not exist. */
+export class ProtocolError extends DroverError {
+  override readonly code = 'DROVER_ERR_PROTOCOL';
+  constructor(message: string, options: DroverErrorOptions = {}) {
+    super(message, options);
+    this.name = 'ProtocolError';
+  }
+}
+
+/** A worker presented no shared secret, or the wrong one. */
+export class AuthError extends DroverError {
+  override readonly code = 'DROVER_ERR_AUTH';
+  constructor(message: string, options: DroverErrorOptions = {}) {
+    super(message, options);
+    this.name = 'AuthError';
+  }
+}
+
+/** A payload (transfer, shard, message) larger than the limit the receiver set. */
+export class TransferLimitError extends DroverError {
+  override readonly code = 'DROVER_ERR_TRANSFER_LIMIT';
+  constructor(message: string, options: DroverErrorOptions = {}) {
+    super(message, options);
+    this.name = 'TransferLimitError';
+  }
+}
+
+/** A worker missed its step deadline (stalled, or far slower than its peers). */
+export class DeadlineError extends DroverError {
+  override readonly code = 'DROVER_ERR_DEADLINE';
+  constructor(message: string, options: DroverErrorOptions = {}) {
+    super(message, options);
+    this.name = 'DeadlineError';
+  }
+}
+
+/** A session or call names a worker the coordinator does not know (left, evicted, or restarted). */
+export class UnknownWorkerError extends DroverError {
+  override readonly code = 'DROVER_ERR_UNKNOWN_WORKER';
+  constructor(message: string, options: DroverErrorOptions = {}) {
+    super(message, options);
+    this.name = 'UnknownWorkerError';
+  }
+}
+
+/** The cluster cannot go on: too few workers in time, coordinator unreachable, a process died. */
+export class ClusterError extends DroverError {
+  override readonly code = 'DROVER_ERR_CLUSTER';
+  constructor(message: string, options: DroverErrorOptions = {}) {
+    super(message, options);
+    this.name = 'ClusterError';
+  }
+}
+
+/** A checkpoint that cannot be written, or read back (missing, truncated, from another job). */
+export class CheckpointError extends DroverError {
+  override readonly code = 'DROVER_ERR_CHECKPOINT';
+  constructor(
+    message: string,
+    readonly path: string,
+    options: DroverErrorOptions = {},
+  ) {
+    super(message, options);
+    this.name = 'CheckpointError';
+  }
+}
+
+/** An error a peer reported over the wire whose code this side has no class for. */
+export class RemoteError extends DroverError {
+  override readonly code = 'DROVER_ERR_REMOTE';
+  constructor(
+    message: string,
+    /** The peer's DROVER_ERR_* code, or the gRPC status name when the peer sent none. */
+    readonly remoteCode: string,
+    options: DroverErrorOptions = {},
+  ) {
+    super(message, options);
+    this.name = 'RemoteError';
+  }
+}
+
+/** Why a saved model cannot be read or written; stable, so callers and tests need no message. */
+export type ModelFileReason =
+  | 'missing-dir'
+  | 'missing-model-json'
+  | 'malformed-model-json'
+  | 'missing-weights'
+  | 'weights-size'
+  | 'http'
+  | 'write';
+
+/** A saved model (model.json + weight shards, on disk or at a URL) that cannot be read or written. */
+export class ModelFileError extends DroverError {
+  override readonly code = 'DROVER_ERR_MODEL_FILE';
+  constructor(
+    message: string,
+    /** The file, directory or URL at fault. */
+    readonly path: string,
+    readonly reason: ModelFileReason,
+    options: DroverErrorOptions = {},
+  ) {
+    super(message, options);
+    this.name = 'ModelFileError';
+  }
+}

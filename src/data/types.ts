@@ -12,6 +12,17 @@ export interface Batch {
   y: Int32Array;
   n: number;
   shape: InputShape;
+  /**
+   * Ids of requested samples that could not be decoded and are not in this batch (n is
+   * smaller by as many); each was counted and logged as a `data_skip`. Absent when none.
+   */
+  skipped?: number[];
+  /**
+   * Hands `x`'s buffer back to the loader for reuse once its values were copied (e.g. into a
+   * tensor): saves allocating and page-faulting a fresh buffer per batch. `x` must not be
+   * used afterwards. Optional to call; absent on sources that do not pool buffers.
+   */
+  release?(): void;
 }
 
 /** Options for assembling one batch. */
@@ -41,4 +52,6 @@ export interface Dataset {
   readonly test?: DataSplit;
   /** Releases thread pools and file handles. */
   close(): Promise<void>;
+  /** Running counts of skipped samples (bad files, bad rows), by reason. */
+  skipCounts?(): { total: number; distinct: number; byReason: Record<string, number> };
 }

@@ -1,0 +1,166 @@
+/**
+ * Turns a list of samples into one ready `Batch`: spreads them over the pool's threads (one
+ * task per thread, each writing its slice of one shared buffer; a single task hands its
+ * buffer back transferred), drops failed samples from the batch and logs them as skips.
+ *
+ * Used by every file-backed split, and directly by a worker that received encoded bytes from
+ * the coordinator (`load` with `{ bytes }` samples).
+ */
+import { sampleSeed } from './augment.ts';
+import type { BatchTask, BatchTaskResult, TaskFailure } from './batch-task.ts';
+import type { SampleInput } from './decode.ts';
+import type { PipelineConfig } from './pipeline.ts';
+import type { DecodePool } from './pool.ts';
+import type { SkipLog } from './skips.ts';
+import type { Batch, InputShape } from './types.ts';
+
+export interface LoadOptions {
+  /** Draw augmentations (only if the pipeline has any). */
+  augment?: boolean;
+  epoch?: number;
+  /** Sample ids (seed the augmentation; reported in `skipped`). Default: 0..n-1. */
+  ids?: ArrayLike<number>;
+  /** How each sample is named in skip logs. Default: its path, or "<source> #id". */
+  describe?: (position: number) => string;
+}
+
+/** Fewest samples worth a task of their own: below it, messaging costs more than it saves. */
+const MIN_SAMPLES_PER_TASK = 4;
+
+/**
+ * Copies a sample's bytes into a buffer of its own so it can be transferred to a thread (a
+ * view into a larger buffer would otherwise clone the whole buffer). `transfer` null: inline.
+ */
+function detachable(input: SampleInput, transfer: ArrayBuffer[] | null): SampleInput {
+  if ('path' in input || transfer === null) return input;
+  if ('bytes' in input) {
+    const bytes = input.bytes.slice();
+    transfer.push(bytes.buffer);
+    return { bytes };
+  }
+  const pixels = input.pixels.slice();
+  transfer.push(pixels.buffer);
+  return { pixels, width: input.width, height: input.height, channels: input.channels };
+}
+
+/** Batch buffers kept for reuse per byte size: enough for the prefetch queue and one in use. */
+const FREE_BUFFERS_PER_SIZE = 4;
+
+export class BatchLoader {
+  readonly shape: InputShape;
+  readonly sampleSize: number;
+  private readonly freeBuffers = new Map<number, ArrayBuffer[]>();
+  private readonly freeShared = new Map<number, SharedArrayBuffer[]>();
+
+  constructor(
+    readonly pool: DecodePool,
+    readonly pipeline: PipelineConfig,
+    readonly skips: SkipLog,
+    /** Names the split in skip logs, e.g. "flowers/train". */
+    readonly source: string,
+    /** Seed of the augmentation draws. */
+    readonly seed: number,
+  ) {
+    const { height, width } = pipeline.geometry;
+    this.shape = [height, width, pipeline.channels];
+    this.sampleSize = height * width * pipeline.channels;
+  }
+
+  async load(samples: readonly SampleInput[], labels: ArrayLike<number>, options: LoadOptions = {}): Promise<Batch> {
+    const n = samples.length;
+    const ids = options.ids;
+    const epoch = options.epoch ?? 0;
+    const augment = options.augment === true && this.pipeline.augment !== null;
+    const seeds = augment ? Array.from({ length: n }, (_, i) => sampleSeed(this.seed, epoch, ids ? ids[i]! : i)) : null;
+    const parts = this.pool.threads <= 1 ? 1 : Math.max(1, Math.min(this.pool.threads, Math.floor(n / MIN_SAMPLES_PER_TASK)));
+    const size = this.sampleSize;
+    let x: Float32Array;
+    const failures: TaskFailure[] = [];
+    const bytes = n * size * Float32Array.BYTES_PER_ELEMENT;
+    if (parts === 1) {
+      const transfer: ArrayBuffer[] = [];
+      const inline = this.pool.threads === 0;
+      const task: BatchTask = { samples: samples.map((s) => detachable(s, inline ? null : transfer)), seeds, pipeline: this.pipeline };
+      const reuse = this.freeBuffers.get(bytes)?.pop();
+      if (reuse) {
+        task.output = reuse;
+        transfer.push(reuse);
+      }
+      const result: BatchTaskResult = await this.pool.run(task, transfer);
+      x = result.x!;
+      failures.push(...result.failures);
+    } else {
+      // One buffer for the whole batch, each task filling its own slice: no copies, no merge.
+      const shared = this.freeShared.get(bytes)?.pop() ?? new SharedArrayBuffer(bytes);
+      x = new Float32Array(shared);
+      const per = Math.ceil(n / parts);
+      const runs: Promise<TaskFailure[]>[] = [];
+      for (let start = 0; start < n; start += per) {
+        const end = Math.min(n, start + per);
+        const transfer: ArrayBuffer[] = [];
+        const task: BatchTask = {
+          samples: samples.slice(start, end).map((s) => detachable(s, transfer)),
+          seeds: seeds ? seeds.slice(start, end) : null,
+          pipeline: this.pipeline,
+          shared: { buffer: shared, offset: start * size },
+        };
+        runs.push(this.pool.run(task, transfer).then((r) => r.failures.map((f) => ({ ...f, index: f.index + start }))));
+      }
+      for (const part of await Promise.all(runs)) failures.push(...part);
+    }
+    const batch = this.assemble(x, samples, labels, failures, options);
+    batch.release = this.releaser(x.buffer);
+    return batch;
+  }
+
+  /** A once-only callback that files `buffer` for reuse by a later batch of the same size. */
+  private releaser(buffer: ArrayBufferLike): () => void {
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const shared = typeof SharedArrayBuffer !== 'undefined' && buffer instanceof SharedArrayBuffer;
+      const lists = (shared ? this.freeShared : this.freeBuffers) as Map<number, ArrayBufferLike[]>;
+      let list = lists.get(buffer.byteLength);
+      if (!list) lists.set(buffer.byteLength, (list = []));
+      if (list.length < FREE_BUFFERS_PER_SIZE) list.push(buffer);
+    };
+  }
+
+  /** Drops failed samples (moving the good ones down), logs and reports them. */
+  private assemble(
+    x: Float32Array,
+    samples: readonly SampleInput[],
+    labels: ArrayLike<number>,
+    failures: TaskFailure[],
+    options: LoadOptions,
+  ): Batch {
+    const n = samples.length;
+    const size = this.sampleSize;
+    const ids = options.ids;
+    if (failures.length === 0) {
+      const y = new Int32Array(n);
+      for (let i = 0; i < n; i++) y[i] = labels[i]!;
+      return { x, y, n, shape: this.shape };
+    }
+    const failed = new Set<number>();
+    const skipped: number[] = [];
+    for (const f of failures) {
+      failed.add(f.index);
+      const id = ids ? ids[f.index]! : f.index;
+      skipped.push(id);
+      const sample = samples[f.index]!;
+      const path = options.describe ? options.describe(f.index) : 'path' in sample ? sample.path : `${this.source} #${id}`;
+      this.skips.record({ source: this.source, path, reason: f.reason, detail: f.detail, errno: f.errno, id });
+    }
+    const kept = n - failed.size;
+    const y = new Int32Array(kept);
+    let k = 0;
+    for (let i = 0; i < n; i++) {
+      if (failed.has(i)) continue;
+      if (k !== i) x.copyWithin(k * size, i * size, (i + 1) * size);
+      y[k++] = labels[i]!;
+    }
+    return { x: x.subarray(0, kept * size), y, n: kept, shape: this.shape, skipped };
+  }
+}

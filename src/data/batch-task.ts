@@ -1,0 +1,111 @@
+/**
+ * The piscina task: decode + augment many samples into one NHWC float32 buffer. Runs in a pool
+ * thread (export `decodeBatch`) or inline (`runBatchTask`, same code). While one sample is
+ * warped on this thread, the next ones decode on libuv's pool, so both stay busy.
+ *
+ * The buffer either comes back transferred (not copied) or is written in place into a
+ * SharedArrayBuffer the caller split among several tasks.
+ */
+import { isMainThread } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import sharp from 'sharp';
+import { drawAugment, NO_AUGMENT, sampleAffine } from './augment.ts';
+import { decodeSample, type SampleFailure, type SampleInput } from './decode.ts';
+import { pixelMapFor, type PipelineConfig } from './pipeline.ts';
+import { warpInto } from './warp.ts';
+
+export interface BatchTask {
+  samples: SampleInput[];
+  /** Per-sample augmentation seeds, or null for no augmentation. */
+  seeds: number[] | null;
+  pipeline: PipelineConfig;
+  /** Write into this buffer from float `offset` on, instead of returning a new one. */
+  shared?: { buffer: SharedArrayBuffer; offset: number };
+  /** A buffer to fill and hand back (transferred both ways), reused across batches. */
+  output?: ArrayBuffer;
+  /** Samples in flight at once within this task (default 2). */
+  concurrency?: number;
+}
+
+export interface TaskFailure extends SampleFailure {
+  /** Position of the sample within the task. */
+  index: number;
+}
+
+export interface BatchTaskResult {
+  /** One slot per sample (failed slots hold garbage); null when written into `shared`. */
+  x: Float32Array | null;
+  failures: TaskFailure[];
+}
+
+if (Piscina.isWorkerThread) {
+  // libvips' operation cache only costs memory when every input differs.
+  sharp.cache(false);
+}
+
+/** Decodes, augments and normalises `task.samples` into consecutive NHWC slots. */
+export async function runBatchTask(task: BatchTask): Promise<BatchTaskResult> {
+  const { pipeline, samples, seeds } = task;
+  const { geometry, channels } = pipeline;
+  const sampleSize = geometry.height * geometry.width * channels;
+  let out: Float32Array;
+  let base = 0;
+  if (task.shared) {
+    out = new Float32Array(task.shared.buffer);
+    base = task.shared.offset;
+  } else if (task.output && task.output.byteLength === samples.length * sampleSize * 4) {
+    out = new Float32Array(task.output);
+  } else {
+    out = new Float32Array(samples.length * sampleSize);
+  }
+  const target = {
+    width: geometry.width,
+    height: geometry.height,
+    resize: geometry.resize,
+    channels,
+    maxInputPixels: pipeline.maxInputPixels,
+    maxFileBytes: pipeline.maxFileBytes,
+    syncFileRead: !isMainThread,
+  };
+  const warpOptions = { fill: geometry.fill, fillValue: geometry.fillValue, interpolation: geometry.interpolation };
+  const failures: TaskFailure[] = [];
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < samples.length) {
+      const i = next++;
+      let outcome;
+      try {
+        outcome = await decodeSample(samples[i]!, target);
+      } catch (cause) {
+        // decodeSample reports bad data itself; anything thrown here is unexpected, but it is
+        // still one sample's problem, never the batch's.
+        outcome = { ok: false as const, failure: { reason: 'corrupt' as const, detail: String((cause as Error)?.message ?? cause) } };
+      }
+      if (!outcome.ok) {
+        failures.push({ index: i, ...outcome.failure });
+        continue;
+      }
+      const params = seeds && pipeline.augment
+        ? drawAugment(pipeline.augment, seeds[i]!, geometry.width, geometry.height)
+        : NO_AUGMENT;
+      const image = outcome.image;
+      const affine = sampleAffine(params, geometry, image.width, image.height);
+      warpInto(image, affine, out, base + i * sampleSize, geometry.width, geometry.height, warpOptions, pixelMapFor(pipeline.normalisation, params, channels));
+    }
+  };
+  const lanes = Math.max(1, Math.min(task.concurrency ?? 2, samples.length));
+  await Promise.all(Array.from({ length: lanes }, lane));
+  failures.sort((a, b) => a.index - b.index);
+  return { x: task.shared ? null : out, failures };
+}
+
+/** Piscina entry: like `runBatchTask`, with the batch buffer transferred back, not copied. */
+export async function decodeBatch(task: BatchTask): Promise<BatchTaskResult> {
+  const result = await runBatchTask(task);
+  if (!result.x) return result;
+  const transferable = {
+    [Piscina.transferableSymbol]: [result.x.buffer],
+    [Piscina.valueSymbol]: result,
+  };
+  return Piscina.move(transferable as never) as unknown as BatchTaskResult;
+}

@@ -1,0 +1,63 @@
+import test from 'ava';
+import * as tf from '@tensorflow/tfjs';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { initBackend } from '../src/model/backend.ts';
+import { FASHION_MNIST_DIR, openIdxDataset } from '../src/data/idx.ts';
+import { buildScratchModel } from '../src/model/build.ts';
+import { PRESETS } from '../src/model/presets.ts';
+import { Trainer } from '../src/train/trainer.ts';
+import { optimizerSpecSchema } from '../src/train/optimizers.ts';
+import { fit } from '../src/train/fit.ts';
+import { evaluateSplit } from '../src/train/evaluate.ts';
+
+test.before(async () => {
+  await initBackend('wasm');
+});
+
+/** A pino logger whose events the test reads back. */
+function eventSink(): { log: pino.Logger; events: Array<Record<string, unknown>> } {
+  const events: Array<Record<string, unknown>> = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n')) if (line) events.push(JSON.parse(line) as Record<string, unknown>);
+      done();
+    },
+  });
+  return { log: pino({ level: 'info' }, stream), events };
+}
+
+test('the reference CNN learns real Fashion-MNIST on wasm: one epoch of 6000 images beats 75 % test accuracy', async (t) => {
+  const dataset = await openIdxDataset({ dir: FASHION_MNIST_DIR, limitTrain: 7000, validationSize: 1000, limitTest: 2000 });
+  const model = buildScratchModel({ layers: PRESETS['fmnist-cnn'].layers, inputShape: dataset.inputShape, classes: 10, seed: 42 });
+  const trainer = new Trainer(model, { optimizer: optimizerSpecSchema.parse({ name: 'adam', learningRate: 1e-3 }) });
+  t.teardown(() => {
+    model.dispose();
+    trainer.optimizer.dispose();
+  });
+  const { log, events } = eventSink();
+  const tensorsBefore = tf.memory().numTensors;
+  const result = await fit({
+    trainer,
+    dataset,
+    epochs: 1,
+    batchSize: 64,
+    seed: 42,
+    schedule: { type: 'constant', warmupEpochs: 0 },
+    learningRate: 1e-3,
+    logEvery: 10,
+    log,
+  });
+  // Optimizer slots (Adam: m and v per trainable weight) are the only tensors that may appear.
+  t.is(tf.memory().numTensors - tensorsBefore, 2 * trainer.gradientManifest.length);
+  t.is(result.steps, Math.ceil(6000 / 64));
+  const epoch = events.find((e) => e.event === 'epoch')!;
+  t.truthy(epoch);
+  t.true((epoch.valAccuracy as number) > 0.7, `val accuracy ${String(epoch.valAccuracy)}`);
+  const steps = events.filter((e) => e.event === 'step');
+  t.true((steps.at(-1)!.loss as number) < (steps[0]!.loss as number));
+  const test = await evaluateSplit(trainer, dataset.test!, 10);
+  t.is(test.n, 2000);
+  t.true(test.accuracy > 0.75, `test accuracy ${test.accuracy}`);
+  t.is(test.confusion.flat().reduce((a, b) => a + b, 0), 2000);
+});

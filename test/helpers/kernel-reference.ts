@@ -1,0 +1,103 @@
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * Shared code for comparing kernels across backends: seeded inputs as plain arrays (so each
+ * backend builds its own tensors), a run-on-backend wrapper, and the error measure.
+ */
+
+/** Seeded uniform values in [-1, 1) (mulberry32), reproducible across runs and backends. */
+export function seededValues(size: number, seed: number): Float32Array {
+  let state = seed >>> 0;
+  const out = new Float32Array(size);
+  for (let i = 0; i < size; i++) {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    out[i] = (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
+  }
+  return out;
+}
+
+/** The values of a tensor of this shape, seeded. */
+export function seededTensorValues(shape: readonly number[], seed: number): { shape: number[]; values: Float32Array } {
+  return { shape: [...shape], values: seededValues(shape.reduce((a, b) => a * b, 1), seed) };
+}
+
+/**
+ * Switches to `backend`, runs `compute` in a tidy and returns the values of what it returns,
+ * leaving no tensor behind.
+ */
+export async function valuesOn(backend: string, compute: () => tf.Tensor | tf.Tensor[]): Promise<Float32Array[]> {
+  if (!(await tf.setBackend(backend))) throw new Error(`backend ${backend} failed to initialise`);
+  const outputs = tf.tidy(compute);
+  const list = Array.isArray(outputs) ? outputs : [outputs];
+  const values = list.map((t) => Float32Array.from(t.dataSync()));
+  tf.dispose(list);
+  return values;
+}
+
+/**
+ * rel = max|a - b| / max(1e-6, max|b|): the largest deviation, relative to the reference's
+ * largest magnitude (so that near-zero entries do not blow it up). Mismatched lengths: Infinity.
+ */
+export function relativeError(actual: Float32Array, reference: Float32Array): number {
+  if (actual.length !== reference.length) return Number.POSITIVE_INFINITY;
+  let deviation = 0;
+  let scale = 0;
+  for (let i = 0; i < reference.length; i++) {
+    const d = Math.abs(actual[i]! - reference[i]!);
+    // NaN anywhere must fail the comparison, so keep it rather than let Math.max drop it.
+    deviation = Number.isNaN(d) ? Number.NaN : Math.max(deviation, d);
+    scale = Math.max(scale, Math.abs(reference[i]!));
+  }
+  return Number.isNaN(deviation) ? Number.POSITIVE_INFINITY : deviation / Math.max(1e-6, scale);
+}
+
+/**
+ * The filter a dilated convolution effectively applies: taps spread `dilation` apart with zeros
+ * between ([fH, fW, a, b] -> [(fH - 1) * d + 1, (fW - 1) * d + 1, a, b]). A stride-1 dilated
+ * convolution equals an undilated one with this filter, which gives a reference for backends
+ * whose gradient kernels ignore dilation (tfjs-backend-cpu's depthwise ones do).
+ */
+export function spreadFilter(filter: tf.Tensor4D, dilation: number): tf.Tensor4D {
+  if (dilation === 1) return filter;
+  const [fh, fw, a, b] = filter.shape;
+  const spaced = tf.pad(tf.reshape(filter, [fh, 1, fw, 1, a, b]), [
+    [0, 0],
+    [0, dilation - 1],
+    [0, 0],
+    [0, dilation - 1],
+    [0, 0],
+    [0, 0],
+  ]);
+  return tf.slice(tf.reshape<tf.Rank.R4>(spaced, [fh * dilation, fw * dilation, a, b]), 0, [(fh - 1) * dilation + 1, (fw - 1) * dilation + 1, a, b]);
+}
+
+/** Inverse of spreadFilter for a gradient: the taps at multiples of `dilation`. */
+export function gatherDilatedTaps(spread: tf.Tensor4D, dilation: number): tf.Tensor4D {
+  if (dilation === 1) return spread;
+  const [h, w, a, b] = spread.shape;
+  return tf.stridedSlice(spread, [0, 0, 0, 0], [h, w, a, b], [dilation, dilation, 1, 1]) as tf.Tensor4D;
+}
+
+/**
+ * The kernels the threaded-wasm test compares with cpu: large enough that XNNPACK splits the
+ * work across threads (a 2-D convolution's input and filter gradients, a depthwise one's).
+ */
+export function threadedKernelRuns(): tf.Tensor[] {
+  const t = (shape: [number, number, number, number], seed: number) => tf.tensor4d(seededValues(shape.reduce((a, b) => a * b, 1), seed), shape);
+  const x = t([8, 16, 16, 8], 1);
+  const filter = t([3, 3, 8, 16], 2);
+  const dy = t([8, 8, 8, 16], 3);
+  const depthwiseFilter = t([3, 3, 8, 2], 4);
+  const conv = { strides: 2, pad: 'same', dataFormat: 'NHWC' };
+  const depthwise = { strides: 2, pad: 'same', dilations: 1 };
+  return [
+    tf.engine().runKernel(tf.Conv2DBackpropInput, { dy, filter }, { ...conv, inputShape: x.shape }) as tf.Tensor,
+    tf.engine().runKernel(tf.Conv2DBackpropFilter, { x, dy }, { ...conv, filterShape: filter.shape }) as tf.Tensor,
+    tf.engine().runKernel(tf.DepthwiseConv2dNativeBackpropInput, { dy, filter: depthwiseFilter }, { ...depthwise, inputShape: x.shape }) as tf.Tensor,
+    tf.engine().runKernel(tf.DepthwiseConv2dNativeBackpropFilter, { x, dy }, { ...depthwise, filterShape: depthwiseFilter.shape }) as tf.Tensor,
+    tf.conv2d(x, filter, 1, 'same'),
+  ];
+}
