@@ -27,6 +27,7 @@ interface TrainFlags {
   backend?: string;
   epochs?: number;
   batchSize?: number;
+  threads?: number;
   log?: string;
   dashboard?: boolean | number;
 }
@@ -37,6 +38,7 @@ async function resolveJob(flags: TrainFlags): Promise<Job> {
   const merged = {
     ...base,
     backend: flags.backend ?? base.backend,
+    threads: flags.threads ?? base.threads,
     train: { ...base.train, epochs: flags.epochs ?? base.train.epochs, batchSize: flags.batchSize ?? base.train.batchSize },
   };
   return parseJob(merged, flags.config ? `${flags.config} (with command-line overrides)` : 'command line');
@@ -65,6 +67,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES as unknown as string[]))
     .option('--epochs <n>', 'number of epochs', positiveInt)
     .option('--batch-size <n>', 'global batch size', positiveInt)
+    .option('--threads <n>', 'compute threads of the wasm backend (1-8)', positiveInt)
     .option('--log <file>', 'also write the JSON event log here (default with --dashboard: runs/<job>/run.jsonl)')
     .option('--dashboard [port]', `serve the live dashboard (default port ${DEFAULT_DASHBOARD_PORT})`, port)
     .action(async (flags: TrainFlags) => {

@@ -29,6 +29,7 @@ test('drover train runs a job file end to end on generated shapes and logs JSON 
       '    - { type: flatten }',
       '    - { type: dense, units: 32 }',
       'train: { epochs: 12, batchSize: 16, optimizer: { name: adam, learningRate: 0.003 }, logEvery: 5 }',
+      `output: { dir: ${JSON.stringify(path.join(dir, 'out'))} }`,
     ].join('\n'),
   );
   const logFile = path.join(dir, 'run.jsonl');
@@ -44,6 +45,8 @@ test('drover train runs a job file end to end on generated shapes and logs JSON 
   t.is(end.epochs, 12);
   // Four shape classes: chance is 25 %.
   t.true((end.testAccuracy as number) > 0.5, `test accuracy ${String(end.testAccuracy)}`);
+  t.is(end.modelDir, path.join(dir, 'out', 'model'));
+  t.true(JSON.parse(await readFile(path.join(dir, 'out', 'model', 'model.json'), 'utf8')).modelTopology !== undefined);
   const logged = (await readFile(logFile, 'utf8')).split('\n').filter(Boolean);
   t.is(logged.length, events.length);
 });

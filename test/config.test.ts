@@ -36,7 +36,7 @@ for (const [what, job, field] of badJobs) {
 
 test('preset and layers together are refused', (t) => {
   const error = t.throws(() => parseJob({ model: { preset: 'fmnist-cnn', layers: [{ type: 'flatten' }] } }), { instanceOf: ConfigError });
-  t.regex(error!.message, /exactly one of model.preset or model.layers/);
+  t.regex(error!.message, /exactly one of model.preset, model.layers or model.transfer/);
 });
 
 test('YAML and JSON job files load; a syntax error names the file', async (t) => {

@@ -4,39 +4,44 @@ import YAML from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { layerSpecSchema } from '../model/layer-spec.ts';
+import { transferSpecSchema } from '../model/transfer.ts';
+import { cifarSpecSchema, folderSpecSchema, idxSpecSchema, manifestSpecSchema } from '../data/spec.ts';
 import { PRESET_NAMES } from '../model/presets.ts';
 import { BACKEND_CHOICES } from '../model/backend.ts';
 import { optimizerSpecSchema } from '../train/optimizers.ts';
 import { scheduleSpecSchema } from '../train/schedule.ts';
+import { clusterSpecSchema } from '../coordinator/cluster-spec.ts';
 
-/** Where the samples come from. `default`: Fashion-MNIST if installed, else generated shapes. */
+/**
+ * Where the samples come from. `default`: Fashion-MNIST if installed, else generated shapes;
+ * `shapes`: the generated set; the others are the data pipeline's sources (src/data/spec.ts).
+ */
 export const dataSpecSchema = z.discriminatedUnion('kind', [
   z.strictObject({ kind: z.literal('default') }),
-  z.strictObject({
-    kind: z.literal('idx'),
-    dir: z.string().min(1),
-    classNames: z.array(z.string().min(1)).min(2).optional(),
-    validationSize: z.number().int().min(0).default(5000),
-    limitTrain: z.number().int().positive().optional(),
-    limitTest: z.number().int().positive().optional(),
-  }),
   z.strictObject({
     kind: z.literal('shapes'),
     dir: z.string().min(1).optional(),
     perClass: z.number().int().positive().default(300),
     size: z.number().int().min(16).default(32),
   }),
+  folderSpecSchema,
+  manifestSpecSchema,
+  cifarSpecSchema,
+  idxSpecSchema,
 ]);
 export type DataSpec = z.infer<typeof dataSpecSchema>;
 
-const scratchModelSchema = z
+/** A scratch model (a preset or a layer list) or a transfer model (backbone + head). */
+const modelSchema = z
   .strictObject({
     preset: z.enum(PRESET_NAMES as [string, ...string[]]).optional(),
     layers: z.array(layerSpecSchema).min(1).optional(),
+    transfer: transferSpecSchema.optional(),
+    /** L2 factor on the kernels of a scratch model (and of a transfer model's head). */
     l2: z.number().min(0).default(0),
   })
-  .refine((m) => (m.preset === undefined) !== (m.layers === undefined), {
-    message: 'give exactly one of model.preset or model.layers',
+  .refine((m) => [m.preset, m.layers, m.transfer].filter((x) => x !== undefined).length === 1, {
+    message: 'give exactly one of model.preset, model.layers or model.transfer',
   });
 
 const earlyStoppingSchema = z.strictObject({
@@ -51,8 +56,10 @@ export const jobSchema = z.strictObject({
   name: z.string().regex(/^[\w.-]+$/, 'letters, digits, dot, dash and underscore only').default('drover-job'),
   seed: z.number().int().min(0).default(42),
   backend: z.enum(BACKEND_CHOICES as unknown as [string, ...string[]]).default('auto'),
+  /** Compute threads of the wasm backend (native backends thread on their own). */
+  threads: z.number().int().min(1).max(8).default(1),
   data: dataSpecSchema.default({ kind: 'default' }),
-  model: scratchModelSchema.default({ preset: 'fmnist-cnn', l2: 0 }),
+  model: modelSchema.default({ preset: 'fmnist-cnn', l2: 0 }),
   train: z
     .strictObject({
       epochs: z.number().int().positive().default(3),
@@ -76,6 +83,8 @@ export const jobSchema = z.strictObject({
       dir: z.string().min(1).optional(),
     })
     .default({}),
+  /** Distributed training: coordinator address, workers, deadlines, secret, TLS (src/coordinator/cluster-spec.ts). */
+  cluster: clusterSpecSchema.optional(),
 });
 
 export type Job = z.infer<typeof jobSchema>;

@@ -5,7 +5,7 @@ import { BackendError } from '../errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { silentLogger } from '../telemetry/logger.ts';
 import { logEvent } from '../telemetry/events.ts';
-import { registerWasmKernels } from './wasm-kernels/index.ts';
+import { registerWasmKernels, startWasmWithThreads } from './wasm-kernels/index.ts';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
@@ -28,12 +28,20 @@ export function activeBackend(): BackendInfo | undefined {
   return active;
 }
 
+export interface BackendOptions {
+  /**
+   * Compute threads of the wasm backend (XNNPACK's pool; 1 = the single-threaded binary).
+   * The native backends thread on their own.
+   */
+  threads?: number;
+}
+
 /**
  * Selects and initialises the compute backend. `auto` tries tfjs-node-gpu (CUDA), then
  * tfjs-node, then wasm, and logs which one it took and why. Never falls back to cpu on its
  * own: the pure-JS backend is ~100x too slow for convolution training.
  */
-export async function initBackend(choice: BackendChoice = 'auto', log: Logger = silentLogger()): Promise<BackendInfo> {
+export async function initBackend(choice: BackendChoice = 'auto', log: Logger = silentLogger(), options: BackendOptions = {}): Promise<BackendInfo> {
   if (!BACKEND_CHOICES.includes(choice)) {
     throw new BackendError(`unknown backend "${String(choice)}": expected one of ${BACKEND_CHOICES.join(', ')}`);
   }
@@ -70,12 +78,13 @@ export async function initBackend(choice: BackendChoice = 'auto', log: Logger = 
   const distDir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
   wasm.setWasmPaths(distDir + path.sep);
   registerWasmKernels();
-  await activate('wasm');
+  const wanted = options.threads ?? 1;
+  // The threaded binary is chosen once per process, at the first activation.
+  const threads = wanted > 1 ? await startWasmWithThreads({ threads: wanted }, () => activate('wasm')) : (await activate('wasm'), 1);
   const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
-  const threads = tf.env().getBool('WASM_HAS_MULTITHREAD_SUPPORT');
   const info: BackendInfo = {
     name: 'wasm',
-    description: `wasm (${simd ? 'simd' : 'no simd'}, ${threads ? 'threaded' : '1 thread'})`,
+    description: `wasm (${simd ? 'simd' : 'no simd'}, ${threads} thread${threads > 1 ? 's' : ''})`,
     reason: choice === 'wasm' ? 'requested with --backend wasm' : `fell back to wasm: ${tried.join('; ')}`,
   };
   return announce(info, log);

@@ -24,6 +24,7 @@ export async function evaluateSplit(trainer: Trainer, split: DataSplit, classes:
     correct += result.correct;
     n += result.n;
     for (let i = 0; i < batch.n; i++) confusion[batch.y[i]!]![result.predicted[i]!]! += 1;
+    batch.release?.();
   }
   return { loss: n ? lossSum / n : NaN, accuracy: n ? correct / n : NaN, n, confusion };
 }

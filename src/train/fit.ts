@@ -20,6 +20,11 @@ export interface FitOptions {
   trainer: Trainer;
   dataset: Dataset;
   epochs: number;
+  /** Epochs and steps already run by an earlier phase (fine-tuning continues the count). */
+  epochOffset?: number;
+  stepOffset?: number;
+  /** Epochs of the whole job, for progress; default offset + epochs. */
+  totalEpochs?: number;
   batchSize: number;
   seed: number;
   schedule: ScheduleSpec;
@@ -53,20 +58,23 @@ export interface FitResult {
 
 /** Single-process training loop: epochs of seeded batches, validation, early stopping. */
 export async function fit(options: FitOptions): Promise<FitResult> {
-  const { trainer, dataset, log, epochs, batchSize } = options;
+  const { trainer, dataset, log, batchSize } = options;
+  const offset = options.epochOffset ?? 0;
+  const epochs = options.totalEpochs ?? offset + options.epochs;
   const sampler = new Sampler({ length: dataset.train.length, batchSize, seed: options.seed });
   const stepsPerEpoch = sampler.stepsPerEpoch;
-  const schedule = { baseRate: options.learningRate, stepsPerEpoch, totalSteps: stepsPerEpoch * epochs };
+  const schedule = { baseRate: options.learningRate, stepsPerEpoch, totalSteps: stepsPerEpoch * options.epochs };
   const history: EpochRecord[] = [];
   const stopper = options.earlyStopping ? new EarlyStopper(options.earlyStopping) : undefined;
-  let step = 0;
+  let step = options.stepOffset ?? 0;
+  let phaseStep = 0;
 
   const load = (): Promise<Batch> => {
     const { indices, epoch } = sampler.next();
     return dataset.train.loadBatch(indices, { augment: true, epoch });
   };
 
-  for (let epoch = 1; epoch <= epochs; epoch++) {
+  for (let epoch = offset + 1; epoch <= offset + options.epochs; epoch++) {
     logEvent(log, 'epoch_start', { epoch, epochs, steps: stepsPerEpoch }, `epoch ${epoch}/${epochs}`);
     const started = performance.now();
     let lossSum = 0;
@@ -84,10 +92,17 @@ export async function fit(options: FitOptions): Promise<FitResult> {
       const batch = await pending;
       const computeStart = performance.now();
       if (inEpoch < stepsPerEpoch) pending = load();
-      lr = learningRateAt(options.schedule, step, schedule);
+      lr = learningRateAt(options.schedule, phaseStep, schedule);
+      if (batch.n === 0) {
+        // Every sample of this batch was skipped (and logged as data_skip): nothing to learn from.
+        log.warn({ epoch, stepInEpoch: inEpoch, skipped: batch.skipped?.length ?? 0 }, 'a batch had no decodable sample: step skipped');
+        continue;
+      }
       const metrics = trainer.trainStep(batch, lr);
+      batch.release?.();
       const done = performance.now();
       step++;
+      phaseStep++;
       lossSum += metrics.loss * metrics.n;
       correct += metrics.correct;
       seen += metrics.n;

@@ -1,12 +1,18 @@
 import { access } from 'node:fs/promises';
+import path from 'node:path';
+import type * as tf from '@tensorflow/tfjs';
 import type { Job, DataSpec } from '../config/job.ts';
 import type { Dataset } from '../data/types.ts';
+import type { PreprocessSpec } from '../data/spec.ts';
 import { FASHION_MNIST_DIR, openIdxDataset } from '../data/idx.ts';
+import { openDataset } from '../data/open.ts';
 import { openShapesDataset } from '../data/shapes.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import { initBackend } from '../model/backend.ts';
 import { buildScratchModel, countParams } from '../model/build.ts';
+import { saveModel } from '../model/export.ts';
 import { PRESETS, type PresetName } from '../model/presets.ts';
+import { buildTransferModel, unfreezeFrom } from '../model/transfer.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { logEvent } from '../telemetry/events.ts';
 import { evaluateSplit, type Evaluation } from './evaluate.ts';
@@ -22,6 +28,8 @@ export interface JobResult {
   fit: FitResult;
   test?: Evaluation;
   seconds: number;
+  /** Where the trained model was exported (tfjs LayersModel + class names). */
+  modelDir?: string;
 }
 
 /** Opens the dataset a job names; `default` is Fashion-MNIST where installed, else generated shapes. */
@@ -35,11 +43,16 @@ export async function openJobDataset(spec: DataSpec, log: Logger): Promise<Datas
       );
       return openShapesDataset({ perClass: 300, size: 32 });
     }
-    case 'idx':
-      return openIdxDataset(spec);
     case 'shapes':
       return openShapesDataset(spec);
+    default:
+      return openDataset(spec, { logger: log });
   }
+}
+
+/** How the job's samples were scaled, recorded with the exported model. */
+function dataPreprocess(spec: DataSpec): PreprocessSpec {
+  return 'preprocess' in spec ? spec.preprocess : 'rescale';
 }
 
 async function exists(file: string): Promise<boolean> {
@@ -51,23 +64,42 @@ async function exists(file: string): Promise<boolean> {
   }
 }
 
-/** Runs a whole job in this process: backend, data, model, training, test evaluation. */
+interface BuiltModel {
+  model: tf.LayersModel;
+  label: string;
+  /** Preprocessing the backbone expects, for transfer models. */
+  expects?: PreprocessSpec;
+}
+
+async function buildJobModel(job: Job, dataset: Dataset): Promise<BuiltModel> {
+  const classes = dataset.classNames.length;
+  if (job.model.transfer) {
+    const built = await buildTransferModel(job.model.transfer, { inputShape: dataset.inputShape, classes, seed: job.seed });
+    return { model: built.model, label: `transfer(${job.model.transfer.backbone})`, expects: built.preprocess };
+  }
+  const layers = job.model.preset ? PRESETS[job.model.preset as PresetName].layers : job.model.layers!;
+  const model = buildScratchModel({ layers, inputShape: dataset.inputShape, classes, l2: job.model.l2, seed: job.seed });
+  return { model, label: job.model.preset ?? 'layers' };
+}
+
+/**
+ * Runs a whole job in this process: backend, data, model, training (and, for transfer jobs,
+ * the fine-tuning phase), test evaluation, model export.
+ */
 export async function runJob(job: Job, options: RunJobOptions): Promise<JobResult> {
   const { log } = options;
   const started = performance.now();
-  const backend = await initBackend(job.backend as BackendChoice, log);
+  const backend = await initBackend(job.backend as BackendChoice, log, { threads: job.threads });
   const dataset = await openJobDataset(job.data, log);
   try {
-    const layers = job.model.preset ? PRESETS[job.model.preset as PresetName].layers : job.model.layers!;
-    const model = buildScratchModel({
-      layers,
-      inputShape: dataset.inputShape,
-      classes: dataset.classNames.length,
-      l2: job.model.l2,
-      seed: job.seed,
-    });
-    const trainer = new Trainer(model, { optimizer: job.train.optimizer });
-    const stepsPerEpoch = Math.ceil(dataset.train.length / job.train.batchSize);
+    const { model, label, expects } = await buildJobModel(job, dataset);
+    const preprocess = dataPreprocess(job.data);
+    if (expects !== undefined && JSON.stringify(expects) !== JSON.stringify(preprocess)) {
+      log.warn({ expects, preprocess }, `the backbone expects preprocess ${JSON.stringify(expects)} but data.preprocess is ${JSON.stringify(preprocess)}`);
+    }
+    const fineTune = job.model.transfer?.fineTune;
+    const totalEpochs = job.train.epochs + (fineTune?.epochs ?? 0);
+    let trainer = new Trainer(model, { optimizer: job.train.optimizer });
     logEvent(
       log,
       'job_start',
@@ -75,32 +107,46 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
         job: job.name,
         mode: 'single',
         backend: backend.description,
-        model: job.model.preset ?? 'layers',
+        model: label,
         params: countParams(model),
         dataset: dataset.name,
         classNames: dataset.classNames,
         trainSize: dataset.train.length,
         valSize: dataset.validation?.length ?? 0,
-        epochs: job.train.epochs,
+        epochs: totalEpochs,
         batchSize: job.train.batchSize,
         optimizer: job.train.optimizer.name,
-        stepsPerEpoch,
+        stepsPerEpoch: Math.ceil(dataset.train.length / job.train.batchSize),
       },
-      `job ${job.name}: ${job.model.preset ?? 'layer list'} on ${dataset.name} (${dataset.train.length} training samples) with ${backend.description}`,
+      `job ${job.name}: ${label} on ${dataset.name} (${dataset.train.length} training samples) with ${backend.description}`,
     );
-    const result = await fit({
-      trainer,
-      dataset,
-      epochs: job.train.epochs,
-      batchSize: job.train.batchSize,
-      seed: job.seed,
-      schedule: job.train.schedule,
-      learningRate: job.train.optimizer.learningRate,
-      logEvery: job.train.logEvery,
-      earlyStopping: job.train.earlyStopping,
-      log,
-      signal: options.signal,
-    });
+    const phase = (epochs: number, learningRate: number, epochOffset: number, stepOffset: number): Promise<FitResult> =>
+      fit({
+        trainer,
+        dataset,
+        epochs,
+        epochOffset,
+        stepOffset,
+        totalEpochs,
+        batchSize: job.train.batchSize,
+        seed: job.seed,
+        schedule: job.train.schedule,
+        learningRate,
+        logEvery: job.train.logEvery,
+        earlyStopping: job.train.earlyStopping,
+        log,
+        signal: options.signal,
+      });
+    let result = await phase(job.train.epochs, job.train.optimizer.learningRate, 0, 0);
+    if (fineTune && result.status !== 'stopped') {
+      const unfrozen = unfreezeFrom(model, fineTune.from, { batchNorm: job.model.transfer!.batchNorm });
+      trainer.optimizer.dispose();
+      // A fresh optimizer over the larger set of trainable weights, at the fine-tuning rate.
+      trainer = new Trainer(model, { optimizer: { ...job.train.optimizer, learningRate: fineTune.learningRate } });
+      log.info({ from: fineTune.from, layers: unfrozen.length, learningRate: fineTune.learningRate }, `fine-tuning from ${fineTune.from} (${unfrozen.length} layers) at lr ${fineTune.learningRate}`);
+      const second = await phase(fineTune.epochs, fineTune.learningRate, result.history.length, result.steps);
+      result = { ...second, history: [...result.history, ...second.history] };
+    }
     let test: Evaluation | undefined;
     if (dataset.test && result.status !== 'stopped') {
       test = await evaluateSplit(trainer, dataset.test, dataset.classNames.length);
@@ -111,14 +157,17 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
         `test accuracy ${(test.accuracy * 100).toFixed(2)} % on ${test.n} samples`,
       );
     }
+    const modelDir = path.join(job.output.dir ?? path.join('runs', job.name), 'model');
+    await saveModel(model, modelDir, { classNames: dataset.classNames, preprocess });
     const seconds = (performance.now() - started) / 1000;
     logEvent(
       log,
       'job_end',
-      { status: result.status === 'stopped' ? 'stopped' : 'completed', epochs: result.history.length, steps: result.steps, seconds, testAccuracy: test?.accuracy },
-      `job ${job.name} ${result.status} in ${seconds.toFixed(1)} s`,
+      { status: result.status === 'stopped' ? 'stopped' : 'completed', epochs: result.history.length, steps: result.steps, seconds, testAccuracy: test?.accuracy, modelDir },
+      `job ${job.name} ${result.status} in ${seconds.toFixed(1)} s; model saved to ${modelDir}`,
     );
-    return { fit: result, test, seconds };
+    trainer.optimizer.dispose();
+    return { fit: result, test, seconds, modelDir };
   } finally {
     await dataset.close();
   }

@@ -1,0 +1,46 @@
+import { z } from 'zod';
+
+/** Paths of PEM files for TLS. `ca` lets workers verify a self-signed coordinator certificate. */
+export const tlsSpecSchema = z.strictObject({
+  cert: z.string().min(1),
+  key: z.string().min(1),
+  ca: z.string().min(1).optional(),
+});
+export type TlsSpec = z.infer<typeof tlsSpecSchema>;
+
+/**
+ * The `cluster:` section of a job file: how the coordinator serves, waits for, times and trusts
+ * its workers. Every field has a default, so a job without the section runs distributed too.
+ */
+export const clusterSpecSchema = z.strictObject({
+  /** Interface and port `drover coordinator` listens on (the --port flag overrides). */
+  host: z.string().min(1).default('0.0.0.0'),
+  port: z.number().int().min(0).max(65535).default(7070),
+  /** Training starts (and continues) only with at least this many live workers. */
+  minWorkers: z.number().int().positive().default(1),
+  /** Workers beyond this are refused with RESOURCE_EXHAUSTED. */
+  maxWorkers: z.number().int().positive().default(64),
+  /** How long to wait for minWorkers before failing the job. */
+  joinTimeoutMs: z.number().int().positive().default(300_000),
+  /** A worker that has not returned its shard this long after the step began is evicted and its shard reassigned. */
+  stepDeadlineMs: z.number().int().positive().default(60_000),
+  /** Checkpoint every K steps (0: only at the end of each epoch). */
+  checkpointEvery: z.number().int().min(0).default(0),
+  /** Shard sizes: `throughput` follows each worker's measured speed, `equal` splits evenly. */
+  balance: z.enum(['throughput', 'equal']).default('throughput'),
+  /** `stream`: the coordinator sends encoded samples; `shared`: only ids, every node mounts the dataset. */
+  dataTransport: z.enum(['stream', 'shared']).default('stream'),
+  /** Samples per evaluation task (the evaluation of a split is sharded into tasks of this size). */
+  evalTaskSize: z.number().int().positive().default(512),
+  /** Shared secret workers present; DROVER_TOKEN in the environment is used when absent. */
+  token: z.string().min(8, 'use a token of at least 8 characters').optional(),
+  tls: tlsSpecSchema.optional(),
+});
+
+export type ClusterSpec = z.infer<typeof clusterSpecSchema>;
+export type ClusterSpecInput = z.input<typeof clusterSpecSchema>;
+
+/** The defaults, as a parsed spec. */
+export function defaultClusterSpec(): ClusterSpec {
+  return clusterSpecSchema.parse({});
+}

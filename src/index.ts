@@ -1,0 +1,25 @@
+/** drover's public API: what a TypeScript program needs to train, load and watch models. */
+export * from './errors.ts';
+export { parseJob, loadJobFile, jobSchema, type Job, type JobInput } from './config/job.ts';
+export { runJob, openJobDataset, type JobResult, type RunJobOptions } from './train/run-job.ts';
+export { fit, type FitOptions, type FitResult, type EpochRecord } from './train/fit.ts';
+export { Trainer, type GradientResult, type StepMetrics, type PredictionResult } from './train/trainer.ts';
+export { evaluateSplit, type Evaluation } from './train/evaluate.ts';
+export { createOptimizer, optimizerSpecSchema, type Optimizer, type OptimizerSpec } from './train/optimizers.ts';
+export { learningRateAt, scheduleSpecSchema, type ScheduleSpec } from './train/schedule.ts';
+export { initBackend, activeBackend, type BackendChoice, type BackendInfo } from './model/backend.ts';
+export { buildScratchModel, countParams } from './model/build.ts';
+export { PRESETS, PRESET_NAMES, type PresetName } from './model/presets.ts';
+export { buildTransferModel, unfreezeFrom, transferSpecSchema, type TransferSpec } from './model/transfer.ts';
+export { saveModel, loadModel, type LoadedModel } from './model/export.ts';
+export { readWeights, writeWeights, weightManifest, type WeightEntry, type WeightSet } from './model/weights.ts';
+export { openDataset, createSampleDecoder } from './data/open.ts';
+export { datasetSpecSchema, type DatasetSpec } from './data/spec.ts';
+export { openIdxDataset } from './data/idx.ts';
+export { Sampler, proportionalSizes } from './data/sampler.ts';
+export { prefetch } from './data/prefetch.ts';
+export type { Batch, Dataset, DataSplit, InputShape } from './data/types.ts';
+export { createRunFeed } from './telemetry/feed.ts';
+export { startDashboard } from './telemetry/dashboard.ts';
+export { writeReport } from './telemetry/report.ts';
+export { logEvent, parseLogLine, type DroverEvent } from './telemetry/events.ts';
