@@ -1,7 +1,6 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
-import { Writable } from 'node:stream';
-import pino from 'pino';
+import { eventSink } from './helpers/event-sink.ts';
 import { initBackend } from '../src/model/backend.ts';
 import { FASHION_MNIST_DIR, openIdxDataset } from '../src/data/idx.ts';
 import { buildScratchModel } from '../src/model/build.ts';
@@ -15,17 +14,6 @@ test.before(async () => {
   await initBackend('wasm');
 });
 
-/** A pino logger whose events the test reads back. */
-function eventSink(): { log: pino.Logger; events: Array<Record<string, unknown>> } {
-  const events: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      for (const line of String(chunk).split('\n')) if (line) events.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { log: pino({ level: 'info' }, stream), events };
-}
 
 test('the reference CNN learns real Fashion-MNIST on wasm: one epoch of 6000 images beats 75 % test accuracy', async (t) => {
   const dataset = await openIdxDataset({ dir: FASHION_MNIST_DIR, limitTrain: 7000, validationSize: 1000, limitTest: 2000 });

@@ -1,24 +1,12 @@
 import test from 'ava';
-import { Writable } from 'node:stream';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import pino from 'pino';
+import { eventSink } from './helpers/event-sink.ts';
 import { parseJob } from '../src/config/job.ts';
 import { runJob } from '../src/train/run-job.ts';
 import { generateShapes, SHAPE_CLASSES } from '../src/data/shapes.ts';
 import { loadModel } from '../src/model/export.ts';
-
-function eventSink(): { log: pino.Logger; events: Array<Record<string, unknown>> } {
-  const events: Array<Record<string, unknown>> = [];
-  const stream = new Writable({
-    write(chunk, _encoding, done) {
-      for (const line of String(chunk).split('\n')) if (line) events.push(JSON.parse(line) as Record<string, unknown>);
-      done();
-    },
-  });
-  return { log: pino({ level: 'info' }, stream), events };
-}
 
 async function shapesFolder(t: { teardown(fn: () => Promise<void>): void }, perClass: number, size: number): Promise<{ dir: string; data: string }> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-job-'));
