@@ -8,6 +8,9 @@ import type { Logger } from './telemetry/logger.ts';
 import { createRunFeed } from './telemetry/feed.ts';
 import { DEFAULT_DASHBOARD_PORT, startDashboard, type Dashboard } from './telemetry/dashboard.ts';
 import { writeReport } from './telemetry/report.ts';
+import { evaluateModel, formatEvaluation, resolveDataArgument } from './commands/evaluate.ts';
+import { formatPredictions, predictImages } from './commands/predict.ts';
+import type { BackendChoice } from './model/backend.ts';
 import { runJob } from './train/run-job.ts';
 
 function positiveInt(value: string): number {
@@ -108,6 +111,35 @@ export function buildProgram(): Command {
       const report = await writeReport({ logPath: log, outDir: flags.out });
       for (const file of report.files) process.stdout.write(`${file}\n`);
       for (const skip of report.skipped) process.stderr.write(`skipped ${skip.figure}: ${skip.reason}\n`);
+    });
+
+  const backendOption = (): Option => new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES as unknown as string[]);
+
+  program
+    .command('predict <modelDir> <images...>')
+    .description('print the most likely classes of each image')
+    .option('--top <k>', 'classes listed per image', positiveInt, 3)
+    .option('--batch-size <n>', 'images per forward pass', positiveInt, 32)
+    .option('--json', 'print JSON instead of text')
+    .addOption(backendOption())
+    .action(async (modelDir: string, images: string[], flags: { top: number; batchSize: number; json?: boolean; backend?: BackendChoice }) => {
+      const report = await predictImages({ modelDir, images, topK: flags.top, batchSize: flags.batchSize, backend: flags.backend });
+      process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatPredictions(report));
+      if (report.failed > 0) process.exitCode = 1;
+    });
+
+  program
+    .command('evaluate <modelDir>')
+    .description('accuracy, loss and confusion matrix of a saved model on a dataset')
+    .requiredOption('--data <folder|spec>', 'image folder (one sub-folder per class), a dataset spec or job file (YAML or JSON), or inline JSON')
+    .addOption(new Option('--split <name>', 'split of a spec (default: test, else validation, else train)').choices(['train', 'validation', 'test']))
+    .option('--batch-size <n>', 'evaluation batch size', positiveInt, 64)
+    .option('--json', 'print JSON instead of text')
+    .addOption(backendOption())
+    .action(async (modelDir: string, flags: { data: string; split?: 'train' | 'validation' | 'test'; batchSize: number; json?: boolean; backend?: BackendChoice }) => {
+      const data = await resolveDataArgument(flags.data);
+      const result = await evaluateModel({ modelDir, data, split: flags.split, batchSize: flags.batchSize, backend: flags.backend });
+      process.stdout.write(flags.json ? `${JSON.stringify(result, null, 2)}\n` : formatEvaluation(result));
     });
 
   return program;

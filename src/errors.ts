@@ -214,3 +214,17 @@ export class ModelFileError extends DroverError {
     this.name = 'ModelFileError';
   }
 }
+
+/** A saved model lacks what drover needs to use it: class names, preprocessing, a fixed input size. */
+export class ModelMetadataError extends DroverError {
+  override readonly code = 'DROVER_ERR_MODEL_METADATA';
+  constructor(
+    message: string,
+    /** The model directory or model.json at fault. */
+    readonly path: string,
+    options: DroverErrorOptions = {},
+  ) {
+    super(message, options);
+    this.name = 'ModelMetadataError';
+  }
+}
