@@ -5,8 +5,9 @@ import path from 'node:path';
 import { loadJobFile, parseJob } from '../src/config/job.ts';
 import { ConfigError } from '../src/errors.ts';
 
-test('an empty job gets the reference defaults: fmnist-cnn, Adam 1e-3, batch 64', (t) => {
+test('an empty job gets the reference defaults: fmnist-cnn, Adam 1e-3, batch 64, 5 epochs', (t) => {
   const job = parseJob({});
+  t.is(job.train.epochs, 5);
   t.is(job.model.preset, 'fmnist-cnn');
   t.is(job.train.batchSize, 64);
   t.deepEqual(job.train.optimizer, { name: 'adam', learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 });

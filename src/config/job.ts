@@ -62,7 +62,7 @@ export const jobSchema = z.strictObject({
   model: modelSchema.default({ preset: 'fmnist-cnn', l2: 0 }),
   train: z
     .strictObject({
-      epochs: z.number().int().positive().default(3),
+      epochs: z.number().int().positive().default(5),
       batchSize: z.number().int().positive().default(64),
       optimizer: optimizerSpecSchema.default({ name: 'adam', learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 }),
       schedule: scheduleSpecSchema.default({ type: 'constant', warmupEpochs: 0 }),
@@ -71,7 +71,7 @@ export const jobSchema = z.strictObject({
       logEvery: z.number().int().positive().default(10),
     })
     .default({
-      epochs: 3,
+      epochs: 5,
       batchSize: 64,
       optimizer: { name: 'adam', learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
       schedule: { type: 'constant', warmupEpochs: 0 },
