@@ -6,6 +6,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import { silentLogger } from '../telemetry/logger.ts';
 import { logEvent } from '../telemetry/events.ts';
 import { registerWasmKernels, startWasmWithThreads } from './wasm-kernels/index.ts';
+import { registerNativeKernels } from './native/index.ts';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
@@ -79,13 +80,17 @@ export async function initBackend(choice: BackendChoice = 'auto', log: Logger = 
   wasm.setWasmPaths(distDir + path.sep);
   registerWasmKernels();
   const wanted = options.threads ?? 1;
+  // oneDNN kernels on the wasm heap, when the optional addon was built at install.
+  const native = registerNativeKernels({ threads: wanted });
   // The threaded binary is chosen once per process, at the first activation.
   const threads = wanted > 1 ? await startWasmWithThreads({ threads: wanted }, () => activate('wasm')) : (await activate('wasm'), 1);
   const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
   const info: BackendInfo = {
     name: 'wasm',
-    description: `wasm (${simd ? 'simd' : 'no simd'}, ${threads} thread${threads > 1 ? 's' : ''})`,
-    reason: choice === 'wasm' ? 'requested with --backend wasm' : `fell back to wasm: ${tried.join('; ')}`,
+    description: `wasm${native.enabled ? '+onednn' : ''} (${simd ? 'simd' : 'no simd'}, ${threads} thread${threads > 1 ? 's' : ''}${native.enabled ? `, ${native.detail}` : ''})`,
+    reason:
+      (choice === 'wasm' ? 'requested with --backend wasm' : `fell back to wasm: ${tried.join('; ')}`) +
+      (native.enabled ? '' : `; native kernels off: ${native.reason}`),
   };
   return announce(info, log);
 }
