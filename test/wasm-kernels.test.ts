@@ -77,6 +77,10 @@ function tensor4(spec: { shape: number[]; values: Float32Array }): tf.Tensor4D {
   return tf.tensor4d(spec.values, spec.shape as Shape4);
 }
 
+// These tests are about the composed pure-wasm kernels: keep the optional oneDNN ones (which
+// would replace them when built) out of this process. test/native-kernels.test.ts covers those.
+process.env['DROVER_NATIVE'] = 'off';
+
 test.before(async () => {
   await initBackend('wasm');
 });
