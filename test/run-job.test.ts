@@ -15,7 +15,7 @@ async function shapesFolder(t: { teardown(fn: () => Promise<void>): void }, perC
   return { dir, data };
 }
 
-test('a transfer job trains a head on MobileNetV2, fine-tunes the top block, and exports a loadable model', async (t) => {
+test.serial('a transfer job trains a head on MobileNetV2, fine-tunes the top block, and exports a loadable model', async (t) => {
   const { dir, data } = await shapesFolder(t, 24, 64);
   const job = parseJob({
     name: 'transfer-smoke',
@@ -46,7 +46,7 @@ test('a transfer job trains a head on MobileNetV2, fine-tunes the top block, and
   loaded.model.dispose();
 });
 
-test('a folder job with augmentation and early stopping exports the restored best model', async (t) => {
+test.serial('a folder job with augmentation and early stopping exports the restored best model', async (t) => {
   const { dir, data } = await shapesFolder(t, 40, 24);
   const job = parseJob({
     name: 'folder-smoke',

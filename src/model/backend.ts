@@ -43,6 +43,25 @@ export interface BackendOptions {
  * own: the pure-JS backend is ~100x too slow for convolution training.
  */
 export async function initBackend(choice: BackendChoice = 'auto', log: Logger = silentLogger(), options: BackendOptions = {}): Promise<BackendInfo> {
+  // One initialisation per request: concurrent or repeated calls (two jobs in one process)
+  // share it instead of racing tf.setBackend against a backend still starting.
+  const key = `${choice}/${options.threads ?? 1}`;
+  const existing = started.get(key);
+  if (existing) {
+    const info = await existing;
+    // Someone may have switched backends since (tests compare against cpu): switch back.
+    if (tf.getBackend() !== info.name) await activate(info.name);
+    return info;
+  }
+  const starting = startBackend(choice, log, options);
+  started.set(key, starting);
+  starting.catch(() => started.delete(key));
+  return starting;
+}
+
+const started = new Map<string, Promise<BackendInfo>>();
+
+async function startBackend(choice: BackendChoice, log: Logger, options: BackendOptions): Promise<BackendInfo> {
   if (!BACKEND_CHOICES.includes(choice)) {
     throw new BackendError(`unknown backend "${String(choice)}": expected one of ${BACKEND_CHOICES.join(', ')}`);
   }
