@@ -1,0 +1,291 @@
+/**
+ * Distributed training figures.
+ *
+ *   npm run bench:cluster -- [--mode real|simulated|accuracy|all] [--steps 60] [--warmup 10] [--rounds 3]
+ *        [--workers 1,2] [--sim-workers 2,4,8,16] [--sim-params 0.2,3.5,25] [--compute-ms 100]
+ *        [--epochs 3] [--skip-single] [--json]
+ *
+ * real:      img/s of the reference job (fmnist-cnn, Adam 1e-3, global batch 64, Fashion-MNIST)
+ *            in one process and with 1 and 2 local worker processes, and the mean step split into
+ *            data wait / compute / transfer / reduce, as the coordinator's step events report them.
+ * simulated: workers that compute nothing (they wait --compute-ms and return zero gradients of
+ *            the right shapes), so a step's time beyond the wait is drover's own overhead:
+ *            weights out, gradients in, checks, averaging, optimizer, snapshot. Measured for
+ *            2..16 workers on loopback and dense models of ~0.2 M, 3.5 M and 25 M parameters.
+ *
+ * accuracy:  the reference job on all of Fashion-MNIST for --epochs, in one process and with 2
+ *            local workers: test accuracy of both (not part of `all`: it takes minutes).
+ *
+ * All processes run on this machine: with fewer cores than processes they compete for CPU,
+ * which the figures include (they are an upper bound of the overhead on dedicated nodes).
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { runLocalCluster } from '../src/cluster/local-cluster.ts';
+import { parseJob, type JobInput } from '../src/config/job.ts';
+import { runCoordinator } from '../src/coordinator/run-coordinator.ts';
+import { FASHION_MNIST_DIR, InMemorySplit, openIdxDataset } from '../src/data/idx.ts';
+import type { Dataset } from '../src/data/types.ts';
+import { initBackend } from '../src/model/backend.ts';
+import { buildScratchModel, countParams } from '../src/model/build.ts';
+import type { LayerSpecInput } from '../src/model/layer-spec.ts';
+import { PRESETS } from '../src/model/presets.ts';
+import { optimizerSpecSchema } from '../src/train/optimizers.ts';
+import { Trainer } from '../src/train/trainer.ts';
+
+const { values: args } = parseArgs({
+  options: {
+    mode: { type: 'string', default: 'all' },
+    steps: { type: 'string', default: '60' },
+    rounds: { type: 'string', default: '3' },
+    warmup: { type: 'string', default: '10' },
+    workers: { type: 'string', default: '1,2' },
+    'sim-workers': { type: 'string', default: '2,4,8,16' },
+    'sim-params': { type: 'string', default: '0.2,3.5,25' },
+    'sim-steps': { type: 'string', default: '8' },
+    'compute-ms': { type: 'string', default: '100' },
+    epochs: { type: 'string', default: '3' },
+    'skip-single': { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+  },
+});
+const steps = Number(args.steps);
+const warmup = Number(args.warmup);
+const BATCH = 64;
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+interface StepLine {
+  step: number;
+  n: number;
+  dataWaitMs: number;
+  computeMs: number;
+  transferMs: number;
+  reduceMs: number;
+  stepMs: number;
+  at: number;
+}
+
+/** Collects the coordinator's step events (with the time each arrived). */
+class StepSink extends Writable {
+  readonly steps: StepLine[] = [];
+  override _write(chunk: Buffer, _encoding: string, done: () => void): void {
+    for (const line of String(chunk).split('\n')) {
+      if (!line.includes('"event":"step"')) continue;
+      const e = JSON.parse(line) as StepLine;
+      this.steps.push({ ...e, at: performance.now() });
+    }
+    done();
+  }
+}
+
+interface Split {
+  imgPerSec: number;
+  stepMs: number;
+  dataWaitMs: number;
+  computeMs: number;
+  transferMs: number;
+  reduceMs: number;
+}
+
+/** Means over the steps after the warm-up; img/s over their wall time. */
+function summarise(lines: StepLine[], skip: number): Split {
+  const kept = lines.slice(skip);
+  const mean = (pick: (l: StepLine) => number): number => kept.reduce((s, l) => s + pick(l), 0) / kept.length;
+  const images = kept.slice(1).reduce((s, l) => s + l.n, 0);
+  const seconds = (kept.at(-1)!.at - kept[0]!.at) / 1000;
+  return { imgPerSec: images / seconds, stepMs: mean((l) => l.stepMs), dataWaitMs: mean((l) => l.dataWaitMs), computeMs: mean((l) => l.computeMs), transferMs: mean((l) => l.transferMs), reduceMs: mean((l) => l.reduceMs) };
+}
+
+const fmt = (x: number, digits = 1): string => x.toFixed(digits);
+
+async function singleProcess(batches: Awaited<ReturnType<typeof fashionBatches>>): Promise<Split> {
+  const trainer = new Trainer(buildScratchModel({ layers: PRESETS['fmnist-cnn'].layers, inputShape: [28, 28, 1], classes: 10 }), { optimizer: optimizerSpecSchema.parse({ name: 'adam', learningRate: 1e-3 }) });
+  for (let i = 0; i < warmup; i++) trainer.trainStep(batches[i % batches.length]!, 1e-3);
+  const start = performance.now();
+  for (let i = 0; i < steps; i++) trainer.trainStep(batches[i % batches.length]!, 1e-3);
+  const seconds = (performance.now() - start) / 1000;
+  trainer.model.dispose();
+  trainer.optimizer.dispose();
+  return { imgPerSec: (steps * BATCH) / seconds, stepMs: (1000 * seconds) / steps, dataWaitMs: NaN, computeMs: NaN, transferMs: NaN, reduceMs: NaN };
+}
+
+async function fashionBatches() {
+  const ds = await openIdxDataset({ dir: FASHION_MNIST_DIR, limitTrain: BATCH * 8, validationSize: 0 });
+  return Promise.all(Array.from({ length: 8 }, (_, b) => ds.train.loadBatch(Array.from({ length: BATCH }, (_, i) => b * BATCH + i))));
+}
+
+async function localCluster(workers: number): Promise<Split> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-bench-'));
+  const sink = new StepSink();
+  const job = parseJob({
+    name: 'bench-cluster',
+    seed: 1,
+    backend: 'wasm',
+    data: { kind: 'idx', dir: FASHION_MNIST_DIR, limitTrain: BATCH * (steps + warmup), validationSize: 0, limitTest: 64 },
+    model: { preset: 'fmnist-cnn' },
+    train: { epochs: 1, batchSize: BATCH, logEvery: 1, optimizer: { name: 'adam', learningRate: 1e-3 } },
+    output: { dir },
+  });
+  try {
+    await runLocalCluster({ job, workers, log: pino({ level: 'info' }, sink) });
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+  return summarise(sink.steps, warmup);
+}
+
+/** Medians over rounds that interleave the setups, so a burst of load on a shared machine hits all of them alike. */
+async function realMode(): Promise<Record<string, unknown>[]> {
+  const backend = await initBackend('wasm');
+  const rounds = Number(args.rounds);
+  const counts = args.workers!.split(',').map(Number);
+  const batches = await fashionBatches();
+  const runs = new Map<number, Split[]>();
+  for (let round = 0; round < rounds; round++) {
+    (runs.get(0) ?? runs.set(0, []).get(0)!).push(await singleProcess(batches));
+    for (const workers of counts) (runs.get(workers) ?? runs.set(workers, []).get(workers)!).push(await localCluster(workers));
+  }
+  const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+  const rows = [...runs.entries()].map(([workers, splits]) => {
+    const pick = (key: keyof Split): number => median(splits.map((s) => s[key]));
+    return {
+      setup: workers === 0 ? 'single process' : `${workers} local worker${workers > 1 ? 's' : ''}`,
+      workers,
+      imgPerSec: pick('imgPerSec'),
+      stepMs: pick('stepMs'),
+      dataWaitMs: pick('dataWaitMs'),
+      computeMs: pick('computeMs'),
+      transferMs: pick('transferMs'),
+      reduceMs: pick('reduceMs'),
+      rounds: splits.map((s) => Math.round(s.imgPerSec)),
+    };
+  });
+  if (!args.json) {
+    console.log(`\nreference job: fmnist-cnn, Adam 1e-3, global batch ${BATCH}, ${steps} steps after ${warmup} warm-up, median of ${rounds} interleaved rounds; ${backend.description}; ${os.availableParallelism()} cores`);
+    console.log('setup               img/s   step ms  data wait  compute  transfer  reduce   img/s per round');
+    const cell = (x: number, width: number): string => (Number.isNaN(x) ? '-' : fmt(x)).padStart(width);
+    for (const r of rows) {
+      console.log(`${r.setup.padEnd(18)} ${fmt(r.imgPerSec, 0).padStart(6)}  ${cell(r.stepMs, 8)}  ${cell(r.dataWaitMs, 9)}  ${cell(r.computeMs, 7)}  ${cell(r.transferMs, 8)}  ${cell(r.reduceMs, 6)}   ${r.rounds.join(' ')}`);
+    }
+    const one = rows.find((r) => r.workers === 1)?.imgPerSec;
+    const two = rows.find((r) => r.workers === 2)?.imgPerSec;
+    if (one && two) console.log(`2-worker img/s over 1-worker img/s: ${fmt(two / one, 2)}`);
+  }
+  return rows;
+}
+
+/** A dense model of about `millions` M parameters for 28x28x1 inputs and 10 classes. */
+function denseLayers(millions: number): LayerSpecInput[] {
+  const target = millions * 1e6;
+  if (target < 1e6) {
+    // flatten -> dense(h) -> classifier: 785h + 10(h + 1) parameters.
+    return [{ type: 'flatten' }, { type: 'dense', units: Math.round((target - 10) / 795) }];
+  }
+  // flatten -> dense(h) -> dense(h) -> classifier: h^2 + 796h + 10(h+1) parameters.
+  const h = Math.round((-806 + Math.sqrt(806 * 806 + 4 * (target - 10))) / 2);
+  return [{ type: 'flatten' }, { type: 'dense', units: h }, { type: 'dense', units: h }];
+}
+
+/** Random 28x28 images, enough for the steps (simulated workers never look at them). */
+function syntheticDataset(samples: number): Dataset {
+  const images = new Uint8Array(samples * 784);
+  for (let i = 0; i < images.length; i++) images[i] = (i * 2654435761) >>> 24;
+  const labels = Uint8Array.from({ length: samples }, (_, i) => i % 10);
+  return { name: 'synthetic', classNames: Array.from({ length: 10 }, (_, i) => `c${i}`), inputShape: [28, 28, 1], train: new InMemorySplit(images, labels, [28, 28, 1]), close: async () => {} };
+}
+
+async function simulatedMode(): Promise<Record<string, unknown>[]> {
+  await initBackend('wasm');
+  const computeMs = Number(args['compute-ms']);
+  const simSteps = Number(args['sim-steps']);
+  const simWarmup = 2;
+  const rows: Record<string, unknown>[] = [];
+  for (const millions of args['sim-params']!.split(',').map(Number)) {
+    const layers = denseLayers(millions);
+    const probe = buildScratchModel({ layers, inputShape: [28, 28, 1], classes: 10 });
+    const params = countParams(probe);
+    probe.dispose();
+    for (const workers of args['sim-workers']!.split(',').map(Number)) {
+      const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-bench-'));
+      const sink = new StepSink();
+      const input: JobInput = {
+        name: 'bench-overhead',
+        backend: 'wasm',
+        model: { layers },
+        train: { epochs: 1, batchSize: BATCH, logEvery: 1, optimizer: { name: 'adam', learningRate: 1e-3 } },
+        output: { dir },
+        cluster: { host: '127.0.0.1', port: 0, minWorkers: workers, stepDeadlineMs: 600_000, balance: 'equal' },
+      };
+      const children: ChildProcess[] = [];
+      const result = runCoordinator({
+        job: parseJob(input),
+        dataset: syntheticDataset(BATCH * (simSteps + simWarmup)),
+        log: pino({ level: 'info' }, sink),
+        onListening: ({ port }) => {
+          for (let i = 0; i < workers; i++) {
+            children.push(spawn(process.execPath, ['--import', 'tsx', 'src/worker/main.ts', '--coordinator', `127.0.0.1:${port}`, '--name', `sim${i}`, '--simulate-compute-ms', String(computeMs)], { cwd: root, stdio: 'ignore' }));
+          }
+        },
+      });
+      try {
+        await result;
+      } finally {
+        for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+        await rm(dir, { recursive: true, force: true });
+      }
+      const split = summarise(sink.steps, simWarmup);
+      const overheadMs = split.stepMs - computeMs;
+      rows.push({ params, workers, simulatedComputeMs: computeMs, ...split, overheadMs, overheadShare: overheadMs / split.stepMs });
+      if (!args.json) {
+        console.log(`${(params / 1e6).toFixed(2).padStart(6)} M params, ${String(workers).padStart(2)} workers: step ${fmt(split.stepMs).padStart(7)} ms = ${computeMs} ms compute + ${fmt(overheadMs).padStart(7)} ms overhead (${fmt(100 * overheadMs / split.stepMs, 0)} %: transfer ${fmt(split.transferMs)}, reduce ${fmt(split.reduceMs)})`);
+      }
+    }
+  }
+  return rows;
+}
+
+async function accuracyMode(): Promise<Record<string, unknown>[]> {
+  const { runJob } = await import('../src/train/run-job.ts');
+  const rows: Record<string, unknown>[] = [];
+  const reference = (dir: string) =>
+    parseJob({
+      name: 'bench-accuracy',
+      seed: 42,
+      backend: 'wasm',
+      data: { kind: 'idx', dir: FASHION_MNIST_DIR },
+      model: { preset: 'fmnist-cnn' },
+      train: { epochs: Number(args.epochs), batchSize: BATCH, logEvery: 50, optimizer: { name: 'adam', learningRate: 1e-3 } },
+      output: { dir },
+    });
+  for (const workers of args['skip-single'] ? [2] : [0, 2]) {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-bench-'));
+    const started = performance.now();
+    const quiet = pino({ level: 'warn' });
+    const test = workers === 0
+      ? (await runJob(reference(dir), { log: quiet })).test
+      : (await runLocalCluster({ job: reference(dir), workers, log: quiet })).test;
+    const minutes = (performance.now() - started) / 60_000;
+    await rm(dir, { recursive: true, force: true });
+    rows.push({ setup: workers === 0 ? 'single process' : `${workers} local workers`, epochs: Number(args.epochs), testAccuracy: test?.accuracy, minutes });
+    if (!args.json) console.log(`${String(rows.at(-1)!.setup).padEnd(16)} test accuracy ${((test?.accuracy ?? NaN) * 100).toFixed(2)} % after ${args.epochs} epochs (${minutes.toFixed(1)} min)`);
+  }
+  return rows;
+}
+
+const out: Record<string, unknown> = {};
+if (args.mode === 'accuracy') {
+  if (!args.json) console.log(`\nreference job on Fashion-MNIST (55 000 training, 10 000 test images), ${args.epochs} epochs:`);
+  out.accuracy = await accuracyMode();
+}
+if (args.mode === 'real' || args.mode === 'all') out.real = await realMode();
+if (args.mode === 'simulated' || args.mode === 'all') {
+  if (!args.json) console.log(`\ncoordinator overhead per step, simulated compute of ${args['compute-ms']} ms, global batch ${BATCH}, loopback, ${os.availableParallelism()} cores:`);
+  out.simulated = await simulatedMode();
+}
+if (args.json) console.log(JSON.stringify(out, null, 2));

@@ -1,0 +1,103 @@
+import { ClusterError, UnknownWorkerError } from '../errors.ts';
+import { updateThroughput, type ScheduledWorker } from './scheduler.ts';
+
+/** What a worker told the coordinator when it joined. */
+export interface WorkerCapabilities {
+  backend: string;
+  device: string;
+  threads: number;
+  hostname: string;
+  pid: number;
+}
+
+/** `joined`: answered Join, has no session yet; `ready`: session open, takes tasks. */
+export type WorkerState = 'joined' | 'ready';
+
+export interface WorkerRecord extends ScheduledWorker {
+  id: string;
+  name: string;
+  address: string;
+  capabilities: WorkerCapabilities;
+  state: WorkerState;
+  joinedAt: number;
+  /** performance.now() at Join. */
+  joinedMono: number;
+  /** When it last completed a task, or became ready (performance.now()): deadlines count from here. */
+  progressAt: number;
+}
+
+/**
+ * Who is in the job. Ids are unique for the coordinator's lifetime (`w1`, `w2`, ..., with the
+ * worker's name when it gave one), so a worker that comes back is a new member.
+ */
+export class Membership {
+  private readonly workers = new Map<string, WorkerRecord>();
+  private counter = 0;
+
+  constructor(private readonly maxWorkers: number) {}
+
+  /** Admits a worker; throws a ClusterError when the job is full. */
+  admit(capabilities: WorkerCapabilities, name: string, address: string): WorkerRecord {
+    if (this.workers.size >= this.maxWorkers) {
+      throw new ClusterError(`job is full: ${this.workers.size} workers of at most ${this.maxWorkers} (cluster.maxWorkers)`);
+    }
+    this.counter++;
+    const clean = name.replace(/[^\w.-]/g, '').slice(0, 40);
+    const id = clean ? `w${this.counter}-${clean}` : `w${this.counter}`;
+    const record: WorkerRecord = { id, name: name || id, address, capabilities, state: 'joined', joinedAt: Date.now(), joinedMono: performance.now(), progressAt: 0, throughput: undefined };
+    this.workers.set(id, record);
+    return record;
+  }
+
+  /** The member `id`; throws UnknownWorkerError when it is not (or no longer) one. */
+  get(id: string): WorkerRecord {
+    const record = this.workers.get(id);
+    if (!record) throw new UnknownWorkerError(`worker ${id} is not a member of this job (it left, was evicted, or joined an earlier coordinator): join again`);
+    return record;
+  }
+
+  has(id: string): boolean {
+    return this.workers.has(id);
+  }
+
+  markReady(id: string): WorkerRecord {
+    const record = this.get(id);
+    record.state = 'ready';
+    record.progressAt = performance.now();
+    return record;
+  }
+
+  /** Removes a member; returns it, or undefined when it was already gone. */
+  remove(id: string): WorkerRecord | undefined {
+    const record = this.workers.get(id);
+    this.workers.delete(id);
+    return record;
+  }
+
+  /** Workers that take tasks, in join order. */
+  live(): WorkerRecord[] {
+    return [...this.workers.values()].filter((w) => w.state === 'ready');
+  }
+
+  /** Folds a measured shard into the worker's throughput estimate. */
+  recordThroughput(id: string, n: number, computeMs: number): void {
+    const record = this.workers.get(id);
+    if (record) record.throughput = updateThroughput(record.throughput, n, computeMs);
+  }
+
+  /** Notes that a worker completed a task now. */
+  recordProgress(id: string, now = performance.now()): void {
+    const record = this.workers.get(id);
+    if (record) record.progressAt = now;
+  }
+
+  /** When a worker last made progress (0 when unknown). */
+  progressOf(id: string): number {
+    return this.workers.get(id)?.progressAt ?? 0;
+  }
+
+  /** Members that joined but opened no session since `before` (performance.now()). */
+  stale(before: number): WorkerRecord[] {
+    return [...this.workers.values()].filter((w) => w.state === 'joined' && w.joinedMono < before);
+  }
+}

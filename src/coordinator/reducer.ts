@@ -1,0 +1,122 @@
+import { WeightsError } from '../errors.ts';
+import type { WeightEntry } from '../model/weights.ts';
+import { assertFinite } from '../model/weights.ts';
+import type { ReceivedTensor } from '../wire/transfer.ts';
+
+/** One shard's contribution, as decoded from the wire. */
+export interface ShardGradients {
+  /** Mean loss over the shard. */
+  loss: number;
+  correct: number;
+  n: number;
+  /** Gradients of the shard's mean loss, one per trainable weight. */
+  grads: readonly ReceivedTensor[];
+  /** Non-trainable weights after the shard's forward pass (batch-norm statistics); may be empty. */
+  buffers: readonly ReceivedTensor[];
+}
+
+/** The step's result: the global-batch mean gradient and metrics. */
+export interface ReducedStep {
+  grads: Float32Array[];
+  /** Averaged non-trainable weights, or undefined when no shard reported any. */
+  buffers: Float32Array[] | undefined;
+  loss: number;
+  correct: number;
+  n: number;
+}
+
+/**
+ * Averages shard gradients weighted by n: the mean of per-shard mean gradients weighted by
+ * their sizes is exactly the mean gradient of the global batch. Every contribution is checked
+ * in full (names, shapes, dtype, length, finite values) before it touches the sums, so a bad
+ * one leaves the reducer as it was.
+ *
+ * Batch-norm moving statistics are averaged the same way. For the moving mean this equals the
+ * update with the global batch mean; for the moving variance it omits the spread between shard
+ * means (as DDP without SyncBatchNorm does), which is small for shards drawn from one shuffle.
+ */
+export class GradientReducer {
+  private readonly sums: Float32Array[];
+  private bufferSums: Float32Array[] | undefined;
+  private bufferN = 0;
+  private lossSum = 0;
+  private correctSum = 0;
+  private covered = 0;
+
+  constructor(
+    private readonly gradientManifest: readonly WeightEntry[],
+    private readonly bufferManifest: readonly WeightEntry[],
+  ) {
+    this.sums = gradientManifest.map((entry) => new Float32Array(size(entry)));
+  }
+
+  /** Samples whose gradients are in. */
+  get samples(): number {
+    return this.covered;
+  }
+
+  /**
+   * Throws a WeightsError naming what is wrong with a contribution; changes nothing.
+   * `maxN` is the size of the shard it answers (skipped samples make n smaller, never larger).
+   */
+  check(shard: ShardGradients, from: string, maxN = Number.MAX_SAFE_INTEGER): void {
+    if (!Number.isInteger(shard.n) || shard.n <= 0 || shard.n > maxN) throw new WeightsError(`${from}: n is ${shard.n}, the shard holds ${maxN === Number.MAX_SAFE_INTEGER ? 'more' : maxN}`);
+    if (!Number.isFinite(shard.loss)) throw new WeightsError(`${from}: loss is ${shard.loss}`);
+    if (!Number.isInteger(shard.correct) || shard.correct < 0 || shard.correct > shard.n) {
+      throw new WeightsError(`${from}: correct count ${shard.correct} is outside 0..${shard.n}`);
+    }
+    checkTensors(this.gradientManifest, shard.grads, `${from} gradients`);
+    if (shard.buffers.length > 0) checkTensors(this.bufferManifest, shard.buffers, `${from} batch-norm statistics`);
+  }
+
+  /** Checks a contribution, then adds it (sum of g * n). */
+  add(shard: ShardGradients, from: string, maxN?: number): void {
+    this.check(shard, from, maxN);
+    const n = shard.n;
+    shard.grads.forEach((tensor, i) => accumulate(this.sums[i]!, tensor.data as Float32Array, n));
+    if (shard.buffers.length > 0) {
+      this.bufferSums ??= this.bufferManifest.map((entry) => new Float32Array(size(entry)));
+      shard.buffers.forEach((tensor, i) => accumulate(this.bufferSums![i]!, tensor.data as Float32Array, n));
+      this.bufferN += n;
+    }
+    this.lossSum += shard.loss * n;
+    this.correctSum += shard.correct;
+    this.covered += n;
+  }
+
+  /** The weighted means over every contribution added (call once, when the step's round is done). */
+  result(): ReducedStep {
+    if (this.covered === 0) throw new WeightsError('no sample of the step could be used: nothing to average');
+    const scale = 1 / this.covered;
+    for (const sum of this.sums) for (let j = 0; j < sum.length; j++) sum[j]! *= scale;
+    let buffers: Float32Array[] | undefined;
+    if (this.bufferSums) {
+      const bufferScale = 1 / this.bufferN;
+      for (const sum of this.bufferSums) for (let j = 0; j < sum.length; j++) sum[j]! *= bufferScale;
+      buffers = this.bufferSums;
+    }
+    return { grads: this.sums, buffers, loss: this.lossSum * scale, correct: this.correctSum, n: this.covered };
+  }
+}
+
+function size(entry: WeightEntry): number {
+  return entry.shape.reduce((a, b) => a * b, 1);
+}
+
+function accumulate(sum: Float32Array, values: Float32Array, weight: number): void {
+  for (let j = 0; j < sum.length; j++) sum[j]! += values[j]! * weight;
+}
+
+/** Same names, shapes and dtype as the manifest, and finite. */
+function checkTensors(manifest: readonly WeightEntry[], tensors: readonly ReceivedTensor[], what: string): void {
+  if (tensors.length !== manifest.length) throw new WeightsError(`${what}: got ${tensors.length} tensors for ${manifest.length} weights`);
+  manifest.forEach((entry, i) => {
+    const tensor = tensors[i]!;
+    if (tensor.name !== entry.name) throw new WeightsError(`${what}[${i}]: name ${tensor.name} does not match ${entry.name}`);
+    if (tensor.dtype !== 'float32') throw new WeightsError(`${what}[${i}] ${entry.name}: dtype ${tensor.dtype}, expected float32`);
+    if (tensor.shape.join('x') !== entry.shape.join('x') || tensor.data.length !== size(entry)) {
+      throw new WeightsError(`${what}[${i}] ${entry.name}: shape [${tensor.shape}] with ${tensor.data.length} values, expected [${entry.shape}]`);
+    }
+    assertFinite(tensor.data as Float32Array, `${what}[${i}] ${entry.name}`);
+  });
+}

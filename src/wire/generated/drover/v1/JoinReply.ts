@@ -1,0 +1,37 @@
+// Original file: proto/drover.proto
+
+import type { Envelope as _drover_v1_Envelope, Envelope__Output as _drover_v1_Envelope__Output } from '../../drover/v1/Envelope.ts';
+
+export interface JoinReply {
+  'envelope'?: (_drover_v1_Envelope | null);
+  /**
+   * Id to present in Session.ready and Leave.
+   */
+  'workerId'?: (string);
+  /**
+   * JSON of the replica spec (model layers, input shape, classes, sample format, data transport);
+   * validated by the worker against its schema.
+   */
+  'replicaSpecJson'?: (string);
+  /**
+   * Largest chunk payload the coordinator sends and accepts.
+   */
+  'maxChunkBytes'?: (number);
+}
+
+export interface JoinReply__Output {
+  'envelope': (_drover_v1_Envelope__Output | null);
+  /**
+   * Id to present in Session.ready and Leave.
+   */
+  'workerId': (string);
+  /**
+   * JSON of the replica spec (model layers, input shape, classes, sample format, data transport);
+   * validated by the worker against its schema.
+   */
+  'replicaSpecJson': (string);
+  /**
+   * Largest chunk payload the coordinator sends and accepts.
+   */
+  'maxChunkBytes': (number);
+}

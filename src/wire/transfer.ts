@@ -1,0 +1,284 @@
+import os from 'node:os';
+import { ProtocolError, TransferLimitError } from '../errors.ts';
+import type { Chunk, Chunk__Output } from './generated/drover/v1/Chunk.ts';
+import type { DType__Output } from './generated/drover/v1/DType.ts';
+import type { TensorSpec__Output } from './generated/drover/v1/TensorSpec.ts';
+import type { Transfer, Transfer__Output } from './generated/drover/v1/Transfer.ts';
+import { MAX_CHUNK_BYTES } from './protocol.ts';
+
+/**
+ * Payloads as raw little-endian bytes in chunks of at most ~1 MiB, declared up front by a
+ * manifest (names, shapes, dtypes, offsets). The sender never copies: chunks are views of its
+ * arrays. The receiver allocates one buffer per transfer and hands back typed views of it.
+ */
+
+if (os.endianness() !== 'LE') {
+  // Tensors travel as the sender's memory; a big-endian peer would read garbage.
+  throw new ProtocolError('drover needs a little-endian machine: tensors travel as raw little-endian bytes');
+}
+
+export type TensorDType = 'float32' | 'uint8' | 'int32';
+export type TensorData = Float32Array | Uint8Array | Int32Array;
+
+/** One tensor to send. */
+export interface TensorPart {
+  name: string;
+  shape: readonly number[];
+  data: TensorData;
+}
+
+/** A received tensor: its declared spec and a view of the transfer's buffer. */
+export interface ReceivedTensor {
+  name: string;
+  shape: number[];
+  dtype: TensorDType;
+  data: TensorData;
+}
+
+/** A complete transfer: the whole buffer, and the tensors in it (none for an opaque payload). */
+export interface ReceivedTransfer {
+  transferId: number;
+  bytes: Uint8Array;
+  tensors: ReceivedTensor[];
+}
+
+const WIRE_DTYPE = { float32: 'FLOAT32', uint8: 'UINT8', int32: 'INT32' } as const satisfies Record<TensorDType, DType__Output>;
+const BYTES_PER_ELEMENT: Record<TensorDType, number> = { float32: 4, uint8: 1, int32: 4 };
+
+function dtypeOf(data: TensorData): TensorDType {
+  if (data instanceof Float32Array) return 'float32';
+  if (data instanceof Int32Array) return 'int32';
+  return 'uint8';
+}
+
+function localDType(wire: DType__Output): TensorDType | undefined {
+  switch (wire) {
+    case 'FLOAT32':
+      return 'float32';
+    case 'UINT8':
+      return 'uint8';
+    case 'INT32':
+      return 'int32';
+    default:
+      return undefined;
+  }
+}
+
+function align4(n: number): number {
+  return Math.ceil(n / 4) * 4;
+}
+
+function elementCount(shape: readonly number[]): number {
+  return shape.reduce((a, b) => a * b, 1);
+}
+
+/** A transfer ready to send: its header (manifest) and its chunks, in order. */
+export interface OutgoingTransfer {
+  header: Transfer;
+  chunks: Chunk[];
+  /** Payload bytes (excluding alignment padding). */
+  bytes: number;
+}
+
+function bytesOf(data: ArrayBufferView): Uint8Array {
+  return new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+}
+
+/** Chunks of [start, end) of `view`, placed at `offset` in the transfer. Views, not copies. */
+function pushChunks(out: Chunk[], transferId: number, view: Uint8Array, offset: number, maxChunk: number): void {
+  for (let start = 0; start < view.length; start += maxChunk) {
+    const end = Math.min(view.length, start + maxChunk);
+    out.push({ transferId, offset: offset + start, data: Buffer.from(view.buffer, view.byteOffset + start, end - start) });
+  }
+}
+
+/**
+ * Lays tensors out in one transfer: each starts at a 4-byte aligned offset (so the receiver can
+ * view it as Float32Array / Int32Array without copying), and each is cut into chunks of at
+ * most `maxChunk` bytes that never straddle two tensors.
+ */
+export function tensorTransfer(transferId: number, parts: readonly TensorPart[], maxChunk = MAX_CHUNK_BYTES): OutgoingTransfer {
+  checkChunkSize(maxChunk);
+  const tensors: Transfer['tensors'] = [];
+  const chunks: Chunk[] = [];
+  let offset = 0;
+  let bytes = 0;
+  for (const part of parts) {
+    const dtype = dtypeOf(part.data);
+    const count = elementCount(part.shape);
+    if (count !== part.data.length) {
+      throw new ProtocolError(`tensor ${part.name}: shape [${part.shape}] holds ${count} values but ${part.data.length} were given`);
+    }
+    offset = align4(offset);
+    const view = bytesOf(part.data);
+    tensors.push({ name: part.name, shape: [...part.shape], dtype: WIRE_DTYPE[dtype], byteOffset: offset, byteLength: view.length });
+    pushChunks(chunks, transferId, view, offset, maxChunk);
+    offset += view.length;
+    bytes += view.length;
+  }
+  return { header: { transferId, totalBytes: offset, tensors }, chunks, bytes };
+}
+
+/** An opaque payload (e.g. concatenated encoded samples) as one transfer. */
+export function bytesTransfer(transferId: number, payload: Uint8Array, maxChunk = MAX_CHUNK_BYTES): OutgoingTransfer {
+  checkChunkSize(maxChunk);
+  const chunks: Chunk[] = [];
+  pushChunks(chunks, transferId, payload, 0, maxChunk);
+  return { header: { transferId, totalBytes: payload.length, tensors: [] }, chunks, bytes: payload.length };
+}
+
+function checkChunkSize(maxChunk: number): void {
+  if (!Number.isInteger(maxChunk) || maxChunk < 4 || maxChunk > MAX_CHUNK_BYTES) {
+    throw new ProtocolError(`chunk size must be an integer in 4..${MAX_CHUNK_BYTES}, got ${maxChunk}`);
+  }
+}
+
+/** Limits a receiver puts on one transfer. */
+export interface TransferLimits {
+  /** Largest total size accepted. */
+  maxBytes: number;
+  /** What the transfer is, for messages ("gradients of task t-3-1"). */
+  what: string;
+}
+
+interface Segment {
+  start: number;
+  end: number;
+}
+
+interface Pending {
+  header: Transfer__Output;
+  what: string;
+  buffer: Uint8Array;
+  segments: Segment[];
+  /** Index of the segment being filled, and the next byte expected in it. */
+  segment: number;
+  next: number;
+  resolve: (value: ReceivedTransfer) => void;
+  reject: (error: Error) => void;
+}
+
+/**
+ * Reassembles transfers from chunks on one stream. Strict, because the bytes come from a peer:
+ * the manifest must be self-consistent and within limits, chunks must arrive in order, inside
+ * their tensor, and only for declared transfers; anything else is a ProtocolError.
+ */
+export class TransferAssembler {
+  private readonly pending = new Map<number, Pending>();
+  private pendingBytes = 0;
+
+  constructor(
+    /** Cap on the bytes of all incomplete transfers together (memory bound per stream). */
+    private readonly maxPendingBytes: number,
+  ) {}
+
+  /** Bytes allocated for transfers not yet complete. */
+  get bufferedBytes(): number {
+    return this.pendingBytes;
+  }
+
+  /**
+   * Registers a transfer announced by a header; resolves when its last chunk arrives. The
+   * returned promise is already marked handled: an abandoned transfer never crashes the process.
+   */
+  expect(header: Transfer__Output | null | undefined, limits: TransferLimits): Promise<ReceivedTransfer> {
+    if (!header) throw new ProtocolError(`${limits.what}: transfer header missing`);
+    const id = header.transferId;
+    if (this.pending.has(id)) throw new ProtocolError(`${limits.what}: transfer ${id} is already in progress`);
+    const total = header.totalBytes;
+    if (!Number.isSafeInteger(total) || total < 0) throw new ProtocolError(`${limits.what}: transfer size ${total} is not a byte count`);
+    if (total > limits.maxBytes) {
+      throw new TransferLimitError(`${limits.what}: transfer of ${total} bytes exceeds the limit of ${limits.maxBytes}`);
+    }
+    if (this.pendingBytes + total > this.maxPendingBytes) {
+      throw new TransferLimitError(`${limits.what}: ${this.pendingBytes + total} bytes in flight exceed the stream's limit of ${this.maxPendingBytes}`);
+    }
+    const segments = layout(header, limits.what);
+    let resolve!: (value: ReceivedTransfer) => void;
+    let reject!: (error: Error) => void;
+    const promise = new Promise<ReceivedTransfer>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    promise.catch(() => {});
+    const entry: Pending = { header, what: limits.what, buffer: new Uint8Array(total), segments, segment: 0, next: segments[0]?.start ?? 0, resolve, reject };
+    this.pending.set(id, entry);
+    this.pendingBytes += total;
+    this.completeIfDone(id, entry);
+    return promise;
+  }
+
+  /** Takes one chunk; throws a ProtocolError for a chunk that does not fit what was declared. */
+  accept(chunk: Chunk__Output): void {
+    const entry = this.pending.get(chunk.transferId);
+    if (!entry) throw new ProtocolError(`chunk for transfer ${chunk.transferId}, which was never declared (or is complete)`);
+    const data = chunk.data;
+    const segment = entry.segments[entry.segment]!;
+    if (chunk.offset !== entry.next) {
+      throw new ProtocolError(`${entry.what}: chunk at byte ${chunk.offset}, expected byte ${entry.next} (chunks must arrive in order)`);
+    }
+    if (data.length === 0 || entry.next + data.length > segment.end) {
+      throw new ProtocolError(`${entry.what}: chunk of ${data.length} bytes at ${chunk.offset} does not fit its tensor [${segment.start}, ${segment.end})`);
+    }
+    entry.buffer.set(data, entry.next);
+    entry.next += data.length;
+    if (entry.next === segment.end) {
+      entry.segment++;
+      entry.next = entry.segments[entry.segment]?.start ?? segment.end;
+    }
+    this.completeIfDone(chunk.transferId, entry);
+  }
+
+  /** Fails every incomplete transfer (stream closed) and frees their buffers. */
+  abort(error: Error): void {
+    for (const entry of this.pending.values()) entry.reject(error);
+    this.pending.clear();
+    this.pendingBytes = 0;
+  }
+
+  private completeIfDone(id: number, entry: Pending): void {
+    if (entry.segment < entry.segments.length) return;
+    this.pending.delete(id);
+    this.pendingBytes -= entry.buffer.length;
+    entry.resolve({ transferId: id, bytes: entry.buffer, tensors: viewTensors(entry.header.tensors, entry.buffer) });
+  }
+}
+
+/** Validates a manifest and returns the byte ranges that must be filled, in order. */
+function layout(header: Transfer__Output, what: string): Segment[] {
+  const total = header.totalBytes;
+  if (header.tensors.length === 0) return total > 0 ? [{ start: 0, end: total }] : [];
+  const segments: Segment[] = [];
+  let previousEnd = 0;
+  for (const spec of header.tensors) {
+    const dtype = localDType(spec.dtype);
+    if (!dtype) throw new ProtocolError(`${what}: tensor ${spec.name} has unsupported dtype ${spec.dtype}`);
+    const start = spec.byteOffset;
+    const length = spec.byteLength;
+    const expected = elementCount(spec.shape) * BYTES_PER_ELEMENT[dtype];
+    if (length !== expected) {
+      throw new ProtocolError(`${what}: tensor ${spec.name} [${spec.shape}] ${dtype} needs ${expected} bytes, manifest says ${length}`);
+    }
+    if (start % 4 !== 0 || start < previousEnd || start + length > total) {
+      throw new ProtocolError(`${what}: tensor ${spec.name} at bytes [${start}, ${start + length}) is misplaced in a transfer of ${total} bytes`);
+    }
+    if (length > 0) segments.push({ start, end: start + length });
+    previousEnd = start + length;
+  }
+  return segments;
+}
+
+function viewTensors(specs: readonly TensorSpec__Output[], buffer: Uint8Array): ReceivedTensor[] {
+  return specs.map((spec) => {
+    const dtype = localDType(spec.dtype)!;
+    const count = elementCount(spec.shape);
+    const offset = buffer.byteOffset + spec.byteOffset;
+    const data: TensorData =
+      dtype === 'float32'
+        ? new Float32Array(buffer.buffer, offset, count)
+        : dtype === 'int32'
+          ? new Int32Array(buffer.buffer, offset, count)
+          : new Uint8Array(buffer.buffer, offset, count);
+    return { name: spec.name, shape: [...spec.shape], dtype, data };
+  });
+}

@@ -1,0 +1,63 @@
+import * as tf from '@tensorflow/tfjs';
+import { ProtocolError } from '../errors.ts';
+import type { Batch } from '../data/types.ts';
+import { buildScratchModel } from '../model/build.ts';
+import { weightManifest, writeWeights, type WeightEntry } from '../model/weights.ts';
+import { Trainer } from '../train/trainer.ts';
+import type { ReplicaSpec } from '../wire/replica-spec.ts';
+import type { ReceivedTensor } from '../wire/transfer.ts';
+import { checkBroadcast, type ComputeReplica, type ReplicaEvaluation, type ReplicaGradients } from './compute-replica.ts';
+
+/**
+ * A worker's copy of the model. It never applies updates itself: it computes on the weights the
+ * coordinator broadcasts, so every replica holds the same version.
+ */
+export class ModelReplica implements ComputeReplica {
+  readonly manifest: WeightEntry[];
+  private readonly trainer: Trainer;
+  private readonly bufferVariables: tf.Variable[];
+  private current: number | undefined;
+
+  constructor(spec: ReplicaSpec) {
+    const { model } = spec;
+    const built = buildScratchModel({ layers: model.layers, inputShape: model.inputShape, classes: model.classes, l2: model.l2, seed: model.seed });
+    // The optimizer is never used here (the coordinator holds the only one).
+    this.trainer = new Trainer(built, { optimizer: { name: 'sgd', learningRate: 0.01, momentum: 0, nesterov: false } });
+    this.manifest = weightManifest(built);
+    const expected = spec.weights.map((w) => `${w.name}:${w.shape.join('x')}:${w.trainable}`).join(',');
+    const mine = this.manifest.map((w) => `${w.name}:${w.shape.join('x')}:${w.trainable}`).join(',');
+    if (expected !== mine) {
+      built.dispose();
+      throw new ProtocolError('this worker builds a different model than the coordinator (different drover versions?): weight manifests differ');
+    }
+    type LayerVariable = { trainable: boolean; read(): tf.Variable };
+    this.bufferVariables = (built.weights as unknown as LayerVariable[]).filter((w) => !w.trainable).map((w) => w.read());
+  }
+
+  get version(): number | undefined {
+    return this.current;
+  }
+
+  setWeights(version: number, tensors: readonly ReceivedTensor[]): void {
+    checkBroadcast(this.manifest, tensors);
+    writeWeights(this.trainer.model, { manifest: this.manifest, values: tensors.map((t) => t.data as Float32Array) });
+    this.current = version;
+  }
+
+  async train(batch: Batch): Promise<ReplicaGradients> {
+    const result = this.trainer.computeGradients(batch);
+    // The forward pass in training mode moved the batch-norm statistics: they go back too.
+    const buffers = this.bufferVariables.map((v) => v.dataSync() as Float32Array);
+    return { ...result, buffers };
+  }
+
+  async evaluate(batch: Batch): Promise<ReplicaEvaluation> {
+    const result = this.trainer.evaluate(batch);
+    return { lossSum: result.loss * result.n, correct: result.correct, n: result.n, predicted: Array.from(result.predicted) };
+  }
+
+  dispose(): void {
+    this.trainer.model.dispose();
+    this.trainer.optimizer.dispose();
+  }
+}

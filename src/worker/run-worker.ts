@@ -1,0 +1,170 @@
+import os from 'node:os';
+import { AuthError, ClusterError, DroverError, ProtocolError, ProtocolMismatchError, WeightsError } from '../errors.ts';
+import type { BackendChoice } from '../model/backend.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { ClientTlsFiles } from '../wire/credentials.ts';
+import { parseReplicaSpec, type ReplicaSpec } from '../wire/replica-spec.ts';
+import { CoordinatorConnection } from './client.ts';
+import type { ComputeReplica } from './compute-replica.ts';
+import { SimulatedReplica } from './simulated-replica.ts';
+import { WorkerSession } from './session.ts';
+import { pipelineDecoder, rawPixelDecoder, sharedDatasetDecoder, type ShardDecoder } from './shard-decoder.ts';
+
+export interface WorkerOptions {
+  /** host:port of the coordinator. */
+  coordinator: string;
+  /** Shared secret (default: DROVER_TOKEN). */
+  token?: string;
+  /** TLS: trust this CA (or system roots with `{}`); plaintext when undefined. */
+  tls?: ClientTlsFiles;
+  /** Compute backend; default: auto (tfjs-node-gpu, tfjs-node, then wasm). */
+  backend?: BackendChoice;
+  /** Compute threads of the wasm backend (default 1). */
+  threads?: number;
+  /** Name shown in the coordinator's log. */
+  name?: string;
+  /** Join only this job ('' or undefined: whatever job the coordinator runs). */
+  jobId?: string;
+  /** Keep trying to reach (or rejoin) the coordinator this long before giving up. Default 60 s. */
+  reconnectMs?: number;
+  /** Benchmarks and scheduling tests: no tfjs; wait this long per task and return zero gradients. */
+  simulateComputeMs?: number;
+  /** With simulateComputeMs: wait this much longer per sample of the shard. */
+  simulateMsPerSample?: number;
+  log: Logger;
+  /** Leave the job and return (Ctrl-C). */
+  signal?: AbortSignal;
+}
+
+export interface WorkerResult {
+  status: 'completed' | 'dismissed' | 'stopped';
+  sessions: number;
+  tasks: number;
+}
+
+/**
+ * A worker's life: join, build the replica the coordinator describes, hold a session, and
+ * rejoin when the session breaks (eviction, coordinator restart) until the job ends. Refusals
+ * that retrying cannot fix (bad token, other job or protocol) end it with their error.
+ */
+export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
+  const { log, signal } = options;
+  const token = options.token ?? process.env.DROVER_TOKEN;
+  const connection = new CoordinatorConnection({ address: options.coordinator, token, tls: options.tls });
+  let replica: ComputeReplica | undefined;
+  let replicaKey = '';
+  let decoder: ShardDecoder | undefined;
+  let jobId = options.jobId ?? '';
+  let sessions = 0;
+  let tasks = 0;
+  let fruitless = 0;
+  let backendName = 'simulated';
+  let device = `simulated compute (${options.simulateComputeMs} ms per task, ${options.simulateMsPerSample ?? 0} ms per sample)`;
+  try {
+    if (options.simulateComputeMs === undefined) {
+      // Before joining, so the coordinator learns the real device; loaded lazily so simulated workers never load tfjs.
+      const { initBackend } = await import('../model/backend.ts');
+      const info = await initBackend(options.backend ?? 'auto', log, { threads: options.threads ?? 1 });
+      backendName = info.name;
+      device = info.description;
+    }
+    while (!signal?.aborted) {
+      const reply = await joinWithRetry(connection, { backend: backendName, device, name: options.name ?? '', jobId }, options.reconnectMs ?? 60_000, log, signal);
+      if (!reply) break;
+      jobId = reply.envelope?.jobId ?? jobId;
+      const spec = parseReplicaSpec(reply.replicaSpecJson);
+      const key = reply.replicaSpecJson;
+      if (!replica || key !== replicaKey) {
+        replica?.dispose();
+        await decoder?.close();
+        replica = undefined;
+        replica = options.simulateComputeMs !== undefined ? new SimulatedReplica(spec, { msPerTask: options.simulateComputeMs, msPerSample: options.simulateMsPerSample }) : await buildReplica(spec);
+        decoder = await makeDecoder(spec, log);
+        replicaKey = key;
+      }
+      sessions++;
+      log.info({ worker: reply.workerId, job: jobId, coordinator: options.coordinator }, `joined job ${jobId} as ${reply.workerId}`);
+      const session = new WorkerSession({ call: connection.session(), jobId, workerId: reply.workerId, replica, decoder: decoder!, log: log.child({ worker: reply.workerId }) });
+      const onAbort = (): void => {
+        void connection.leave(jobId, reply.workerId, 'worker stopped (signal)').catch(() => {}).finally(() => session.close());
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const end = await session.done;
+      signal?.removeEventListener('abort', onAbort);
+      tasks += session.tasksDone;
+      if (end.kind === 'stopped') {
+        if (signal?.aborted) return { status: 'stopped', sessions, tasks };
+        log.info({ worker: reply.workerId, reason: end.reason }, `coordinator stopped this worker: ${end.reason}`);
+        return { status: end.jobCompleted ? 'completed' : 'dismissed', sessions, tasks };
+      }
+      if (isFatal(end.error)) throw end.error;
+      // A session that broke before doing anything may break again at once: do not hammer the coordinator.
+      fruitless = session.tasksDone === 0 ? fruitless + 1 : 0;
+      const pause = Math.min(10_000, fruitless === 0 ? 0 : 250 * 2 ** fruitless);
+      log.warn({ worker: reply.workerId, code: end.error.code, pauseMs: pause }, `session ended: ${end.error.message}; joining again`);
+      if (pause > 0) await new Promise((resolve) => setTimeout(resolve, pause));
+    }
+    return { status: 'stopped', sessions, tasks };
+  } finally {
+    replica?.dispose();
+    await decoder?.close();
+    connection.close();
+  }
+}
+
+/** Refusals a retry cannot fix: wrong secret, other job or protocol, a model this worker cannot hold. */
+function isFatal(error: DroverError): boolean {
+  return error instanceof AuthError || error instanceof ProtocolMismatchError || error instanceof WeightsError;
+}
+
+async function buildReplica(spec: ReplicaSpec): Promise<ComputeReplica> {
+  const { ModelReplica } = await import('./replica.ts');
+  return new ModelReplica(spec);
+}
+
+async function makeDecoder(spec: ReplicaSpec, log: Logger): Promise<ShardDecoder> {
+  const samples = spec.samples;
+  switch (samples.decoder) {
+    case 'raw-u8':
+      return rawPixelDecoder(samples.shape);
+    case 'pipeline': {
+      if (samples.transport === 'stream') return await pipelineDecoder(samples.dataset, samples.inputShape, log);
+      const { openDataset } = await import('../data/open.ts');
+      return sharedDatasetDecoder(await openDataset(samples.dataset, { logger: log }));
+    }
+    case 'job-data': {
+      const { dataSpecSchema } = await import('../config/job.ts');
+      const { openJobDataset } = await import('../train/run-job.ts');
+      return sharedDatasetDecoder(await openJobDataset(dataSpecSchema.parse(samples.data), log));
+    }
+  }
+}
+
+async function joinWithRetry(
+  connection: CoordinatorConnection,
+  who: { backend: string; device: string; name: string; jobId: string },
+  reconnectMs: number,
+  log: Logger,
+  signal: AbortSignal | undefined,
+): Promise<Awaited<ReturnType<CoordinatorConnection['join']>> | undefined> {
+  const started = performance.now();
+  let wait = 200;
+  for (let attempt = 1; ; attempt++) {
+    if (signal?.aborted) return undefined;
+    try {
+      return await connection.join(
+        { name: who.name, capabilities: { backend: who.backend, device: who.device, threads: os.availableParallelism(), hostname: os.hostname(), pid: process.pid } },
+        who.jobId,
+      );
+    } catch (error) {
+      const droverError = error instanceof DroverError ? error : new ProtocolError(String(error));
+      if (isFatal(droverError)) throw droverError;
+      if (performance.now() - started > reconnectMs) {
+        throw new ClusterError(`cannot join the coordinator within ${reconnectMs} ms: ${droverError.message}`, { cause: error });
+      }
+      if (attempt === 1 || attempt % 10 === 0) log.info({ attempt, code: droverError.code }, `coordinator not reachable yet (${droverError.message}); retrying`);
+      await new Promise((resolve) => setTimeout(resolve, wait));
+      wait = Math.min(2000, wait * 2);
+    }
+  }
+}
