@@ -2,7 +2,7 @@ import { ClusterError, DeadlineError, DroverError, ProtocolError, WeightsError }
 import { Sampler, type SampledBatch } from '../data/sampler.ts';
 import type { Dataset, DataSplit } from '../data/types.ts';
 import type { WeightEntry, WeightSet } from '../model/weights.ts';
-import { readWeights, writeWeights } from '../model/weights.ts';
+import { readWeights, weightManifest, writeWeights } from '../model/weights.ts';
 import { logEvent } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { EpochRecord } from '../train/fit.ts';
@@ -124,6 +124,10 @@ export class Coordinator implements SessionHost {
   private readonly limits: SessionLimits;
   private readonly log: Logger;
   private transferIds = 0;
+  /** Gradient sum arrays of applied steps, reused by the next reducers. */
+  private readonly spareSums: Float32Array[][] = [];
+  /** Every weight of the model, in broadcast order. */
+  private readonly weightManifest: WeightEntry[];
   /** Weights version: bumped by every optimizer step (and by restoring best weights). */
   private version = 0;
   private step = 0;
@@ -140,7 +144,8 @@ export class Coordinator implements SessionHost {
     this.membership = new Membership(options.cluster.maxWorkers);
     this.train = this.sampleSource(options.dataset.train, 'train');
     this.gradientManifest = options.trainer.gradientManifest;
-    this.bufferManifest = readWeights(options.trainer.model).manifest.filter((w) => !w.trainable);
+    this.weightManifest = weightManifest(options.trainer.model);
+    this.bufferManifest = this.weightManifest.filter((w) => !w.trainable);
     const bytes = (entries: WeightEntry[]): number => entries.reduce((sum, w) => sum + 4 * w.shape.reduce((a, b) => a * b, 1), 0);
     this.limits = { gradientBytes: bytes(this.gradientManifest), bufferBytes: bytes(this.bufferManifest) };
   }
@@ -247,6 +252,8 @@ export class Coordinator implements SessionHost {
           }
           const reduced = current.reducer!.result();
           trainer.applyGradients(reduced.grads, lr);
+          // The optimizer has copied them: the arrays can take the sums of a later step.
+          if (this.spareSums.length < 2) this.spareSums.push(reduced.grads);
           if (reduced.buffers) this.writeBuffers(reduced.buffers);
           this.step = step;
           this.version++;
@@ -363,7 +370,7 @@ export class Coordinator implements SessionHost {
     });
     done.catch(() => {});
     const state: RoundState = { round, source, labels: new Map(), reports: [], resolve, reject, done };
-    if (round.kind === 'train') state.reducer = new GradientReducer(this.gradientManifest, this.bufferManifest);
+    if (round.kind === 'train') state.reducer = new GradientReducer(this.gradientManifest, this.bufferManifest, this.spareSums.pop());
     this.rounds.set(round, state);
     return state;
   }
@@ -513,10 +520,15 @@ export class Coordinator implements SessionHost {
     link.send(messages);
   }
 
-  /** Snapshots the weights as the message sequence every (new) worker is sent. */
+  /**
+   * Snapshots the weights as the message sequence every (new) worker is sent. One read per
+   * weight: dataSync hands back a copy (wasm, native) or data a later update replaces rather
+   * than changes (cpu), so the snapshot stays valid while it is queued.
+   */
   private publishWeights(): void {
-    const set = readWeights(this.options.trainer.model);
-    const transfer = tensorTransfer(++this.transferIds, set.manifest.map((w, i) => ({ name: w.name, shape: w.shape, data: set.values[i]! })));
+    type LayerVariable = { read(): { dataSync(): ArrayLike<number> } };
+    const values = (this.options.trainer.model.weights as unknown as LayerVariable[]).map((v) => v.read().dataSync() as Float32Array);
+    const transfer = tensorTransfer(++this.transferIds, this.weightManifest.map((w, i) => ({ name: w.name, shape: w.shape, data: values[i]! })));
     const jobEnvelope = envelope(this.jobId);
     this.broadcast = [
       { envelope: jobEnvelope, weights: { version: this.version, weights: transfer.header } },

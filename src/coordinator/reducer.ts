@@ -46,8 +46,11 @@ export class GradientReducer {
   constructor(
     private readonly gradientManifest: readonly WeightEntry[],
     private readonly bufferManifest: readonly WeightEntry[],
+    /** Arrays of an earlier step's result to sum into (zeroed here): large models churn less memory. */
+    reuse?: Float32Array[],
   ) {
-    this.sums = gradientManifest.map((entry) => new Float32Array(size(entry)));
+    const fits = reuse !== undefined && reuse.length === gradientManifest.length && reuse.every((a, i) => a.length === size(gradientManifest[i]!));
+    this.sums = fits ? reuse.map((a) => a.fill(0)) : gradientManifest.map((entry) => new Float32Array(size(entry)));
   }
 
   /** Samples whose gradients are in. */

@@ -54,16 +54,20 @@ export class Trainer {
 
   /** Loss, correct count and gradients of the mean loss, as flat arrays (for the wire). */
   computeGradients(batch: Batch): GradientResult {
-    return tf.tidy(() => {
+    // Results are assigned inside the tidy and returned after it: tidy walks whatever it
+    // returns, element by element for typed arrays (45-110 ms a step at 225 k params).
+    let result: GradientResult | undefined;
+    tf.tidy(() => {
       const { loss, correct, grads } = this.gradientTensors(batch);
       const correctCount = readAndDispose(correct);
-      return {
+      result = {
         loss: checkLoss(loss.dataSync()[0]!),
         correct: correctCount,
         n: batch.n,
         grads: grads.map((g) => g.dataSync() as Float32Array),
       };
     });
+    return result!;
   }
 
   /**
@@ -99,19 +103,21 @@ export class Trainer {
 
   /** Loss and correct count in inference mode, plus the predicted class of each sample. */
   evaluate(batch: Batch): PredictionResult {
-    return tf.tidy(() => {
+    let result: PredictionResult | undefined;
+    tf.tidy(() => {
       const x = tf.tensor4d(batch.x, [batch.n, ...batch.shape]);
       const probs = this.model.apply(x, { training: false }) as tf.Tensor2D;
       const loss = crossEntropy(probs, batch.y);
       const predicted = tf.argMax(probs, 1);
       const correct = tf.sum(tf.cast(tf.equal(predicted, tf.tensor1d(batch.y, 'int32')), 'int32'));
-      return {
+      result = {
         loss: loss.dataSync()[0]!,
         correct: correct.dataSync()[0]!,
         n: batch.n,
         predicted: predicted.dataSync() as Int32Array,
       };
     });
+    return result!;
   }
 
   private variables(): tf.Variable[] {
