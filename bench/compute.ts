@@ -23,6 +23,7 @@ import { initBackend } from '../src/model/backend.ts';
 import { registerNativeKernels } from '../src/model/native/index.ts';
 import { nativeKernelCalls } from '../src/model/native/kernels.ts';
 import { startWasmWithThreads } from '../src/model/wasm-kernels/threads.ts';
+import { formatKernelRows, profileKernels } from './kernel-profile.ts';
 
 const SYSTEMS = ['wasm', 'wasm+composed', 'wasm+onednn', 'pytorch'] as const;
 type System = (typeof SYSTEMS)[number];
@@ -79,7 +80,9 @@ async function runChild(system: System): Promise<Result> {
   const args = ['--import', 'tsx', fileURLToPath(import.meta.url), '--child', system, '--steps', String(steps), '--threads', String(threads), '--batch', String(batch)];
   if (values.profile) args.push('--profile');
   try {
-    const { stdout, stderr } = await execFileAsync(process.execPath, args, { maxBuffer: 16 << 20 });
+    // Only wasm+onednn may load the addon: the other systems measure pure wasm.
+    const env = system === 'wasm+onednn' ? process.env : { ...process.env, DROVER_NATIVE: 'off' };
+    const { stdout, stderr } = await execFileAsync(process.execPath, args, { maxBuffer: 16 << 20, env });
     if (values.profile) process.stderr.write(stderr);
     return JSON.parse(stdout.trim().split('\n').at(-1)!) as Result;
   } catch (err) {
@@ -132,11 +135,7 @@ async function runWasm(system: System): Promise<Result> {
     return { system: name, img_per_s: 0, threads, note: `cannot train: ${firstLine(err)}` };
   }
   if (values.profile) {
-    const profile = await tf.profile(step);
-    const byKernel = new Map<string, number>();
-    for (const k of profile.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + (k.kernelTimeMs as number));
-    const top = [...byKernel].sort((a, b) => b[1] - a[1]).slice(0, 12);
-    console.error(`${name}: top kernels of one step (ms): ${top.map(([k, ms]) => `${k} ${ms.toFixed(2)}`).join(', ')}`);
+    console.error(`${name}: top kernels of one step, self ms (calls): ${formatKernelRows(await profileKernels('wasm', step), 12)}`);
   }
   const start = performance.now();
   for (let i = 0; i < steps; i++) step();

@@ -11,72 +11,13 @@ import { registerNativeKernels } from '../src/model/native/index.ts';
 import type { NativeKernelsInfo } from '../src/model/native/index.ts';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { nativeKernelCalls } from '../src/model/native/kernels.ts';
-import { gatherDilatedTaps, relativeError, seededTensorValues, spreadFilter, valuesOn } from './helpers/kernel-reference.ts';
+import { INPUTS, TOLERANCE, convCases, gatherDilatedTaps, relativeError, seededTensorValues, spreadFilter, tensor4, valuesOn } from './helpers/kernel-reference.ts';
+import type { Shape4 } from './helpers/kernel-reference.ts';
 
 // Every oneDNN kernel runs on wasm (native) and on tfjs-backend-cpu on the same seeded inputs;
 // rel = max|native - cpu| / max(1e-6, max|cpu|) <= 1e-4. Each test also checks that the native
 // path ran (not its fallback) as many times as it has cases. Without the addon (not built, or
 // DROVER_NATIVE=off) the comparisons are skipped and the tests check that drover says why.
-const TOLERANCE = 1e-4;
-
-type Pad = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
-type Shape4 = [number, number, number, number];
-
-const EXPLICIT: tf.backend_util.ExplicitPadding = [
-  [0, 0],
-  [1, 2],
-  [2, 0],
-  [0, 0],
-];
-const PADS: Pad[] = ['same', 'valid', 1, EXPLICIT];
-const INPUTS: Shape4[] = [
-  [1, 7, 9, 3],
-  [3, 8, 8, 1],
-  [2, 11, 10, 8],
-  [1, 9, 6, 3],
-];
-const OUT_CHANNELS = [8, 3, 1, 5];
-
-interface ConvCase {
-  label: string;
-  xShape: Shape4;
-  filterShape: Shape4;
-  strides: number;
-  dilations: number;
-  pad: Pad;
-  info: tf.backend_util.Conv2DInfo;
-}
-
-/** (kernel size, stride, padding) combinations cycling through the shapes, and dilated ones. */
-function convCases(depthwise: boolean): ConvCase[] {
-  const cases: ConvCase[] = [];
-  let i = 0;
-  const add = (k: number, strides: number, dilations: number, pad: Pad): void => {
-    const xShape = INPUTS[i % INPUTS.length]!;
-    const out = depthwise ? 1 + (i % 2) : OUT_CHANNELS[i % OUT_CHANNELS.length]!;
-    i++;
-    const filterShape: Shape4 = [k, k, xShape[3], out];
-    const info = tf.backend_util.computeConv2DInfo(xShape, filterShape, strides, dilations, pad, undefined, depthwise, 'channelsLast');
-    if (info.outHeight <= 0 || info.outWidth <= 0) return;
-    const label = `x ${xShape.join('x')} f ${filterShape.join('x')} s${strides} d${dilations} pad ${JSON.stringify(pad)}`;
-    cases.push({ label, xShape, filterShape, strides, dilations, pad, info });
-  };
-  for (const k of [1, 3, 5]) {
-    for (const s of [1, 2, 3]) {
-      for (const pad of PADS) add(k, s, 1, pad);
-    }
-  }
-  // tfjs requires stride 1 when dilation > 1.
-  for (const d of [2, 3]) {
-    for (const pad of PADS) add(3, 1, d, pad);
-  }
-  return cases;
-}
-
-function tensor4(spec: { shape: number[]; values: Float32Array }): tf.Tensor4D {
-  return tf.tensor4d(spec.values, spec.shape as Shape4);
-}
-
 function callsOf(kernel: string): number {
   return nativeKernelCalls().get(kernel) ?? 0;
 }
@@ -112,7 +53,7 @@ test.serial('native kernels are on when the addon is built, else drover says why
 
 test.serial('Conv2D, FusedConv2D and both conv backprops match cpu over strides, dilations, paddings and shapes', async (t) => {
   if (!native.enabled) return t.pass(`native kernels off: ${native.reason}`);
-  const cases = convCases(false);
+  const cases = convCases(false, { dilated: true });
   t.true(cases.length >= 30);
   const before = [tf.Conv2D, tf.FusedConv2D, tf.Conv2DBackpropInput, tf.Conv2DBackpropFilter].map(callsOf);
   const activations = ['relu', 'relu6', 'leakyrelu', 'sigmoid', 'elu', 'linear'] as const;
@@ -153,7 +94,7 @@ test.serial('Conv2D, FusedConv2D and both conv backprops match cpu over strides,
 
 test.serial('depthwise convolution and its backprops match cpu over strides, dilations, paddings and multipliers', async (t) => {
   if (!native.enabled) return t.pass(`native kernels off: ${native.reason}`);
-  const cases = convCases(true);
+  const cases = convCases(true, { dilated: true });
   t.true(cases.some((c) => c.dilations > 1 && c.filterShape[3] > 1));
   const kernels = [tf.DepthwiseConv2dNative, tf.DepthwiseConv2dNativeBackpropInput, tf.DepthwiseConv2dNativeBackpropFilter];
   const before = kernels.map(callsOf);

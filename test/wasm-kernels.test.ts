@@ -6,77 +6,16 @@ import { registerWasmKernels } from '../src/model/wasm-kernels/index.ts';
 import { gradientKernelConfigs } from '../src/model/wasm-kernels/gradient-kernels.ts';
 import { conv2dFilterGrad } from '../src/model/wasm-kernels/conv2d-filter-grad.ts';
 import type { FilterGradMethod } from '../src/model/wasm-kernels/conv2d-filter-grad.ts';
+import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { gatherDilatedTaps, relativeError, seededTensorValues, spreadFilter, threadedKernelRuns, valuesOn } from './helpers/kernel-reference.ts';
+import { EXPLICIT, TOLERANCE, convCases, gatherDilatedTaps, relativeError, seededTensorValues, spreadFilter, tensor4, threadedKernelRuns, valuesOn } from './helpers/kernel-reference.ts';
+import type { Shape4 } from './helpers/kernel-reference.ts';
 
 // Each kernel runs on wasm and on tfjs-backend-cpu (reference implementations) on the same seeded
 // inputs; they must agree to rel <= 1e-4, with
 //   rel = max|wasm - cpu| / max(1e-6, max|cpu|).
-const TOLERANCE = 1e-4;
-
-type Pad = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
-type Shape4 = [number, number, number, number];
-
-const EXPLICIT: tf.backend_util.ExplicitPadding = [
-  [0, 0],
-  [1, 2],
-  [2, 0],
-  [0, 0],
-];
-const PADS: Pad[] = ['same', 'valid', 1, EXPLICIT];
-// Batch 1 and odd sizes, odd spatial sizes, 1/3/8 channels.
-const INPUTS: Shape4[] = [
-  [1, 7, 9, 3],
-  [3, 8, 8, 1],
-  [2, 11, 10, 8],
-  [1, 9, 6, 3],
-];
-const OUT_CHANNELS = [8, 3, 1, 5];
-
-interface ConvCase {
-  label: string;
-  xShape: Shape4;
-  filterShape: Shape4;
-  strides: number;
-  dilations: number;
-  pad: Pad;
-  info: tf.backend_util.Conv2DInfo;
-}
-
-/** Every (kernel size, stride, padding) combination, cycling through the input shapes. */
-function convCases(depthwise: boolean): ConvCase[] {
-  const cases: ConvCase[] = [];
-  let i = 0;
-  const add = (k: number, strides: number, dilations: number, pad: Pad, multiplier: number): void => {
-    const xShape = INPUTS[i % INPUTS.length]!;
-    const out = depthwise ? multiplier : OUT_CHANNELS[i % OUT_CHANNELS.length]!;
-    i++;
-    const filterShape: Shape4 = [k, k, xShape[3], out];
-    const info = tf.backend_util.computeConv2DInfo(xShape, filterShape, strides, dilations, pad, undefined, depthwise, 'channelsLast');
-    if (info.outHeight <= 0 || info.outWidth <= 0) return;
-    const label = `x ${xShape.join('x')} f ${filterShape.join('x')} s${strides} d${dilations} pad ${JSON.stringify(pad)}`;
-    cases.push({ label, xShape, filterShape, strides, dilations, pad, info });
-  };
-  for (const k of [1, 3, 5]) {
-    for (const s of [1, 2, 3]) {
-      for (const pad of PADS) add(k, s, 1, pad, 1 + (i % 2));
-    }
-  }
-  if (depthwise) {
-    // tfjs requires stride 1 when dilation > 1.
-    for (const d of [2, 3]) {
-      for (const pad of PADS) add(3, 1, d, pad, 1 + (i % 2));
-    }
-  }
-  return cases;
-}
-
-function tensor4(spec: { shape: number[]; values: Float32Array }): tf.Tensor4D {
-  return tf.tensor4d(spec.values, spec.shape as Shape4);
-}
-
 // These tests are about the composed pure-wasm kernels: keep the optional oneDNN ones (which
 // would replace them when built) out of this process. test/native-kernels.test.ts covers those.
 process.env['DROVER_NATIVE'] = 'off';
@@ -96,7 +35,7 @@ test.serial('the wasm backend runs the drover kernels, registered once', (t) => 
 });
 
 test.serial('Conv2DBackpropInput and Conv2DBackpropFilter on wasm match cpu over strides, paddings and shapes', async (t) => {
-  const cases = convCases(false);
+  const cases = convCases(false, { dilated: false });
   t.true(cases.length >= 30);
   for (const [index, c] of cases.entries()) {
     const x = seededTensorValues(c.xShape, 10 + index);
@@ -114,8 +53,18 @@ test.serial('Conv2DBackpropInput and Conv2DBackpropFilter on wasm match cpu over
   }
 });
 
-test.serial('both filter-gradient methods match cpu, dilated filters included', async (t) => {
-  const cases = [...convCases(false).filter((_, i) => i % 3 === 0)];
+test.serial('every filter-gradient method matches cpu, dilated filters included', async (t) => {
+  const cases = [...convCases(false, { dilated: false }).filter((_, i) => i % 3 === 0)];
+  // Few input channels, many output ones: where filterGradMethod picks stacked-taps.
+  for (const [strides, pad] of [
+    [1, 'valid'],
+    [2, 'same'],
+  ] as const) {
+    const xShape: Shape4 = [3, 10, 9, 1];
+    const filterShape: Shape4 = [3, 3, 1, 12];
+    const info = tf.backend_util.computeConv2DInfo(xShape, filterShape, strides, 1, pad, undefined, false, 'channelsLast');
+    cases.push({ label: `first layer s${strides} ${pad}`, xShape, filterShape, strides, dilations: 1, pad, info });
+  }
   // Dilated regular convolutions (stride 1): the reference is cpu's gradient for the spread filter.
   for (const [k, d, pad] of [
     [3, 2, 'same'],
@@ -135,7 +84,7 @@ test.serial('both filter-gradient methods match cpu, dilated filters included', 
       const spread = tf.engine().runKernel(tf.Conv2DBackpropFilter, { x: tensor4(x), dy: tensor4(dy) }, { strides: c.strides, pad: c.pad, dataFormat: 'NHWC', filterShape: spreadShape }) as tf.Tensor4D;
       return gatherDilatedTaps(spread, c.dilations);
     });
-    for (const method of ['convolution', 'per-tap'] as FilterGradMethod[]) {
+    for (const method of ['convolution', 'per-tap', 'stacked-taps'] as FilterGradMethod[]) {
       const [grad] = await valuesOn('wasm', () => conv2dFilterGrad(tensor4(x), tensor4(dy), c.info, method));
       t.true(relativeError(grad!, reference!) <= TOLERANCE, `${method}, ${c.label}: rel ${relativeError(grad!, reference!)}`);
     }
@@ -161,7 +110,7 @@ test.serial('NCHW inputs take the same path as NHWC ones', async (t) => {
 });
 
 test.serial('depthwise backprop kernels on wasm match cpu over strides, dilations, paddings and multipliers', async (t) => {
-  const cases = convCases(true);
+  const cases = convCases(true, { dilated: true });
   t.true(cases.length >= 40);
   t.true(cases.some((c) => c.dilations > 1 && c.filterShape[3] > 1));
   for (const [index, c] of cases.entries()) {
@@ -252,6 +201,51 @@ test.serial('MaxPoolGrad on wasm matches cpu: first maximum wins, windows of val
   }
 });
 
+test.serial('Sum over leading axes on wasm matches cpu, other reductions and dtypes included', async (t) => {
+  const cases: { shape: number[]; axis: number[]; keepDims: boolean; dtype?: 'int32' }[] = [
+    { shape: [64, 26, 26, 32], axis: [0, 1, 2], keepDims: false },
+    { shape: [3, 17, 11, 5], axis: [0, 1, 2], keepDims: true },
+    { shape: [1, 9, 7, 64], axis: [0, 1], keepDims: false },
+    { shape: [513, 13], axis: [0], keepDims: false },
+    { shape: [2, 4097], axis: [-2], keepDims: true },
+    { shape: [7, 9, 3], axis: [1, 0], keepDims: false },
+    // Not leading axes, all axes, small, int32: the stock kernel.
+    { shape: [8, 40, 40], axis: [1], keepDims: false },
+    { shape: [30, 30, 6], axis: [0, 1, 2], keepDims: false },
+    { shape: [300, 20], axis: [0], keepDims: false, dtype: 'int32' },
+  ];
+  for (const [index, c] of cases.entries()) {
+    const x = seededTensorValues(c.shape, 1100 + index);
+    const values = c.dtype === 'int32' ? x.values.map((v) => Math.round(v * 50)) : x.values;
+    const run = (): tf.Tensor => tf.sum(tf.tensor(values, c.shape, c.dtype ?? 'float32'), c.axis, c.keepDims);
+    const [reference] = await valuesOn('cpu', run);
+    await tf.setBackend('wasm');
+    const shape = tf.tidy(() => run().shape);
+    const [actual] = await valuesOn('wasm', run);
+    t.deepEqual(shape, tf.tidy(() => tf.sum(tf.zeros(c.shape), c.axis, c.keepDims).shape), JSON.stringify(c));
+    t.true(relativeError(actual!, reference!) <= TOLERANCE, `${JSON.stringify(c)}: rel ${relativeError(actual!, reference!)}`);
+  }
+});
+
+test.serial('Identity and same-dtype Cast on wasm share the buffer: values kept after the source is disposed, freed with the last reference', async (t) => {
+  await tf.setBackend('wasm');
+  const backend = tf.backend() as BackendWasm;
+  const dataBefore = backend.numDataIds();
+  const x = tf.tensor2d([1.5, -2, 256, 0], [2, 2]);
+  const copy = tf.clone(x);
+  const same = tf.cast(x, 'float32');
+  const ints = tf.cast(x, 'int32');
+  const bools = tf.cast(ints, 'bool');
+  x.dispose();
+  t.deepEqual([...copy.dataSync()], [1.5, -2, 256, 0]);
+  t.deepEqual([...same.dataSync()], [1.5, -2, 256, 0]);
+  t.is(ints.dtype, 'int32');
+  t.deepEqual([...ints.dataSync()], [1, -2, 256, 0]);
+  t.deepEqual([...bools.dataSync()], [1, 1, 1, 0]);
+  tf.dispose([copy, same, ints, bools]);
+  t.is(backend.numDataIds(), dataBefore);
+});
+
 /** conv s2 -> relu -> depthwise (multiplier 2) s2 -> relu -> conv 3x3 valid -> mean square. */
 function smallNetGradients(specs: { shape: number[]; values: Float32Array }[]): tf.Tensor[] {
   const [x, w1, dw, w2] = specs.map(tensor4) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
@@ -320,7 +314,8 @@ test.serial('the kernels leave no tensor behind over repeated calls', async (t) 
     const matrix = tf.reshape(x, [18, 36]);
     const weights = tf.reshape(filter, [36, 8]);
     const bias = tf.ones([8]);
-    const inputs = [x, dy, filter, depthwiseFilter, pooled, poolDy, matrix, weights, bias];
+    const tall = tf.tile(x, [40, 1, 1, 1]);
+    const inputs = [x, dy, filter, depthwiseFilter, pooled, poolDy, matrix, weights, bias, tall];
     // No tidy around the kernels: whatever they leave behind would stay and be counted.
     const outputs = [
       tf.engine().runKernel(tf.Conv2DBackpropFilter, { x, dy }, { strides: 2, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, 4, 8] }),
@@ -330,13 +325,18 @@ test.serial('the kernels leave no tensor behind over repeated calls', async (t) 
       tf.engine().runKernel(tf.MaxPoolGrad, { dy: poolDy, input: x, output: pooled }, { filterSize: 3, strides: 2, pad: 'same' }),
       tf.matMul(matrix, matrix, true, false),
       tf.fused.matMul({ a: matrix, b: weights, bias, activation: 'relu' }),
+      tf.sum(tall, [0, 1, 2]),
+      tf.clone(x),
+      tf.cast(x, 'float32'),
     ] as tf.Tensor[];
     tf.dispose([...outputs, ...inputs]);
   };
   once();
   const before = tf.memory().numTensors;
+  const dataBefore = (tf.backend() as BackendWasm).numDataIds();
   for (let i = 0; i < 5; i++) once();
   t.is(tf.memory().numTensors, before);
+  t.is((tf.backend() as BackendWasm).numDataIds(), dataBefore);
 });
 
 test.serial('with 2 XNNPACK threads (threaded binary, in a child process) the kernels still match cpu and the process exits', async (t) => {

@@ -101,3 +101,73 @@ export function threadedKernelRuns(): tf.Tensor[] {
     tf.conv2d(x, filter, 1, 'same'),
   ];
 }
+
+/**
+ * The case grid both kernel suites (composed wasm, native oneDNN) compare with cpu: every
+ * kernel must agree to rel <= TOLERANCE (relativeError above).
+ */
+export const TOLERANCE = 1e-4;
+
+export type Pad = 'same' | 'valid' | number | tf.backend_util.ExplicitPadding;
+export type Shape4 = [number, number, number, number];
+
+export const EXPLICIT: tf.backend_util.ExplicitPadding = [
+  [0, 0],
+  [1, 2],
+  [2, 0],
+  [0, 0],
+];
+export const PADS: Pad[] = ['same', 'valid', 1, EXPLICIT];
+// Batch 1 and odd sizes, odd spatial sizes, 1/3/8 channels.
+export const INPUTS: Shape4[] = [
+  [1, 7, 9, 3],
+  [3, 8, 8, 1],
+  [2, 11, 10, 8],
+  [1, 9, 6, 3],
+];
+export const OUT_CHANNELS = [8, 3, 1, 5];
+
+export interface ConvCase {
+  label: string;
+  xShape: Shape4;
+  filterShape: Shape4;
+  strides: number;
+  dilations: number;
+  pad: Pad;
+  info: tf.backend_util.Conv2DInfo;
+}
+
+/**
+ * Every (kernel size 1/3/5, stride 1/2/3, padding) combination, cycling through the input
+ * shapes; with `dilated`, also 3x3 filters at dilation 2 and 3 (stride 1: tfjs requires it).
+ * Depthwise cases get channel multipliers 1 and 2, regular ones OUT_CHANNELS in turn.
+ */
+export function convCases(depthwise: boolean, { dilated }: { dilated: boolean }): ConvCase[] {
+  const cases: ConvCase[] = [];
+  let i = 0;
+  const add = (k: number, strides: number, dilations: number, pad: Pad): void => {
+    const xShape = INPUTS[i % INPUTS.length]!;
+    const out = depthwise ? 1 + (i % 2) : OUT_CHANNELS[i % OUT_CHANNELS.length]!;
+    i++;
+    const filterShape: Shape4 = [k, k, xShape[3], out];
+    const info = tf.backend_util.computeConv2DInfo(xShape, filterShape, strides, dilations, pad, undefined, depthwise, 'channelsLast');
+    if (info.outHeight <= 0 || info.outWidth <= 0) return;
+    const label = `x ${xShape.join('x')} f ${filterShape.join('x')} s${strides} d${dilations} pad ${JSON.stringify(pad)}`;
+    cases.push({ label, xShape, filterShape, strides, dilations, pad, info });
+  };
+  for (const k of [1, 3, 5]) {
+    for (const s of [1, 2, 3]) {
+      for (const pad of PADS) add(k, s, 1, pad);
+    }
+  }
+  if (dilated) {
+    for (const d of [2, 3]) {
+      for (const pad of PADS) add(3, 1, d, pad);
+    }
+  }
+  return cases;
+}
+
+export function tensor4(spec: { shape: number[]; values: Float32Array }): tf.Tensor4D {
+  return tf.tensor4d(spec.values, spec.shape as Shape4);
+}

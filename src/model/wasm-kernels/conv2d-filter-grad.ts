@@ -7,19 +7,25 @@ import { inputSpan, padOrCrop } from './window.ts';
  * - `convolution`: ONE forward convolution of x^T ([inC, H, W, N]: the batch becomes the
  *   channels) with dy^T ([outH, outW, N, outC]) as the filter, the forward stride as dilation
  *   and the forward dilation as stride; output [inC, fH, fW, outC].
- * - `per-tap`: one matrix product per filter tap, dW[kh, kw] = X_tap^T . dy, where positions
- *   run over one grid shared by dy (zero outside outH x outW) and by x's stride phases, so
- *   that every tap's X_tap^T is the channel-first x shifted by a constant: a 2-D pad, no
- *   im2col buffer. dy is every product's filter, so XNNPACK packs it once.
+ * - `per-tap`: one matrix product per filter tap, dW[kh, kw] = X_tap^T . dy (see tapOperands).
+ *   dy is every product's filter, so XNNPACK packs it once.
+ * - `stacked-taps`: the per-tap operands in ONE product, dW^T = dy^T . [X_tap ...]^T, for
+ *   convolutions with few input channels (a network's first layer), where the stacked taps
+ *   ([positions, taps * inC]) are smaller than dy, the operand the other methods pack.
  * Measured on this backend (XNNPACK, 1 thread): `convolution` is as fast or faster for
  * filters with several taps (XNNPACK's indirect GEMM over the outH x outW "filter"), while for
- * 1x1 filters, where `per-tap` is one plain GEMM, `convolution` is 2-5x slower.
+ * 1x1 filters, where `per-tap` is one plain GEMM, `convolution` is 2-5x slower. XNNPACK packs
+ * the filter operand at several ns per element, which dominates when the product is short:
+ * the fmnist-cnn's first layer (x [64, 28, 28, 1], dy [64, 26, 26, 32]) takes 8.7 ms by
+ * `convolution` (packing dy^T, 1.4 M elements) and 3 ms by `stacked-taps`.
  */
-export type FilterGradMethod = 'convolution' | 'per-tap';
+export type FilterGradMethod = 'convolution' | 'per-tap' | 'stacked-taps';
 
 /** The method conv2dFilterGrad picks for a filter of this size. */
 export function filterGradMethod(info: tf.backend_util.Conv2DInfo): FilterGradMethod {
-  return info.filterHeight * info.filterWidth === 1 ? 'per-tap' : 'convolution';
+  const taps = info.filterHeight * info.filterWidth;
+  if (taps * info.inChannels < info.outChannels) return 'stacked-taps';
+  return taps === 1 ? 'per-tap' : 'convolution';
 }
 
 /**
@@ -32,7 +38,8 @@ export function conv2dFilterGrad(
   info: tf.backend_util.Conv2DInfo,
   method: FilterGradMethod = filterGradMethod(info),
 ): tf.Tensor4D {
-  return method === 'convolution' ? byConvolution(x, dy, info) : perTap(x, dy, info);
+  if (method === 'convolution') return byConvolution(x, dy, info);
+  return method === 'per-tap' ? perTap(x, dy, info) : stackedTaps(x, dy, info);
 }
 
 function byConvolution(x: tf.Tensor4D, dy: tf.Tensor4D, info: tf.backend_util.Conv2DInfo): tf.Tensor4D {
@@ -53,6 +60,30 @@ function byConvolution(x: tf.Tensor4D, dy: tf.Tensor4D, info: tf.backend_util.Co
 }
 
 function perTap(x: tf.Tensor4D, dy: tf.Tensor4D, info: tf.backend_util.Conv2DInfo): tf.Tensor4D {
+  const { xTaps, dyRows } = tapOperands(x, dy, info);
+  const products = xTaps.map((xTap) => matMulByConvolution(xTap, dyRows));
+  return tf.reshape(tf.concat(products, 0), [info.filterHeight, info.filterWidth, info.inChannels, info.outChannels]);
+}
+
+/**
+ * dW^T = dy^T . [X_tap ...]^T: one product whose right operand, the one XNNPACK packs (a
+ * cost per element of several ns, more than the multiply-adds when the other side is short),
+ * is the taps stacked ([cells, taps * inC]) rather than dy ([cells, outC]).
+ */
+function stackedTaps(x: tf.Tensor4D, dy: tf.Tensor4D, info: tf.backend_util.Conv2DInfo): tf.Tensor4D {
+  const { xTaps, dyRows } = tapOperands(x, dy, info);
+  const stacked = tf.transpose(xTaps.length === 1 ? xTaps[0]! : tf.concat(xTaps, 0));
+  const gradT = matMulByConvolution(tf.transpose(dyRows), stacked);
+  return tf.reshape(tf.transpose(gradT), [info.filterHeight, info.filterWidth, info.inChannels, info.outChannels]);
+}
+
+/**
+ * The per-tap operands: X_tap^T ([inC, rows]) per filter tap, row-major, and dy ([rows, outC]),
+ * such that dW[kh, kw] = X_tap^T . dy. Positions run over one grid shared by dy (zero outside
+ * outH x outW) and by x's stride phases, so that every X_tap^T is the channel-first x shifted
+ * by a constant: a 2-D pad, no im2col buffer.
+ */
+function tapOperands(x: tf.Tensor4D, dy: tf.Tensor4D, info: tf.backend_util.Conv2DInfo): { xTaps: tf.Tensor2D[]; dyRows: tf.Tensor2D } {
   const { outHeight, outWidth, strideHeight, strideWidth, padInfo, batchSize, inChannels, outChannels } = info;
   const grid = tapGrid(info);
   const xp = padOrCrop(x, padInfo.top, padInfo.left, grid.height * strideHeight, grid.width * strideWidth);
@@ -82,17 +113,15 @@ function perTap(x: tf.Tensor4D, dy: tf.Tensor4D, info: tf.backend_util.Conv2DInf
     [grid.maxShift, 0],
     [0, 0],
   ]);
-  const products: tf.Tensor[] = [];
-  for (const { phase, shift } of grid.taps) {
+  const xTaps = grid.taps.map(({ phase, shift }) => {
     const xPhase = phases.get(phase)!;
     // Shift by padding: the wasm Slice kernel copies its whole input through JavaScript.
-    const xTap = grid.maxShift === 0 ? xPhase : tf.pad(xPhase, [
+    return grid.maxShift === 0 ? xPhase : tf.pad(xPhase, [
       [0, 0],
       [grid.maxShift - shift, shift],
     ]);
-    products.push(matMulByConvolution(xTap, dyRows));
-  }
-  return tf.reshape(tf.concat(products, 0), [info.filterHeight, info.filterWidth, inChannels, outChannels]);
+  });
+  return { xTaps, dyRows };
 }
 
 /** The position grid shared by dy and the stride phases of x, and where each tap reads it. */

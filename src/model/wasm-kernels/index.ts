@@ -3,6 +3,8 @@ import { BackendError } from '../../errors.ts';
 import { gradientKernelConfigs } from './gradient-kernels.ts';
 import { matMulKernelConfigs } from './matmul-kernels.ts';
 import { maxPoolGradConfig } from './max-pool-grad.ts';
+import { sumKernelConfig } from './sum-leading-axes.ts';
+import { zeroCopyKernelConfigs } from './zero-copy.ts';
 
 /**
  * Kernels the wasm backend lacks for training, or has only in a slow form, composed from its
@@ -11,7 +13,9 @@ import { maxPoolGradConfig } from './max-pool-grad.ts';
  * Conv2DBackpropInput (present, but a naive loop ~10x slower than the forward pass); and
  * BatchMatMul / _FusedMatMul for single matrices (dense layers), whose stock forms take slow
  * paths for transposed operands and for freshly updated weights; and MaxPoolGrad, whose stock
- * form is slow and misroutes the gradient of windows whose values are all <= 0.
+ * form is slow and misroutes the gradient of windows whose values are all <= 0; and Sum over
+ * leading axes (bias gradients), which the stock kernel transposes first; and Identity and
+ * same-dtype Cast, which the stock kernels copy.
  */
 let registered = false;
 
@@ -25,7 +29,8 @@ export function registerWasmKernels(): void {
   if (tf.getKernel(tf.Conv2D, 'wasm') === undefined) {
     throw new BackendError('registerWasmKernels: @tensorflow/tfjs-backend-wasm is not loaded yet; import it first, so that its kernels do not replace these');
   }
-  for (const config of [...gradientKernelConfigs, maxPoolGradConfig, ...matMulKernelConfigs()]) {
+  const sum = sumKernelConfig();
+  for (const config of [...gradientKernelConfigs, maxPoolGradConfig, ...matMulKernelConfigs(), ...(sum ? [sum] : []), ...zeroCopyKernelConfigs()]) {
     // registerKernel would replace an existing kernel too, but with a console warning.
     if (tf.getKernel(config.kernelName, config.backendName) !== undefined) tf.unregisterKernel(config.kernelName, config.backendName);
     tf.registerKernel(config);
