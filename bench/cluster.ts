@@ -229,7 +229,7 @@ async function simulatedMode(): Promise<Record<string, unknown>[]> {
         log: pino({ level: 'info' }, sink),
         onListening: ({ port }) => {
           for (let i = 0; i < workers; i++) {
-            children.push(spawn(process.execPath, ['--import', 'tsx', 'src/worker/main.ts', '--coordinator', `127.0.0.1:${port}`, '--name', `sim${i}`, '--simulate-compute-ms', String(computeMs)], { cwd: root, stdio: 'ignore' }));
+            children.push(spawn(process.execPath, ['bin/drover.js', 'worker', '--coordinator', `127.0.0.1:${port}`, '--name', `sim${i}`, '--simulate-compute-ms', String(computeMs)], { cwd: root, stdio: 'ignore' }));
           }
         },
       });

@@ -3,16 +3,12 @@ import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DroverError } from './errors.ts';
 import { loadJobFile, parseJob, type Job } from './config/job.ts';
-import { BACKEND_CHOICES } from './model/backend.ts';
+import { BACKEND_CHOICES, type BackendChoice } from './model/backend.ts';
 import type { Logger } from './telemetry/logger.ts';
-import { createRunFeed } from './telemetry/feed.ts';
 import { DEFAULT_DASHBOARD_PORT, startDashboard, type Dashboard } from './telemetry/dashboard.ts';
-import { writeReport } from './telemetry/report.ts';
-import { evaluateModel, formatEvaluation, resolveDataArgument } from './commands/evaluate.ts';
-import { formatPredictions, predictImages } from './commands/predict.ts';
-import type { BackendChoice } from './model/backend.ts';
-import { runJob } from './train/run-job.ts';
 
+// Command modules are imported when their command runs: a worker process need not load the
+// dashboard, the plotting library or the trainer's data pipeline just to start.
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
@@ -25,7 +21,14 @@ function port(value: string): number {
   return n;
 }
 
-interface TrainFlags {
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`expected an integer >= 0, got "${value}"`);
+  return n;
+}
+
+/** Flags shared by the commands that run a job (train, coordinator). */
+interface JobFlags {
   config?: string;
   backend?: string;
   epochs?: number;
@@ -35,8 +38,36 @@ interface TrainFlags {
   dashboard?: boolean | number;
 }
 
+interface TrainFlags extends JobFlags {
+  workers?: number;
+  resume?: boolean;
+}
+
+interface CoordinatorFlags extends JobFlags {
+  port?: number;
+  host?: string;
+  minWorkers?: number;
+  token?: string;
+  resume?: boolean;
+}
+
+interface WorkerFlags {
+  coordinator: string;
+  token?: string;
+  tlsCa?: string;
+  tls?: boolean;
+  backend?: BackendChoice;
+  threads?: number;
+  name?: string;
+  job?: string;
+  reconnectMs?: number;
+  log?: string;
+  simulateComputeMs?: number;
+  simulateMsPerSample?: number;
+}
+
 /** Applies command-line overrides on top of the job file, then validates the result once. */
-async function resolveJob(flags: TrainFlags): Promise<Job> {
+async function resolveJob(flags: JobFlags): Promise<Job> {
   const base = flags.config ? await loadJobFile(flags.config) : parseJob({});
   const merged = {
     ...base,
@@ -47,15 +78,42 @@ async function resolveJob(flags: TrainFlags): Promise<Job> {
   return parseJob(merged, flags.config ? `${flags.config} (with command-line overrides)` : 'command line');
 }
 
-/** Aborts on the first Ctrl-C (finish the step, save), exits on the second. */
+/**
+ * Aborts on the first Ctrl-C or SIGTERM (finish the step, checkpoint, dismiss workers), exits
+ * at once on the second.
+ */
 function interruptSignal(log: Logger): AbortSignal {
   const controller = new AbortController();
-  process.on('SIGINT', () => {
-    if (controller.signal.aborted) process.exit(130);
-    log.warn('interrupted: stopping after the current step (Ctrl-C again to quit now)');
-    controller.abort();
-  });
+  for (const name of ['SIGINT', 'SIGTERM'] as const) {
+    process.on(name, () => {
+      if (controller.signal.aborted) process.exit(130);
+      log.warn({ signal: name }, 'interrupted: stopping after the current step (Ctrl-C again to quit now)');
+      controller.abort();
+    });
+  }
   return controller.signal;
+}
+
+/**
+ * Runs a job with its feed: progress bar or JSON on stdout, the JSON log file (default with
+ * --dashboard: <output dir>/run.jsonl, appended to when resuming) and the live dashboard on
+ * it. Everything started here is closed however the job ends.
+ */
+async function withRunFeed(job: Job, flags: JobFlags & { resume?: boolean }, run: (log: Logger, signal: AbortSignal) => Promise<unknown>): Promise<void> {
+  const { createRunFeed } = await import('./telemetry/feed.ts');
+  const logFile = flags.log ?? (flags.dashboard !== undefined ? path.join(job.output.dir ?? path.join('runs', job.name), 'run.jsonl') : undefined);
+  const feed = await createRunFeed({ logFile, appendLog: flags.resume === true });
+  let dashboard: Dashboard | undefined;
+  try {
+    if (flags.dashboard !== undefined && logFile) {
+      dashboard = await startDashboard({ logPath: logFile, port: typeof flags.dashboard === 'number' ? flags.dashboard : DEFAULT_DASHBOARD_PORT });
+      feed.logger.info({ url: dashboard.url }, `dashboard: ${dashboard.url}`);
+    }
+    await run(feed.logger, interruptSignal(feed.logger));
+  } finally {
+    await dashboard?.close();
+    await feed.close();
+  }
 }
 
 export function buildProgram(): Command {
@@ -63,29 +121,93 @@ export function buildProgram(): Command {
     .description('Train image classifiers with synchronous data-parallel SGD on Node.js')
     .showHelpAfterError();
 
-  program
-    .command('train')
-    .description('train a model in this process (default: the reference CNN on Fashion-MNIST, or generated shapes)')
-    .option('-c, --config <file>', 'job file (YAML or JSON)')
-    .addOption(new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES as unknown as string[]))
-    .option('--epochs <n>', 'number of epochs', positiveInt)
-    .option('--batch-size <n>', 'global batch size', positiveInt)
-    .option('--threads <n>', 'compute threads of the wasm backend (1-8)', positiveInt)
-    .option('--log <file>', 'also write the JSON event log here (default with --dashboard: runs/<job>/run.jsonl)')
-    .option('--dashboard [port]', `serve the live dashboard (default port ${DEFAULT_DASHBOARD_PORT})`, port)
+  const backendOption = (): Option => new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES as unknown as string[]);
+  /** Options of the commands that run a job. */
+  const jobOptions = (command: Command): Command =>
+    command
+      .option('-c, --config <file>', 'job file (YAML or JSON); default: the reference job')
+      .addOption(backendOption())
+      .option('--epochs <n>', 'number of epochs', positiveInt)
+      .option('--batch-size <n>', 'global batch size', positiveInt)
+      .option('--threads <n>', 'compute threads of the wasm backend (1-8)', positiveInt)
+      .option('--log <file>', 'also write the JSON event log here (default with --dashboard: <output dir>/run.jsonl)')
+      .option('--dashboard [port]', `serve the live dashboard (default port ${DEFAULT_DASHBOARD_PORT})`, port);
+
+  jobOptions(
+    program
+      .command('train')
+      .description('train a model (default: the reference CNN on Fashion-MNIST, or generated shapes) in this process, or with --workers N on a local cluster'),
+  )
+    .option('--workers <n>', 'start a coordinator and N worker processes on this machine', positiveInt)
+    .option('--resume', 'with --workers: continue from the last checkpoint of the job')
     .action(async (flags: TrainFlags) => {
       const job = await resolveJob(flags);
-      const logFile = flags.log ?? (flags.dashboard !== undefined ? path.join(job.output.dir ?? path.join('runs', job.name), 'run.jsonl') : undefined);
-      const feed = await createRunFeed({ logFile });
-      let dashboard: Dashboard | undefined;
-      try {
-        if (flags.dashboard !== undefined && logFile) {
-          dashboard = await startDashboard({ logPath: logFile, port: typeof flags.dashboard === 'number' ? flags.dashboard : DEFAULT_DASHBOARD_PORT });
-          feed.logger.info({ url: dashboard.url }, `dashboard: ${dashboard.url}`);
+      if (flags.resume && flags.workers === undefined) throw new DroverError('--resume needs --workers (single-process runs do not checkpoint)');
+      await withRunFeed(job, flags, async (log, signal) => {
+        if (flags.workers === undefined) {
+          const { runJob } = await import('./train/run-job.ts');
+          return runJob(job, { log, signal });
         }
-        await runJob(job, { log: feed.logger, signal: interruptSignal(feed.logger) });
+        const { runLocalCluster } = await import('./cluster/local-cluster.ts');
+        return runLocalCluster({ job, workers: flags.workers, log, signal, resume: flags.resume });
+      });
+    });
+
+  jobOptions(
+    program
+      .command('coordinator')
+      .description('serve a job to workers (drover worker) and train it with them; the job file\'s cluster section sets the rest'),
+  )
+    .option('--port <n>', 'port to listen on (default: cluster.port, 7070; 0 = any free port)', port)
+    .option('--host <address>', 'interface to listen on (default: cluster.host, 0.0.0.0)')
+    .option('--min-workers <n>', 'workers to wait for before training (default: cluster.minWorkers, 1)', positiveInt)
+    .addOption(new Option('--token <secret>', 'shared secret workers must present (default: cluster.token)').env('DROVER_TOKEN'))
+    .option('--resume', 'continue from the last checkpoint of the job (after a crash or Ctrl-C)')
+    .action(async (flags: CoordinatorFlags) => {
+      const job = await resolveJob(flags);
+      await withRunFeed(job, flags, async (log, signal) => {
+        const { runCoordinator } = await import('./coordinator/run-coordinator.ts');
+        return runCoordinator({ job, port: flags.port, host: flags.host, minWorkers: flags.minWorkers, token: flags.token, resume: flags.resume, log, signal });
+      });
+    });
+
+  program
+    .command('worker')
+    .description('join a coordinator and compute gradients on the shards it assigns, until the job ends')
+    .requiredOption('--coordinator <host:port>', 'address of the coordinator')
+    .addOption(new Option('--token <secret>', 'shared secret of the job').env('DROVER_TOKEN'))
+    .option('--tls-ca <file>', 'connect with TLS, trusting this CA certificate (PEM)')
+    .option('--tls', 'connect with TLS, trusting the system roots')
+    .addOption(backendOption())
+    .option('--threads <n>', 'compute threads of the wasm backend (1-8)', positiveInt)
+    .option('--name <name>', 'name shown in the coordinator\'s log (default: the id it assigns)')
+    .option('--job <id>', 'join only this job id')
+    .option('--reconnect-ms <ms>', 'keep trying to reach or rejoin the coordinator this long', nonNegativeInt)
+    .option('--log <file>', 'also write the JSON log here')
+    // Benchmarks and scheduling tests: no tfjs, a fixed wait per task and zero gradients.
+    .addOption(new Option('--simulate-compute-ms <ms>').argParser(nonNegativeInt).hideHelp())
+    .addOption(new Option('--simulate-ms-per-sample <ms>').argParser(Number).hideHelp())
+    .action(async (flags: WorkerFlags) => {
+      const [{ createRunFeed }, { runWorker }] = await Promise.all([import('./telemetry/feed.ts'), import('./worker/run-worker.ts')]);
+      // A worker has no progress of its own to draw: JSON lines, always.
+      const feed = await createRunFeed({ logFile: flags.log, progress: 'never' });
+      try {
+        const result = await runWorker({
+          coordinator: flags.coordinator,
+          token: flags.token,
+          tls: flags.tlsCa ? { ca: flags.tlsCa } : flags.tls ? {} : undefined,
+          backend: flags.backend,
+          threads: flags.threads,
+          name: flags.name,
+          jobId: flags.job,
+          reconnectMs: flags.reconnectMs,
+          simulateComputeMs: flags.simulateComputeMs,
+          simulateMsPerSample: flags.simulateMsPerSample,
+          log: feed.logger,
+          signal: interruptSignal(feed.logger),
+        });
+        feed.logger.info({ status: result.status, sessions: result.sessions, tasks: result.tasks }, `worker finished: ${result.status}`);
       } finally {
-        await dashboard?.close();
         await feed.close();
       }
     });
@@ -108,12 +230,11 @@ export function buildProgram(): Command {
     .description('write learning curves and the confusion matrix of a run as PNG and SVG')
     .requiredOption('--out <dir>', 'output folder')
     .action(async (log: string, flags: { out: string }) => {
+      const { writeReport } = await import('./telemetry/report.ts');
       const report = await writeReport({ logPath: log, outDir: flags.out });
       for (const file of report.files) process.stdout.write(`${file}\n`);
       for (const skip of report.skipped) process.stderr.write(`skipped ${skip.figure}: ${skip.reason}\n`);
     });
-
-  const backendOption = (): Option => new Option('--backend <name>', 'compute backend').choices(BACKEND_CHOICES as unknown as string[]);
 
   program
     .command('predict <modelDir> <images...>')
@@ -123,6 +244,7 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON instead of text')
     .addOption(backendOption())
     .action(async (modelDir: string, images: string[], flags: { top: number; batchSize: number; json?: boolean; backend?: BackendChoice }) => {
+      const { formatPredictions, predictImages } = await import('./commands/predict.ts');
       const report = await predictImages({ modelDir, images, topK: flags.top, batchSize: flags.batchSize, backend: flags.backend });
       process.stdout.write(flags.json ? `${JSON.stringify(report, null, 2)}\n` : formatPredictions(report));
       if (report.failed > 0) process.exitCode = 1;
@@ -137,6 +259,7 @@ export function buildProgram(): Command {
     .option('--json', 'print JSON instead of text')
     .addOption(backendOption())
     .action(async (modelDir: string, flags: { data: string; split?: 'train' | 'validation' | 'test'; batchSize: number; json?: boolean; backend?: BackendChoice }) => {
+      const { evaluateModel, formatEvaluation, resolveDataArgument } = await import('./commands/evaluate.ts');
       const data = await resolveDataArgument(flags.data);
       const result = await evaluateModel({ modelDir, data, split: flags.split, batchSize: flags.batchSize, backend: flags.backend });
       process.stdout.write(flags.json ? `${JSON.stringify(result, null, 2)}\n` : formatEvaluation(result));

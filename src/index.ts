@@ -23,3 +23,7 @@ export { createRunFeed } from './telemetry/feed.ts';
 export { startDashboard } from './telemetry/dashboard.ts';
 export { writeReport } from './telemetry/report.ts';
 export { logEvent, parseLogLine, type DroverEvent } from './telemetry/events.ts';
+export { runCoordinator, jobOutputDir, type CoordinatorRunOptions, type CoordinatorRunResult } from './coordinator/run-coordinator.ts';
+export { clusterSpecSchema, type ClusterSpec, type ClusterSpecInput } from './coordinator/cluster-spec.ts';
+export { runWorker, type WorkerOptions, type WorkerResult } from './worker/run-worker.ts';
+export { runLocalCluster, type LocalClusterOptions } from './cluster/local-cluster.ts';

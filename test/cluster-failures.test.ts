@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FASHION_MNIST_DIR } from '../src/data/idx.ts';
 import { initBackend } from '../src/model/backend.ts';
-import { smallFashionMnist, spawnScript, spawnWorker, startCoordinator, tempDir, testJob, type LogLine } from './helpers/cluster.ts';
+import { smallFashionMnist, spawnDrover, spawnWorker, startCoordinator, tempDir, testJob, type LogLine } from './helpers/cluster.ts';
 
 // Real worker processes, killed for real: one at a time, so the 2 shared cores stay predictable.
 test.before(async () => {
@@ -98,7 +98,7 @@ test.serial('drover coordinator --resume continues from the last checkpoint afte
     output: { dir: path.join(dir, 'out') },
     cluster: { port: 0, host: '127.0.0.1', minWorkers: 1, checkpointEvery: 4, joinTimeoutMs: 60_000 },
   }));
-  const first = spawnScript(t, 'src/cluster/coordinator-main.ts', ['--config', jobFile]);
+  const first = spawnDrover(t, ['coordinator', '--config', jobFile]);
   const listening = await first.sink.waitFor((l) => typeof l.port === 'number', 'the first coordinator listening');
   const port = listening.port as number;
   const worker = spawnWorker(t, port, { name: 'steady' });
@@ -106,7 +106,7 @@ test.serial('drover coordinator --resume continues from the last checkpoint afte
   first.kill('SIGKILL');
   await first.exited;
 
-  const second = spawnScript(t, 'src/cluster/coordinator-main.ts', ['--config', jobFile, '--resume', '--port', String(port)]);
+  const second = spawnDrover(t, ['coordinator', '--config', jobFile, '--resume', '--port', String(port)]);
   const start = await second.sink.waitFor((l) => l.event === 'job_start', 'the resumed job_start');
   t.deepEqual(start.resumedFrom, { epoch: 0, step: 4 });
   t.is(start.job, listening.jobId, 'the same job id, so workers rejoin it');

@@ -2,6 +2,7 @@ import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
+import sharp from 'sharp';
 import path from 'node:path';
 import { evaluateModel, formatEvaluation, resolveDataArgument } from '../src/commands/evaluate.ts';
 import { formatPredictions, predictImages, type ImagePrediction } from '../src/commands/predict.ts';
@@ -143,6 +144,37 @@ test.serial('predict lists the top-k classes, sorted, with the probabilities the
   t.true(right >= probes.length / 2, `${right} of ${probes.length} probes right`);
   const text = formatPredictions(report);
   t.true(text.includes(`${probes[0]!.file}:\n  1. ${results[0]!.top[0]!.className}`), text);
+});
+
+test.serial('predict resizes images as the model was trained: the resize mode travels with the model', async (t) => {
+  const { dir, trainer, classNames } = fixture;
+  // A wide noise image: cover crops its middle, stretch squeezes all of it, so the two differ.
+  const wide = path.join(dir, 'wide', 'any');
+  await mkdir(wide, { recursive: true });
+  const pixels = Buffer.from(Array.from({ length: 3 * SIZE * 3 * SIZE }, (_, i) => (i * 7919) % 251));
+  await sharp(pixels, { raw: { width: 3 * SIZE, height: SIZE, channels: 3 } }).png().toFile(path.join(wide, 'wide.png'));
+  const expectedAs = async (resize: 'cover' | 'stretch'): Promise<number[]> => {
+    const set = await openDataset({ kind: 'folder', path: path.dirname(wide), imageSize: [SIZE, SIZE], resize, preprocess: PREPROCESS }, { threads: 0 });
+    try {
+      const batch = await set.train.loadBatch([0]);
+      return tf.tidy(() => (trainer.model.predict(tf.tensor4d(batch.x, [1, SIZE, SIZE, 3])) as tf.Tensor2D).arraySync()[0]!);
+    } finally {
+      await set.close();
+    }
+  };
+  const stretched = await expectedAs('stretch');
+  const covered = await expectedAs('cover');
+  t.true(stretched.some((p, i) => Math.abs(p - covered[i]!) > 1e-3), 'the probe tells the two modes apart');
+
+  const stretchDir = path.join(dir, 'model-stretch');
+  await saveModel(trainer.model, stretchDir, { classNames, preprocess: PREPROCESS, resize: 'stretch' });
+  for (const [modelDir, expected] of [[stretchDir, stretched], [fixture.modelDir, covered]] as const) {
+    const report = await predictImages({ modelDir, images: [path.join(wide, 'wide.png')], topK: classNames.length, backend: 'wasm' });
+    const [result] = okResults(report.results);
+    for (const score of result!.top) {
+      t.true(Math.abs(score.probability - expected[score.index]!) < 1e-5, `${path.basename(modelDir)} ${score.className}: ${score.probability} vs ${expected[score.index]}`);
+    }
+  }
 });
 
 test.serial('a top-k larger than the class count lists every class once, summing to 1', async (t) => {

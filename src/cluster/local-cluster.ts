@@ -8,7 +8,8 @@ import type { BackendChoice } from '../model/backend.ts';
 import { runCoordinator, type CoordinatorRunResult } from '../coordinator/run-coordinator.ts';
 import type { Logger } from '../telemetry/logger.ts';
 
-const WORKER_ENTRY = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../worker/main.ts');
+/** drover's own command line: workers are `drover worker` processes, as on any other machine. */
+const DROVER_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/drover.js');
 
 export interface LocalClusterOptions {
   job: Job;
@@ -54,7 +55,7 @@ export async function runLocalCluster(options: LocalClusterOptions): Promise<Coo
       const name = `local-${i}`;
       const child = spawn(
         process.execPath,
-        ['--import', 'tsx', WORKER_ENTRY, '--coordinator', `127.0.0.1:${port}`, '--name', name, '--backend', options.backend ?? job.backend, '--threads', String(job.threads), '--reconnect-ms', '10000'],
+        [DROVER_BIN, 'worker', '--coordinator', `127.0.0.1:${port}`, '--name', name, '--backend', options.backend ?? job.backend, '--threads', String(job.threads), '--reconnect-ms', '10000'],
         { env: { ...process.env, DROVER_TOKEN: token }, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
       );
       children.add(child);

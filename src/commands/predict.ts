@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { ConfigError, ModelMetadataError } from '../errors.ts';
 import { decodeSample, type SampleInput } from '../data/decode.ts';
 import { createSampleDecoder, type SampleDecoder } from '../data/open.ts';
-import type { PreprocessSpec } from '../data/spec.ts';
+import type { PreprocessSpec, ResizeModeSpec } from '../data/spec.ts';
 import type { InputShape } from '../data/types.ts';
 import { activeBackend, initBackend, BACKEND_CHOICES, type BackendChoice } from '../model/backend.ts';
 import { loadModel } from '../model/export.ts';
@@ -18,6 +18,7 @@ export interface Classifier {
   model: tf.LayersModel;
   classNames: string[];
   preprocess: PreprocessSpec;
+  resize: ResizeModeSpec;
   inputShape: InputShape;
   location: string;
 }
@@ -45,7 +46,7 @@ export async function loadClassifier(location: string): Promise<Classifier> {
     if (channels !== 1 && channels !== 3) {
       throw new ModelMetadataError(`${location}: the model takes ${channels}-channel input; drover decodes 1 (grey) or 3 (RGB) channels`, location);
     }
-    return { model, classNames, preprocess: metadata.preprocess, inputShape: shape as InputShape, location };
+    return { model, classNames, preprocess: metadata.preprocess, resize: metadata.resize ?? 'cover', inputShape: shape as InputShape, location };
   } catch (error) {
     model.dispose();
     throw error;
@@ -104,7 +105,7 @@ export function optionsError(error: z.ZodError, what: string): ConfigError {
 /** The evaluation (non-augmenting) pipeline the model was trained with, as a data spec. */
 export function pipelineSpec(classifier: Classifier, path: string): Record<string, unknown> {
   const [height, width, channels] = classifier.inputShape;
-  return { kind: 'folder', path, imageSize: [height, width], channels, preprocess: classifier.preprocess };
+  return { kind: 'folder', path, imageSize: [height, width], channels, resize: classifier.resize, preprocess: classifier.preprocess };
 }
 
 /**

@@ -13,7 +13,7 @@ import { weightManifest, writeWeights } from '../model/weights.ts';
 import type { LayerSpecInput } from '../model/layer-spec.ts';
 import { logEvent } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import { openJobDataset } from '../train/run-job.ts';
+import { openJobDataset, samplePreparation } from '../train/run-job.ts';
 import { Trainer } from '../train/trainer.ts';
 import type { ReplicaSpec } from '../wire/replica-spec.ts';
 import { checkpointPath, loadCheckpoint, type Checkpoint } from './checkpoint.ts';
@@ -158,7 +158,7 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
     let modelDir: string | undefined;
     if (result.status !== 'stopped') {
       modelDir = path.join(outputDir, 'model');
-      await saveModel(model, modelDir, { classNames: dataset.classNames, info: { job: job.name, jobId, steps: result.steps, epochs: result.history.length } });
+      await saveModel(model, modelDir, { classNames: dataset.classNames, ...samplePreparation(job.data), info: { job: job.name, jobId, steps: result.steps, epochs: result.history.length } });
       if (dataset.test) {
         test = await coordinator.evaluateSplit('test', dataset.test, result.history.length);
         logEvent(log, 'evaluation', { split: 'test', loss: test.loss, accuracy: test.accuracy, n: test.n, classNames: dataset.classNames, confusion: test.confusion },

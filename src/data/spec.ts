@@ -54,6 +54,10 @@ export const preprocessSpecSchema = z.union([
 ]);
 export type PreprocessSpec = z.infer<typeof preprocessSpecSchema>;
 
+/** How an image becomes the model's input size: see `resize` below. */
+export const resizeModeSchema = z.enum(['cover', 'stretch', 'contain']);
+export type ResizeModeSpec = z.infer<typeof resizeModeSchema>;
+
 /** Options shared by every source: the model's input and how samples become it. */
 const imageOptions = {
   /** [height, width] of the model's input; default: the source's own size (32 for CIFAR, 28 for MNIST), 256 for files. */
@@ -61,7 +65,7 @@ const imageOptions = {
   /** 1 (greyscale) or 3 (RGB); default: the source's own (3 for files and CIFAR, 1 for IDX). */
   channels: z.union([z.literal(1), z.literal(3)]).optional(),
   /** cover: scale to fill and centre-crop (no distortion); stretch: ignore aspect ratio; contain: fit and pad. */
-  resize: z.enum(['cover', 'stretch', 'contain']).default('cover'),
+  resize: resizeModeSchema.default('cover'),
   /** Training-only augmentation; absent means none. */
   augment: augmentSpecSchema.optional(),
   preprocess: preprocessSpecSchema.default('rescale'),

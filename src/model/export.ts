@@ -7,8 +7,8 @@ import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
 import { z } from 'zod';
 import { DroverError, ModelError, ModelFileError } from '../errors.ts';
-import { preprocessSpecSchema } from '../data/spec.ts';
-import type { PreprocessSpec } from '../data/spec.ts';
+import { preprocessSpecSchema, resizeModeSchema } from '../data/spec.ts';
+import type { PreprocessSpec, ResizeModeSpec } from '../data/spec.ts';
 import type { UrlLoadOptions } from './file-io.ts';
 import { MODEL_JSON, directoryHandler, modelHandler } from './file-io.ts';
 import { pinLayersByName, pinnedLayerNames } from './backbones/inference-mode.ts';
@@ -24,6 +24,8 @@ export const modelMetadataSchema = z.object({
   classNames: z.array(z.string().min(1)).min(1),
   /** How pixel values (0..255) become the model's input. */
   preprocess: preprocessSpecSchema,
+  /** How images were brought to the input size (absent in models saved before it was recorded: cover). */
+  resize: resizeModeSchema.optional(),
   /** [height, width, channels] the model was built for, when fixed. */
   inputShape: z.tuple([z.number().int().positive(), z.number().int().positive(), z.number().int().positive()]).optional(),
   /** Layers (backbone batch norm) that run in inference mode even while training. */
@@ -37,6 +39,8 @@ export interface SaveModelOptions {
   classNames: readonly string[];
   /** Default 'rescale' ([0, 1]). */
   preprocess?: PreprocessSpec;
+  /** How images were brought to the input size. Default 'cover'. */
+  resize?: ResizeModeSpec;
   info?: Record<string, unknown>;
   /** Split weights into files of at most this many bytes (default: one weights.bin). */
   shardBytes?: number;
@@ -135,11 +139,14 @@ function buildMetadata(model: tf.LayersModel, options: SaveModelOptions): ModelM
   }
   const preprocess = preprocessSpecSchema.safeParse(options.preprocess ?? 'rescale');
   if (!preprocess.success) throw new ModelError(`options.preprocess: ${preprocess.error.issues[0]!.message}`);
+  const resize = resizeModeSchema.safeParse(options.resize ?? 'cover');
+  if (!resize.success) throw new ModelError(`options.resize: ${resize.error.issues[0]!.message}`);
   const inputShape = model.inputs[0]?.shape.slice(1);
   const metadata: ModelMetadata = {
     formatVersion: MODEL_METADATA_VERSION,
     classNames: [...classNames],
     preprocess: preprocess.data,
+    resize: resize.data,
     inferenceModeLayers: pinnedLayerNames(model),
   };
   if (inputShape?.length === 3 && inputShape.every((d): d is number => typeof d === 'number')) {

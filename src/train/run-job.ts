@@ -3,7 +3,7 @@ import path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import type { Job, DataSpec } from '../config/job.ts';
 import type { Dataset } from '../data/types.ts';
-import type { PreprocessSpec } from '../data/spec.ts';
+import type { PreprocessSpec, ResizeModeSpec } from '../data/spec.ts';
 import { FASHION_MNIST_DIR, openIdxDataset } from '../data/idx.ts';
 import { openDataset } from '../data/open.ts';
 import { openShapesDataset } from '../data/shapes.ts';
@@ -50,9 +50,12 @@ export async function openJobDataset(spec: DataSpec, log: Logger): Promise<Datas
   }
 }
 
-/** How the job's samples were scaled, recorded with the exported model. */
-function dataPreprocess(spec: DataSpec): PreprocessSpec {
-  return 'preprocess' in spec ? spec.preprocess : 'rescale';
+/** How the job's samples became model input (scaling, resizing), recorded with the exported model. */
+export function samplePreparation(spec: DataSpec): { preprocess: PreprocessSpec; resize: ResizeModeSpec } {
+  return {
+    preprocess: 'preprocess' in spec ? spec.preprocess : 'rescale',
+    resize: 'resize' in spec ? spec.resize : 'cover',
+  };
 }
 
 async function exists(file: string): Promise<boolean> {
@@ -93,7 +96,7 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
   const dataset = await openJobDataset(job.data, log);
   try {
     const { model, label, expects } = await buildJobModel(job, dataset);
-    const preprocess = dataPreprocess(job.data);
+    const { preprocess } = samplePreparation(job.data);
     if (expects !== undefined && JSON.stringify(expects) !== JSON.stringify(preprocess)) {
       log.warn({ expects, preprocess }, `the backbone expects preprocess ${JSON.stringify(expects)} but data.preprocess is ${JSON.stringify(preprocess)}`);
     }
@@ -158,7 +161,7 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
       );
     }
     const modelDir = path.join(job.output.dir ?? path.join('runs', job.name), 'model');
-    await saveModel(model, modelDir, { classNames: dataset.classNames, preprocess });
+    await saveModel(model, modelDir, { classNames: dataset.classNames, ...samplePreparation(job.data) });
     const seconds = (performance.now() - started) / 1000;
     logEvent(
       log,

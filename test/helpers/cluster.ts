@@ -23,8 +23,10 @@ export type LogLine = Record<string, unknown> & { event?: string; msg?: string }
  */
 export class EventSink extends Writable {
   readonly lines: LogLine[] = [];
-  private readonly waiters = new Set<{ match: (line: LogLine) => boolean; resolve: (line: LogLine) => void }>();
+  private readonly waiters = new Set<{ match: (line: LogLine) => boolean; resolve: (line: LogLine) => void; reject: (error: Error) => void }>();
   private partial = '';
+  /** Why no more lines will come (the process exited), once it is so. */
+  private ended: string | undefined;
 
   constructor() {
     super({ decodeStrings: false });
@@ -59,6 +61,13 @@ export class EventSink extends Writable {
     }
   }
 
+  /** No more lines will come: pending and later waits that are not met fail at once with `reason`. */
+  finish(reason: string): void {
+    this.ended = reason;
+    for (const waiter of this.waiters) waiter.reject(new Error(reason));
+    this.waiters.clear();
+  }
+
   /** Lines that are event `name` (and match `where`). */
   events(name: string, where: (line: LogLine) => boolean = () => true): LogLine[] {
     return this.lines.filter((l) => l.event === name && where(l));
@@ -68,8 +77,13 @@ export class EventSink extends Writable {
   waitFor(match: (line: LogLine) => boolean, what: string, timeoutMs = 60_000): Promise<LogLine> {
     const seen = this.lines.find(match);
     if (seen) return Promise.resolve(seen);
+    if (this.ended !== undefined) return Promise.reject(new Error(`${this.ended} before ${what}`));
     return new Promise((resolve, reject) => {
-      const waiter = { match, resolve: (line: LogLine) => { clearTimeout(timer); resolve(line); } };
+      const waiter = {
+        match,
+        resolve: (line: LogLine) => { clearTimeout(timer); resolve(line); },
+        reject: (error: Error) => { clearTimeout(timer); reject(new Error(`${error.message} before ${what}`)); },
+      };
       const timer = setTimeout(() => {
         this.waiters.delete(waiter);
         reject(new Error(`timed out after ${timeoutMs} ms waiting for ${what}; last lines:\n${this.lines.slice(-8).map((l) => JSON.stringify(l).slice(0, 300)).join('\n')}`));
@@ -141,11 +155,14 @@ export interface ChildHandle {
   readonly exited: Promise<number | null>;
   /** SIGKILL now (kill -9). */
   kill(signal?: NodeJS.Signals): void;
+  /** What the process wrote to stderr so far. */
+  stderr(): string;
 }
 
-/** Spawns `node --import tsx <script> ...args` in the repo root; killed (and awaited) in teardown. */
+/** Spawns `node <script> ...args` in the repo root (TypeScript through tsx); killed (and awaited) in teardown. */
 export function spawnScript(t: ExecutionContext, script: string, args: string[], env: Record<string, string> = {}): ChildHandle {
-  const child = spawn(process.execPath, ['--import', 'tsx', script, ...args], {
+  const loader = script.endsWith('.ts') ? ['--import', 'tsx'] : [];
+  const child = spawn(process.execPath, [...loader, script, ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, DROVER_LOG_LEVEL: 'debug', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -156,7 +173,10 @@ export function spawnScript(t: ExecutionContext, script: string, args: string[],
   child.stderr!.setEncoding('utf8').on('data', (text: string) => {
     stderr += text;
   });
-  const exited = once(child, 'exit').then(([code]) => code as number | null);
+  const exited = once(child, 'exit').then(([code, signal]) => {
+    sink.finish(`${path.basename(script)} ${args[0] ?? ''} exited (${signal ?? `code ${code}`}; stderr: ${stderr.trim().slice(-500) || 'empty'})`);
+    return code as number | null;
+  });
   t.teardown(async () => {
     if (child.exitCode === null && child.signalCode === null) {
       child.kill('SIGCONT');
@@ -165,14 +185,19 @@ export function spawnScript(t: ExecutionContext, script: string, args: string[],
     await exited;
     if (stderr.trim()) t.log(`${path.basename(script)} stderr: ${stderr.slice(-2000)}`);
   });
-  return { process: child, sink, exited, kill: (signal = 'SIGKILL') => child.kill(signal) };
+  return { process: child, sink, exited, kill: (signal = 'SIGKILL') => child.kill(signal), stderr: () => stderr };
+}
+
+/** Spawns `node bin/drover.js ...args` (the command line users run) in the repo root. */
+export function spawnDrover(t: ExecutionContext, args: string[], env: Record<string, string> = {}): ChildHandle {
+  return spawnScript(t, 'bin/drover.js', args, env);
 }
 
 /** A worker process joined to a coordinator on this machine. */
 export function spawnWorker(t: ExecutionContext, port: number, options: { name: string; token?: string; args?: string[] }): ChildHandle {
   const args = ['--coordinator', `127.0.0.1:${port}`, '--backend', 'wasm', '--name', options.name, '--reconnect-ms', '30000'];
   if (options.token) args.push('--token', options.token);
-  return spawnScript(t, 'src/worker/main.ts', [...args, ...(options.args ?? [])]);
+  return spawnDrover(t, ['worker', ...args, ...(options.args ?? [])]);
 }
 
 /** Relative error of two vectors: ||a - b|| / ||b|| (b non-zero). */
