@@ -227,6 +227,25 @@ test.serial('Sum over leading axes on wasm matches cpu, other reductions and dty
   }
 });
 
+test.serial('Tile on wasm matches cpu: broadcasting repeats, other repeats and int32', async (t) => {
+  const cases: { shape: number[]; reps: number[]; dtype?: 'int32' }[] = [
+    { shape: [1, 1, 1, 13], reps: [5, 3, 3, 1] },
+    { shape: [1, 7, 1, 4], reps: [2, 1, 9, 1] },
+    { shape: [1], reps: [11] },
+    { shape: [1, 6], reps: [3, 1], dtype: 'int32' },
+    // Axes longer than 1 repeated: the stock kernel.
+    { shape: [2, 3, 1, 5], reps: [2, 2, 3, 1] },
+  ];
+  for (const [index, c] of cases.entries()) {
+    const x = seededTensorValues(c.shape, 1200 + index);
+    const values = c.dtype === 'int32' ? x.values.map((v) => Math.round(v * 50)) : x.values;
+    const run = (): tf.Tensor => tf.tile(tf.tensor(values, c.shape, c.dtype ?? 'float32'), c.reps);
+    const [reference] = await valuesOn('cpu', run);
+    const [actual] = await valuesOn('wasm', run);
+    t.true(relativeError(actual!, reference!) <= TOLERANCE, `${JSON.stringify(c)}: rel ${relativeError(actual!, reference!)}`);
+  }
+});
+
 test.serial('Identity and same-dtype Cast on wasm share the buffer: values kept after the source is disposed, freed with the last reference', async (t) => {
   await tf.setBackend('wasm');
   const backend = tf.backend() as BackendWasm;
@@ -315,7 +334,8 @@ test.serial('the kernels leave no tensor behind over repeated calls', async (t) 
     const weights = tf.reshape(filter, [36, 8]);
     const bias = tf.ones([8]);
     const tall = tf.tile(x, [40, 1, 1, 1]);
-    const inputs = [x, dy, filter, depthwiseFilter, pooled, poolDy, matrix, weights, bias, tall];
+    const row = tf.ones([1, 8]);
+    const inputs = [x, dy, filter, depthwiseFilter, pooled, poolDy, matrix, weights, bias, tall, row];
     // No tidy around the kernels: whatever they leave behind would stay and be counted.
     const outputs = [
       tf.engine().runKernel(tf.Conv2DBackpropFilter, { x, dy }, { strides: 2, pad: 'same', dataFormat: 'NHWC', filterShape: [3, 3, 4, 8] }),
@@ -326,6 +346,8 @@ test.serial('the kernels leave no tensor behind over repeated calls', async (t) 
       tf.matMul(matrix, matrix, true, false),
       tf.fused.matMul({ a: matrix, b: weights, bias, activation: 'relu' }),
       tf.sum(tall, [0, 1, 2]),
+      tf.tile(bias, [3]),
+      tf.tile(row, [4, 1]),
       tf.clone(x),
       tf.cast(x, 'float32'),
     ] as tf.Tensor[];

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { convolve } from './convolve.ts';
+import { flipSpatially } from './flip.ts';
 import type { Pads } from './convolve.ts';
 import { inputGradByZeroInsertion } from './input-grad.ts';
 import { padOrCrop } from './window.ts';
@@ -23,7 +24,7 @@ export function conv2dInputGrad(dy: tf.Tensor4D, filter: tf.Tensor4D, info: tf.b
 }
 
 function correlateFlipped(dy: tf.Tensor4D, filter: tf.Tensor4D, pads: Pads, dilations: [number, number]): tf.Tensor4D {
-  const flipped = tf.transpose(tf.reverse(filter, [0, 1]), [0, 1, 3, 2]);
+  const flipped = tf.transpose(flipSpatially(filter), [0, 1, 3, 2]);
   return convolve(dy, flipped, pads, [1, 1], dilations, false);
 }
 

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { convolve } from './convolve.ts';
+import { flipSpatially } from './flip.ts';
 import type { Pads } from './convolve.ts';
 import { inputGradByZeroInsertion } from './input-grad.ts';
 
@@ -16,7 +17,7 @@ export function depthwiseInputGrad(dy: tf.Tensor4D, filter: tf.Tensor4D, info: t
 
 function correlateDepthwise(dy: tf.Tensor4D, filter: tf.Tensor4D, pads: Pads, dilations: [number, number]): tf.Tensor4D {
   const [fh, fw, channels, multiplier] = filter.shape;
-  const flipped = tf.reverse(filter, [0, 1]);
+  const flipped = flipSpatially(filter);
   if (multiplier === 1) return convolve(dy, flipped, pads, [1, 1], dilations, true);
   // Input channel c feeds dy channels c * m + q. Reorder dy's channels to (q, c) so that one
   // depthwise pass with filter[(q, c)] = w[c, q] yields every term, then sum over q.

@@ -4,6 +4,7 @@ import { gradientKernelConfigs } from './gradient-kernels.ts';
 import { matMulKernelConfigs } from './matmul-kernels.ts';
 import { maxPoolGradConfig } from './max-pool-grad.ts';
 import { sumKernelConfig } from './sum-leading-axes.ts';
+import { tileKernelConfig } from './tile-broadcast.ts';
 import { zeroCopyKernelConfigs } from './zero-copy.ts';
 
 /**
@@ -15,7 +16,8 @@ import { zeroCopyKernelConfigs } from './zero-copy.ts';
  * paths for transposed operands and for freshly updated weights; and MaxPoolGrad, whose stock
  * form is slow and misroutes the gradient of windows whose values are all <= 0; and Sum over
  * leading axes (bias gradients), which the stock kernel transposes first; and Identity and
- * same-dtype Cast, which the stock kernels copy.
+ * same-dtype Cast, which the stock kernels copy; and Tile that only broadcasts (batch norm
+ * gradients), which the stock kernel does element by element.
  */
 let registered = false;
 
@@ -30,7 +32,8 @@ export function registerWasmKernels(): void {
     throw new BackendError('registerWasmKernels: @tensorflow/tfjs-backend-wasm is not loaded yet; import it first, so that its kernels do not replace these');
   }
   const sum = sumKernelConfig();
-  for (const config of [...gradientKernelConfigs, maxPoolGradConfig, ...matMulKernelConfigs(), ...(sum ? [sum] : []), ...zeroCopyKernelConfigs()]) {
+  const tile = tileKernelConfig();
+  for (const config of [...gradientKernelConfigs, maxPoolGradConfig, ...matMulKernelConfigs(), ...(sum ? [sum] : []), ...(tile ? [tile] : []), ...zeroCopyKernelConfigs()]) {
     // registerKernel would replace an existing kernel too, but with a console warning.
     if (tf.getKernel(config.kernelName, config.backendName) !== undefined) tf.unregisterKernel(config.kernelName, config.backendName);
     tf.registerKernel(config);
