@@ -1,7 +1,8 @@
 /**
  * Compute backends side by side on the reference training step: img/s of the fmnist-cnn preset's
  * network (conv3x3 32 valid relu, maxpool2, conv3x3 64 valid relu, maxpool2, flatten, dense 128
- * relu, dropout 0.25, dense 10; 28x28x1, batch 64, Adam 1e-3, random data) on
+ * relu, dropout 0.25, dense 10; 28x28x1, batch 64, Adam 1e-3, fixed synthetic data) as `drover train`
+ * runs it (drover's Trainer.trainStep and its own Adam), on
  *   wasm          stock tfjs-backend-wasm kernels
  *   wasm+composed drover's composed wasm kernels (src/model/wasm-kernels/), what --backend wasm runs
  *   wasm+onednn   the same plus the oneDNN addon (native/), when it is built
@@ -19,7 +20,12 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs, promisify } from 'node:util';
+import type { Batch } from '../src/data/types.ts';
 import { initBackend } from '../src/model/backend.ts';
+import { buildScratchModel } from '../src/model/build.ts';
+import { PRESETS } from '../src/model/presets.ts';
+import { optimizerSpecSchema } from '../src/train/optimizers.ts';
+import { Trainer } from '../src/train/trainer.ts';
 import { registerNativeKernels } from '../src/model/native/index.ts';
 import { nativeKernelCalls } from '../src/model/native/kernels.ts';
 import { startWasmWithThreads } from '../src/model/wasm-kernels/threads.ts';
@@ -119,14 +125,17 @@ async function runWasm(system: System): Promise<Result> {
     note = info.detail;
   }
   name = `${name} (${threads} thread${threads > 1 ? 's' : ''})`;
-  const model = referenceModel();
-  const optimizer = tf.train.adam(1e-3);
-  const xs = tf.randomUniform([batch, 28, 28, 1]);
-  const ys = tf.oneHot(tf.randomUniform([batch], 0, 10, 'int32'), 10);
+  // What `drover train` runs: the preset through drover's Trainer and its Adam.
+  const model = buildScratchModel({ layers: PRESETS['fmnist-cnn'].layers, inputShape: [28, 28, 1], classes: 10, seed: 1 });
+  const trainer = new Trainer(model, { optimizer: optimizerSpecSchema.parse({ name: 'adam', learningRate: 1e-3 }) });
+  const data: Batch = {
+    x: Float32Array.from({ length: batch * 28 * 28 }, (_, i) => ((i * 7919) % 256) / 255),
+    y: Int32Array.from({ length: batch }, (_, i) => (i * 7) % 10),
+    n: batch,
+    shape: [28, 28, 1],
+  };
   const step = (): void => {
-    const loss = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(ys, model.apply(xs, { training: true }) as tf.Tensor), true) as tf.Scalar;
-    loss.dataSync();
-    loss.dispose();
+    trainer.trainStep(data, 1e-3);
   };
   try {
     for (let i = 0; i < 5; i++) step();
@@ -142,22 +151,6 @@ async function runWasm(system: System): Promise<Result> {
   const seconds = (performance.now() - start) / 1000;
   if (system === 'wasm+onednn') note = `${note}; native calls: ${[...nativeKernelCalls()].map(([k, n]) => `${k} ${n}`).join(', ')}`;
   return { system: name, img_per_s: Math.round((10 * steps * batch) / seconds) / 10, ms_per_step: Math.round((100000 * seconds) / steps) / 100, threads, ...(note ? { note } : {}) };
-}
-
-/** The fmnist-cnn preset with its 10-way head, as bench/torch_reference.py builds it. */
-function referenceModel(): tf.Sequential {
-  return tf.sequential({
-    layers: [
-      tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 32, kernelSize: 3, padding: 'valid', activation: 'relu' }),
-      tf.layers.maxPooling2d({ poolSize: 2 }),
-      tf.layers.conv2d({ filters: 64, kernelSize: 3, padding: 'valid', activation: 'relu' }),
-      tf.layers.maxPooling2d({ poolSize: 2 }),
-      tf.layers.flatten(),
-      tf.layers.dense({ units: 128, activation: 'relu' }),
-      tf.layers.dropout({ rate: 0.25 }),
-      tf.layers.dense({ units: 10 }),
-    ],
-  });
 }
 
 function firstLine(err: unknown): string {

@@ -11,6 +11,7 @@ import { registerNativeKernels } from '../src/model/native/index.ts';
 import type { NativeKernelsInfo } from '../src/model/native/index.ts';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { nativeKernelCalls } from '../src/model/native/kernels.ts';
+import { FUSED_UPDATE, fusedUpdate, slotCount, type UpdateAttrs, type UpdateRule } from '../src/model/update-kernels.ts';
 import { INPUTS, TOLERANCE, convCases, gatherDilatedTaps, relativeError, seededTensorValues, spreadFilter, tensor4, valuesOn } from './helpers/kernel-reference.ts';
 import type { Shape4 } from './helpers/kernel-reference.ts';
 
@@ -257,6 +258,30 @@ test.serial('Add of a per-channel bias matches cpu, either order; other adds fal
     t.true(relativeError(actual!, reference!) <= TOLERANCE, `add ${c.a.join('x')} + ${c.b.join('x')}: rel ${relativeError(actual!, reference!)}`);
   }
   t.is(callsOf(tf.Add) - before, cases.filter((c) => c.native).length);
+});
+
+test.serial('the fused optimizer update matches the cpu loop for every rule, small and threaded sizes', async (t) => {
+  if (!native.enabled) return t.pass(`native kernels off: ${native.reason}`);
+  const rules: UpdateRule[] = ['sgd', 'momentum', 'nesterov', 'adam', 'rmsprop', 'rmsprop-momentum'];
+  const before = callsOf(FUSED_UPDATE);
+  let cases = 0;
+  for (const [index, rule] of rules.entries()) {
+    for (const shape of [[7], [600, 700]]) {
+      const [w, g, s1, s2] = [0, 1, 2, 3].map((k) => seededTensorValues(shape, 1400 + 10 * index + k));
+      // Second moments (adam's s2, rmsprop's s1) are never negative.
+      const positive = (x: Float32Array): Float32Array => x.map(Math.abs);
+      const attrs: UpdateAttrs = { rule, lr: 0.01, a: 0.9, b: 0.99, epsilon: 1e-7 };
+      const first = rule.startsWith('rmsprop') ? positive(s1!.values) : s1!.values;
+      const slots = [first, positive(s2!.values)].slice(0, slotCount(rule));
+      const run = (): tf.Tensor[] => fusedUpdate(attrs, tf.tensor(w!.values, shape), tf.tensor(g!.values, shape), slots.map((v) => tf.tensor(v, shape)));
+      const reference = await valuesOn('cpu', run);
+      const actual = await valuesOn('wasm', run);
+      t.is(actual.length, 1 + slotCount(rule));
+      actual.forEach((values, i) => t.true(relativeError(values, reference[i]!) <= TOLERANCE, `${rule} ${shape.join('x')} output ${i}: rel ${relativeError(values, reference[i]!)}`));
+      cases++;
+    }
+  }
+  t.is(callsOf(FUSED_UPDATE) - before, cases);
 });
 
 test.serial('FusedBatchNorm with per-channel statistics matches cpu, with and without offset and scale', async (t) => {

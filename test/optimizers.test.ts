@@ -1,6 +1,7 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import { initBackend } from '../src/model/backend.ts';
+import { FUSED_UPDATE, hasFusedUpdate } from '../src/model/update-kernels.ts';
 import { createOptimizer, optimizerSpecSchema, type OptimizerSpec } from '../src/train/optimizers.ts';
 import { learningRateAt } from '../src/train/schedule.ts';
 
@@ -65,19 +66,31 @@ const specs = [
   { name: 'rmsprop', momentum: 0.5 },
 ].map((s) => optimizerSpecSchema.parse(s));
 
-for (const spec of specs) {
-  test(`${spec.name} ${JSON.stringify(spec)} matches the float64 reference over 5 steps`, (t) => {
+const variants = [
+  { backend: 'wasm', fused: true },
+  { backend: 'wasm', fused: false },
+  { backend: 'cpu', fused: true },
+] as const;
+
+for (const spec of specs) for (const { backend, fused } of variants) {
+  test.serial(`${spec.name} ${JSON.stringify(spec)} on ${backend}, ${fused ? 'fused' : 'separate ops'}, matches the float64 reference over 5 steps`, async (t) => {
+    tf.setBackend(backend);
+    t.teardown(() => tf.setBackend('wasm'));
+    t.is(hasFusedUpdate(), true, 'wasm and cpu have the fused kernel');
     const w0 = [0.5, -1.25, 2, 0.01, -0.3, 1.5];
     const grads = Array.from({ length: 5 }, (_, s) => w0.map((_, i) => Math.sin(3 * s + i) * (i + 1) * 0.7));
     const lr = 0.05;
     const variable = tf.variable(tf.tensor1d(w0));
-    const optimizer = createOptimizer(spec);
+    const optimizer = createOptimizer(spec, { fused });
     const before = tf.memory().numTensors;
+    const kernels = new Set<string>();
     for (const g of grads) {
       const gt = tf.tensor1d(g);
-      optimizer.apply([variable], [gt], lr);
+      const info = await tf.profile(() => optimizer.apply([variable], [gt], lr));
+      info.kernelNames.forEach((name) => kernels.add(name));
       gt.dispose();
     }
+    t.is(kernels.has(FUSED_UPDATE), fused, `kernels run: ${[...kernels].join(', ')}`);
     // Only the optimizer's state slots (one tensor per slot and variable) may remain.
     t.is(tf.memory().numTensors - before, expectedSlots(spec));
     const got = Array.from(variable.dataSync());

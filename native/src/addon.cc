@@ -555,6 +555,90 @@ napi_value ClearCache(CallArgs&) {
   return nullptr;
 }
 
+// ---- optimizer update ---------------------------------------------------------------------
+// fusedUpdate(w, g, s1 | null, s2 | null, w2, t1 | null, t2 | null, params): one pass of an
+// optimizer rule over every element; params = rule lr a b epsilon (Float64Array), with the rule
+// codes and meanings of src/model/update-kernels.ts. float32 arithmetic, so it vectorises.
+enum UpdateRule { kSgd = 0, kMomentum = 1, kNesterov = 2, kAdam = 3, kRmsprop = 4, kRmspropMomentum = 5 };
+
+float* FloatsOfLength(napi_env env, napi_value value, size_t want, const char* name) {
+  if (IsNullish(env, value)) return nullptr;
+  size_t length;
+  auto* data = static_cast<float*>(TypedData(env, value, napi_float32_array, &length));
+  if (length != want) throw std::runtime_error(std::string("fusedUpdate: ") + name + " has " + std::to_string(length) + " values, expected " + std::to_string(want));
+  return data;
+}
+
+napi_value FusedUpdate(CallArgs& a) {
+  size_t n, count;
+  const float* __restrict w = static_cast<float*>(TypedData(a.env, a.argv[0], napi_float32_array, &n));
+  const auto* p = static_cast<double*>(TypedData(a.env, a.argv[7], napi_float64_array, &count));
+  if (count != 5) throw std::runtime_error("fusedUpdate: params must be [rule, lr, a, b, epsilon]");
+  const float* __restrict g = FloatsOfLength(a.env, a.argv[1], n, "g");
+  const float* __restrict s1 = FloatsOfLength(a.env, a.argv[2], n, "s1");
+  const float* __restrict s2 = FloatsOfLength(a.env, a.argv[3], n, "s2");
+  float* __restrict w2 = FloatsOfLength(a.env, a.argv[4], n, "w2");
+  float* __restrict t1 = FloatsOfLength(a.env, a.argv[5], n, "t1");
+  float* __restrict t2 = FloatsOfLength(a.env, a.argv[6], n, "t2");
+  const int rule = static_cast<int>(p[0]);
+  const float lr = static_cast<float>(p[1]), ka = static_cast<float>(p[2]), kb = static_cast<float>(p[3]), eps = static_cast<float>(p[4]);
+  const bool slot1 = rule != kSgd, slot2 = rule == kAdam || rule == kRmspropMomentum;
+  if (!g || !w2 || (slot1 && (!s1 || !t1)) || (slot2 && (!s2 || !t2))) throw std::runtime_error("fusedUpdate: missing arrays for rule " + std::to_string(rule));
+  const int64_t size = static_cast<int64_t>(n);
+  // Threads only pay off on large tensors (a coordinator's 25 M-parameter layers).
+  const bool parallel = size >= (1 << 18);
+  switch (rule) {
+    case kSgd:
+#pragma omp parallel for simd if (parallel)
+      for (int64_t i = 0; i < size; i++) w2[i] = w[i] - lr * g[i];
+      break;
+    case kMomentum:
+    case kNesterov: {
+      const float nesterov = rule == kNesterov ? 1.f : 0.f;
+#pragma omp parallel for simd if (parallel)
+      for (int64_t i = 0; i < size; i++) {
+        const float v = ka * s1[i] - lr * g[i];
+        t1[i] = v;
+        w2[i] = w[i] + (nesterov * (ka * v - lr * g[i]) + (1.f - nesterov) * v);
+      }
+      break;
+    }
+    case kAdam:
+#pragma omp parallel for simd if (parallel)
+      for (int64_t i = 0; i < size; i++) {
+        const float gi = g[i];
+        const float m = ka * s1[i] + (1.f - ka) * gi;
+        const float v = kb * s2[i] + (1.f - kb) * gi * gi;
+        t1[i] = m;
+        t2[i] = v;
+        w2[i] = w[i] - lr * m / (std::sqrt(v) + eps);
+      }
+      break;
+    case kRmsprop:
+    case kRmspropMomentum: {
+      const bool momentum = rule == kRmspropMomentum;
+#pragma omp parallel for simd if (parallel)
+      for (int64_t i = 0; i < size; i++) {
+        const float gi = g[i];
+        const float ms = ka * s1[i] + (1.f - ka) * gi * gi;
+        t1[i] = ms;
+        const float scaled = lr * gi / (std::sqrt(ms) + eps);
+        if (momentum) {
+          const float mom = kb * s2[i] + scaled;
+          t2[i] = mom;
+          w2[i] = w[i] - mom;
+        } else {
+          w2[i] = w[i] - scaled;
+        }
+      }
+      break;
+    }
+    default:
+      throw std::runtime_error("fusedUpdate: unknown rule " + std::to_string(rule));
+  }
+  return nullptr;
+}
+
 template <napi_value (*Fn)(CallArgs&), size_t Argc>
 napi_value Wrap(napi_env env, napi_callback_info info) {
   try {
@@ -580,6 +664,7 @@ NAPI_MODULE_INIT() {
       {"batchNorm", nullptr, Wrap<BatchNorm, 8>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"biasAdd", nullptr, Wrap<BiasAdd, 4>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"sum", nullptr, Wrap<SumReduce, 4>, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"fusedUpdate", nullptr, Wrap<FusedUpdate, 8>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"matMul", nullptr, Wrap<MatMulForward, 6>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setThreads", nullptr, Wrap<SetThreads, 1>, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"info", nullptr, Wrap<Info, 0>, nullptr, nullptr, nullptr, napi_default, nullptr},

@@ -29,6 +29,20 @@ export interface OnednnAddon {
   ): void;
   /** sizes: [outer, inner]: out[i, j] = x[i, j] + bias[j]. */
   biasAdd(x: Float32Array, bias: Float32Array, out: Float32Array, sizes: Int32Array): void;
+  /**
+   * One optimizer update pass (src/model/update-kernels.ts): params = [rule code, lr, a, b,
+   * epsilon]. Absent in addons built before it existed.
+   */
+  fusedUpdate?(
+    w: Float32Array,
+    g: Float32Array,
+    s1: Float32Array | null,
+    s2: Float32Array | null,
+    w2: Float32Array,
+    t1: Float32Array | null,
+    t2: Float32Array | null,
+    params: Float64Array,
+  ): void;
   matMul(a: Float32Array, b: Float32Array, bias: Float32Array | null, out: Float32Array, sizes: Int32Array, alpha: number): void;
   setThreads(threads: number): void;
   /** e.g. 'oneDNN 2.6.0 (OpenMP, 2 threads)'. */

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import type { OnednnAddon } from './addon.ts';
+import { FUSED_UPDATE, UPDATE_RULE_CODES, wasmUpdateKernel } from '../update-kernels.ts';
 
 /**
  * tfjs kernels of the wasm backend computed by oneDNN, in place on the wasm heap. Each one
@@ -240,6 +241,19 @@ function biasAdd(addon: OnednnAddon) {
     };
 }
 
+/** drover's fused optimizer update, vectorised (and threaded on large tensors) by the addon. */
+function fusedUpdate(addon: OnednnAddon) {
+  return (fallback: Fallback, kernelName: string): tf.KernelFunc => {
+    const native = addon.fusedUpdate?.bind(addon);
+    if (native === undefined) return fallback.kernelFunc;
+    return wasmUpdateKernel((config, w, g, s1, s2, w2, t1, t2) => {
+      const params = Float64Array.of(UPDATE_RULE_CODES[config.rule], config.lr, config.a, config.b, config.epsilon);
+      native(w, g, s1 ?? null, s2 ?? null, w2, t1 ?? null, t2 ?? null, params);
+      nativeCalls.set(kernelName, (nativeCalls.get(kernelName) ?? 0) + 1);
+    });
+  };
+}
+
 /** FusedBatchNorm with statistics, offset and scale of one value per channel (last axis). */
 function batchNorm(addon: OnednnAddon) {
   return (fallback: Fallback, kernelName: string): tf.KernelFunc =>
@@ -318,6 +332,7 @@ export function nativeKernelFactories(addon: OnednnAddon): Record<string, (fallb
     [tf.Mean]: sum(addon, true),
     [tf.FusedBatchNorm]: batchNorm(addon),
     [tf.Add]: biasAdd(addon),
+    [FUSED_UPDATE]: fusedUpdate(addon),
     [tf.BatchMatMul]: matMul(addon, false),
     [tf._FusedMatMul]: matMul(addon, true),
   };

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { registerFusedUpdateKernels } from '../update-kernels.ts';
 import { BackendError } from '../../errors.ts';
 import { gradientKernelConfigs } from './gradient-kernels.ts';
 import { matMulKernelConfigs } from './matmul-kernels.ts';
@@ -31,6 +32,8 @@ export function registerWasmKernels(): void {
   if (tf.getKernel(tf.Conv2D, 'wasm') === undefined) {
     throw new BackendError('registerWasmKernels: @tensorflow/tfjs-backend-wasm is not loaded yet; import it first, so that its kernels do not replace these');
   }
+  // The optimizers' fused update, so that the native kernels (registered after these) find it.
+  registerFusedUpdateKernels();
   const sum = sumKernelConfig();
   const tile = tileKernelConfig();
   for (const config of [...gradientKernelConfigs, maxPoolGradConfig, ...matMulKernelConfigs(), ...(sum ? [sum] : []), ...(tile ? [tile] : []), ...zeroCopyKernelConfigs()]) {
