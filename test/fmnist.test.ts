@@ -9,6 +9,15 @@ import { Trainer } from '../src/train/trainer.ts';
 import { optimizerSpecSchema } from '../src/train/optimizers.ts';
 import { fit } from '../src/train/fit.ts';
 import { evaluateSplit } from '../src/train/evaluate.ts';
+import { execFile } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const cli = fileURLToPath(new URL('../bin/drover.js', import.meta.url));
 
 test.before(async () => {
   await initBackend('wasm');
@@ -49,4 +58,34 @@ test('the reference CNN learns real Fashion-MNIST on wasm: one epoch of 12000 im
   t.true(test.accuracy > 0.75, `test accuracy ${test.accuracy}`);
   t.log(`test accuracy ${test.accuracy}`);
   t.is(test.confusion.flat().reduce((a, b) => a + b, 0), 2000);
+});
+
+test('the same job on wasm+oneDNN and on pure wasm (DROVER_NATIVE=off) reaches the same accuracy', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-backends-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const job = path.join(dir, 'job.json');
+  await writeFile(job, JSON.stringify({
+    name: 'backend-parity',
+    seed: 7,
+    backend: 'wasm',
+    data: { kind: 'idx', dir: FASHION_MNIST_DIR, limitTrain: 9000, validationSize: 1000, limitTest: 5000 },
+    model: { preset: 'fmnist-cnn' },
+    train: { epochs: 1, batchSize: 64, logEvery: 50 },
+    output: { dir: path.join(dir, 'out') },
+  }));
+  const trainOn = async (env: Record<string, string>): Promise<{ backend: string; accuracy: number }> => {
+    const { stdout } = await run(process.execPath, [cli, 'train', '--config', job], { env: { ...process.env, CI: 'true', ...env }, timeout: 300_000 });
+    const events = stdout.split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line) as Record<string, unknown>);
+    const backend = events.find((e) => e.event === 'backend')!.description as string;
+    const end = events.find((e) => e.event === 'job_end')!;
+    return { backend, accuracy: end.testAccuracy as number };
+  };
+  const pure = await trainOn({ DROVER_NATIVE: 'off' });
+  const native = await trainOn({});
+  t.log(`test accuracy: ${pure.backend} ${pure.accuracy}, ${native.backend} ${native.accuracy}`);
+  t.notRegex(pure.backend, /onednn/);
+  t.true(pure.accuracy > 0.75, `pure wasm accuracy ${pure.accuracy}`);
+  // Same seed, same data order: only float rounding differs (and grows over the steps), so the
+  // accuracies agree within noise: 5000 test images give a standard error of ~0.6 points.
+  t.true(Math.abs(pure.accuracy - native.accuracy) <= 0.03, `${pure.accuracy} vs ${native.accuracy}`);
 });
