@@ -9,6 +9,7 @@ import { DEFAULT_DASHBOARD_PORT, startDashboard, type Dashboard } from './teleme
 
 // Command modules are imported when their command runs: a worker process need not load the
 // dashboard, the plotting library or the trainer's data pipeline just to start.
+
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
@@ -161,7 +162,7 @@ export function buildProgram(): Command {
     .option('--port <n>', 'port to listen on (default: cluster.port, 7070; 0 = any free port)', port)
     .option('--host <address>', 'interface to listen on (default: cluster.host, 0.0.0.0)')
     .option('--min-workers <n>', 'workers to wait for before training (default: cluster.minWorkers, 1)', positiveInt)
-    .addOption(new Option('--token <secret>', 'shared secret workers must present (default: cluster.token)').env('DROVER_TOKEN'))
+    .addOption(new Option('--token <secret>', 'shared secret workers must present (default: DROVER_TOKEN, then cluster.token)').env('DROVER_TOKEN'))
     .option('--resume', 'continue from the last checkpoint of the job (after a crash or Ctrl-C)')
     .action(async (flags: CoordinatorFlags) => {
       const job = await resolveJob(flags);
