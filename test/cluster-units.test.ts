@@ -92,6 +92,31 @@ test('the reducer averages shard gradients weighted by n: the mean gradient of t
   t.is(out.buffers, undefined);
 });
 
+test('with the batch size known, sums are the mean as the last shard lands; skipped samples rescale it', (t) => {
+  const full = new GradientReducer(manifest, [], undefined, 64);
+  full.add({ loss: 1, correct: 3, n: 48, grads: tensors([1, 2, 3, 4], [1, 1]), buffers: [] }, 'a');
+  full.add({ loss: 3, correct: 1, n: 16, grads: tensors([5, 6, 7, 8], [-1, 3]), buffers: [] }, 'b');
+  const out = full.result();
+  t.deepEqual(Array.from(out.grads[0]!), [2, 3, 4, 5]);
+  t.deepEqual(Array.from(out.grads[1]!), [0.5, 1.5]);
+  t.is(out.loss, 1.5);
+  const skipped = new GradientReducer(manifest, [], undefined, 64);
+  skipped.add({ loss: 1, correct: 0, n: 30, grads: tensors([1, 2, 3, 4], [1, 1]), buffers: [] }, 'a');
+  skipped.add({ loss: 1, correct: 0, n: 10, grads: tensors([5, 6, 7, 8], [-3, 5]), buffers: [] }, 'b');
+  const rescaled = skipped.result();
+  t.is(rescaled.n, 40);
+  t.deepEqual(Array.from(rescaled.grads[1]!), [0, 2]);
+  Array.from(rescaled.grads[0]!).forEach((v, i) => t.true(Math.abs(v - [2, 3, 4, 5][i]!) < 1e-6));
+});
+
+test('values the transfer checked as they arrived are not scanned again; unchecked ones are', (t) => {
+  const reducer = new GradientReducer(manifest, []);
+  // Only the assembler marks tensors finite, after checking every value: the mark is trusted.
+  const marked = tensors([1, 1, Number.NaN, 1], [1, 1]).map((x) => ({ ...x, finite: true }));
+  t.notThrows(() => reducer.check({ loss: 1, correct: 0, n: 1, grads: marked, buffers: [] }, 'a'));
+  t.throws(() => reducer.add({ loss: 1, correct: 0, n: 1, grads: tensors([1, 1, Number.NaN, 1], [1, 1]), buffers: [] }, 'b'), { instanceOf: WeightsError, message: /value 2 is NaN/ });
+});
+
 test('a bad gradient is refused with the reason and leaves the sums untouched', (t) => {
   const reducer = new GradientReducer(manifest, []);
   reducer.add({ loss: 1, correct: 0, n: 2, grads: tensors([1, 1, 1, 1], [1, 1]), buffers: [] }, 'a');

@@ -1,5 +1,7 @@
 import test from 'ava';
-import { ProtocolError, TransferLimitError } from '../src/errors.ts';
+import { ProtocolError, TransferLimitError, WeightsError } from '../src/errors.ts';
+import { BufferPool } from '../src/wire/buffer-pool.ts';
+import { firstNonFinite } from '../src/wire/finite-check.ts';
 import { envelope, MAX_CHUNK_BYTES, MAX_MESSAGE_BYTES, sessionCodec } from '../src/wire/protocol.ts';
 import { bytesTransfer, tensorTransfer, TransferAssembler, type OutgoingTransfer } from '../src/wire/transfer.ts';
 import type { Transfer__Output } from '../src/wire/generated/drover/v1/Transfer.ts';
@@ -115,4 +117,88 @@ test('a sender never copies: chunks are views of the tensor memory', (t) => {
   const out = tensorTransfer(7, [{ name: 'w', shape: [1000], data }]);
   t.is((out.chunks[0]!.data as Buffer).buffer, data.buffer);
   t.throws(() => tensorTransfer(8, [{ name: 'w', shape: [3, 3], data }]), { instanceOf: ProtocolError, message: /holds 9 values/ });
+});
+
+test('with `finite`, a NaN or infinite float32 value is refused as its chunk lands, named by tensor and index', (t) => {
+  const values = ramp(300_000, 1);
+  values[250_001] = Number.NaN;
+  // Chunks of 400 002 bytes: value boundaries fall inside chunks, so values straddle two chunks.
+  const out = overTheWire(tensorTransfer(3, [{ name: 'b', shape: [4], data: ramp(4, 1) }, { name: 'w', shape: [300_000], data: values }], 400_002));
+  const assembler = new TransferAssembler(10_000_000);
+  void assembler.expect(out.header, { maxBytes: 2_000_000, what: 'gradients of task s1-1', finite: true });
+  assembler.accept(out.chunks[0]!);
+  assembler.accept(out.chunks[1]!);
+  assembler.accept(out.chunks[2]!);
+  t.throws(() => assembler.accept(out.chunks[3]!), { instanceOf: WeightsError, message: 'gradients of task s1-1[1] w: value 250001 is NaN' });
+
+  const infinite = ramp(10, 1);
+  infinite[9] = -Infinity;
+  const last = overTheWire(tensorTransfer(4, [{ name: 'k', shape: [10], data: infinite }], 6));
+  const other = new TransferAssembler(1000);
+  void other.expect(last.header, { maxBytes: 1000, what: 'g', finite: true });
+  for (const chunk of last.chunks.slice(0, -1)) other.accept(chunk);
+  t.throws(() => other.accept(last.chunks.at(-1)!), { instanceOf: WeightsError, message: 'g[0] k: value 9 is -Infinity' });
+});
+
+test('checked tensors are marked finite; without `finite`, bad values pass through for the caller to judge', async (t) => {
+  const data = ramp(1000, 1);
+  const out = overTheWire(tensorTransfer(5, [{ name: 'w', shape: [1000], data }, { name: 'ids', shape: [2], data: Int32Array.from([1, 2]) }]));
+  const assembler = new TransferAssembler(100_000);
+  const checked = assembler.expect(out.header, { maxBytes: 10_000, what: 'g', finite: true });
+  out.chunks.forEach((c) => assembler.accept(c));
+  t.deepEqual((await checked).tensors.map((x) => x.finite), [true, undefined]);
+  data[3] = Number.NaN;
+  const unchecked = overTheWire(tensorTransfer(6, [{ name: 'w', shape: [1000], data }]));
+  const plain = assembler.expect(unchecked.header, { maxBytes: 10_000, what: 'g' });
+  unchecked.chunks.forEach((c) => assembler.accept(c));
+  const received = await plain;
+  t.true(Number.isNaN(received.tensors[0]!.data[3]!));
+  t.is(received.tensors[0]!.finite, undefined);
+});
+
+test('released receive buffers are reused for the next transfer of that size, padding zeroed', async (t) => {
+  const pool = new BufferPool(1_000_000);
+  const assembler = new TransferAssembler(1_000_000, pool);
+  const send = async (id: number, fill: number) => {
+    const out = overTheWire(tensorTransfer(id, [{ name: 'u', shape: [3], data: new Uint8Array(3).fill(fill) }, { name: 'w', shape: [2], data: new Float32Array(2).fill(fill) }]));
+    const done = assembler.expect(out.header, { maxBytes: 1000, what: 'g' });
+    out.chunks.forEach((c) => assembler.accept(c));
+    return done;
+  };
+  const first = await send(1, 7);
+  first.bytes[3] = 99; // a padding byte, dirtied
+  first.release();
+  first.release(); // idempotent: the buffer is in the pool once
+  t.is(pool.retainedBytes, first.bytes.length);
+  const second = await send(2, 5);
+  t.is(second.bytes.buffer, first.bytes.buffer);
+  t.is(pool.retainedBytes, 0);
+  t.deepEqual([...second.bytes.subarray(0, 4)], [5, 5, 5, 0]);
+  t.deepEqual(Array.from(second.tensors[1]!.data), [5, 5]);
+  const third = await send(3, 1);
+  t.not(third.bytes.buffer, second.bytes.buffer);
+});
+
+test('a buffer pool keeps no more than its limit, and only whole buffers', (t) => {
+  const pool = new BufferPool(100);
+  pool.give(new Uint8Array(60));
+  pool.give(new Uint8Array(60));
+  t.is(pool.retainedBytes, 60);
+  pool.give(new Uint8Array(new ArrayBuffer(40), 8, 20));
+  t.is(pool.retainedBytes, 60);
+  t.is(pool.take(60).length, 60);
+  t.is(pool.retainedBytes, 0);
+});
+
+test('firstNonFinite finds the first NaN or infinity in any block, and -1 when there is none', (t) => {
+  const values = new Float32Array(10_000).fill(1.5);
+  t.is(firstNonFinite(values), -1);
+  values[9_999] = Infinity;
+  values[5_000] = Number.NaN;
+  t.is(firstNonFinite(values), 5_000);
+  t.is(firstNonFinite(values, 5_001), 9_999);
+  t.is(firstNonFinite(values, 0, 5_000), -1);
+  values[0] = -Infinity;
+  t.is(firstNonFinite(values), 0);
+  t.is(firstNonFinite(new Float32Array([3.4e38, -3.4e38, 0])), -1);
 });

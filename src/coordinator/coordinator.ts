@@ -370,7 +370,7 @@ export class Coordinator implements SessionHost {
     });
     done.catch(() => {});
     const state: RoundState = { round, source, labels: new Map(), reports: [], resolve, reject, done };
-    if (round.kind === 'train') state.reducer = new GradientReducer(this.gradientManifest, this.bufferManifest, this.spareSums.pop());
+    if (round.kind === 'train') state.reducer = new GradientReducer(this.gradientManifest, this.bufferManifest, this.spareSums.pop(), round.expected);
     this.rounds.set(round, state);
     return state;
   }
@@ -561,6 +561,16 @@ export class Coordinator implements SessionHost {
     } catch {
       return; // the session broke mid-transfer: its close handler reassigns the task
     }
+    try {
+      this.takeGradient(workerId, state, result, gradients, buffers);
+    } finally {
+      // Summed (or refused): the receive buffers can take the next transfer.
+      gradients?.release();
+      buffers?.release();
+    }
+  }
+
+  private takeGradient(workerId: string, state: RoundState | undefined, result: GradientResult__Output, gradients: ReceivedTransfer | undefined, buffers: ReceivedTransfer | undefined): void {
     const receivedAt = performance.now();
     // Checked after the transfer: the task may have been reassigned while its bytes arrived.
     if (!state || this.rounds.get(state.round) !== state || !this.links.has(workerId)) return;

@@ -29,7 +29,12 @@ export interface ReducedStep {
  * Averages shard gradients weighted by n: the mean of per-shard mean gradients weighted by
  * their sizes is exactly the mean gradient of the global batch. Every contribution is checked
  * in full (names, shapes, dtype, length, finite values) before it touches the sums, so a bad
- * one leaves the reducer as it was.
+ * one leaves the reducer as it was. Values the transfer already checked as they arrived
+ * (`ReceivedTensor.finite`) are not scanned twice.
+ *
+ * When the batch size is known up front, each contribution is added as g x n / batch, so the
+ * sums are the mean when the last one is in: no pass over the model after the last byte, which
+ * is on the step's critical path. Only a batch with skipped samples is rescaled at the end.
  *
  * Batch-norm moving statistics are averaged the same way. For the moving mean this equals the
  * update with the global batch mean; for the moving variance it omits the spread between shard
@@ -48,6 +53,8 @@ export class GradientReducer {
     private readonly bufferManifest: readonly WeightEntry[],
     /** Arrays of an earlier step's result to sum into (zeroed here): large models churn less memory. */
     reuse?: Float32Array[],
+    /** Samples the step should cover (its global batch), when known. */
+    private readonly expectedSamples?: number,
   ) {
     const fits = reuse !== undefined && reuse.length === gradientManifest.length && reuse.every((a, i) => a.length === size(gradientManifest[i]!));
     this.sums = fits ? reuse.map((a) => a.fill(0)) : gradientManifest.map((entry) => new Float32Array(size(entry)));
@@ -76,7 +83,8 @@ export class GradientReducer {
   add(shard: ShardGradients, from: string, maxN?: number): void {
     this.check(shard, from, maxN);
     const n = shard.n;
-    shard.grads.forEach((tensor, i) => accumulate(this.sums[i]!, tensor.data as Float32Array, n));
+    const weight = this.expectedSamples ? n / this.expectedSamples : n;
+    shard.grads.forEach((tensor, i) => accumulate(this.sums[i]!, tensor.data as Float32Array, weight));
     if (shard.buffers.length > 0) {
       this.bufferSums ??= this.bufferManifest.map((entry) => new Float32Array(size(entry)));
       shard.buffers.forEach((tensor, i) => accumulate(this.bufferSums![i]!, tensor.data as Float32Array, n));
@@ -91,7 +99,8 @@ export class GradientReducer {
   result(): ReducedStep {
     if (this.covered === 0) throw new WeightsError('no sample of the step could be used: nothing to average');
     const scale = 1 / this.covered;
-    for (const sum of this.sums) for (let j = 0; j < sum.length; j++) sum[j]! *= scale;
+    const rescale = this.expectedSamples ? this.expectedSamples / this.covered : scale;
+    if (rescale !== 1) for (const sum of this.sums) for (let j = 0; j < sum.length; j++) sum[j]! *= rescale;
     let buffers: Float32Array[] | undefined;
     if (this.bufferSums) {
       const bufferScale = 1 / this.bufferN;
@@ -120,6 +129,6 @@ function checkTensors(manifest: readonly WeightEntry[], tensors: readonly Receiv
     if (tensor.shape.join('x') !== entry.shape.join('x') || tensor.data.length !== size(entry)) {
       throw new WeightsError(`${what}[${i}] ${entry.name}: shape [${tensor.shape}] with ${tensor.data.length} values, expected [${entry.shape}]`);
     }
-    assertFinite(tensor.data as Float32Array, `${what}[${i}] ${entry.name}`);
+    if (!tensor.finite) assertFinite(tensor.data as Float32Array, `${what}[${i}] ${entry.name}`);
   });
 }

@@ -16,6 +16,7 @@ import { coordinatorService, envelope, MAX_MESSAGE_BYTES, PROTOCOL_VERSION } fro
 import { tuneServerWindow } from '../wire/flow-control.ts';
 import { toStatus } from '../wire/status.ts';
 import { StreamWriter } from '../wire/stream-writer.ts';
+import { BufferPool } from '../wire/buffer-pool.ts';
 import { TransferAssembler, type ReceivedTransfer } from '../wire/transfer.ts';
 
 /** The coordinator's side of one worker's session: where it sends, and how it ends it. */
@@ -80,6 +81,12 @@ export interface CoordinatorServer {
 }
 
 /**
+ * Receive buffers kept for reuse across sessions: every worker's gradients of a step are in flight
+ * at once, and the pool keeps them for the next step rather than allocating them again.
+ */
+const RECEIVE_POOL_BYTES = 1024 * 1024 * 1024;
+
+/**
  * The gRPC transport of the coordinator, kept thin: token and envelope checks on every call,
  * session binding, chunk reassembly with limits, and errors mapped to statuses in one place
  * (src/wire/status.ts). Everything else is the SessionHost's.
@@ -94,6 +101,7 @@ export async function startCoordinatorServer(host: SessionHost, options: Coordin
   });
   tuneServerWindow(server);
   const links = new Set<SessionLink>();
+  const receiveBuffers = new BufferPool(RECEIVE_POOL_BYTES);
 
   const refuse = (method: string, peer: string, error: unknown): grpc.StatusObject & { metadata: grpc.Metadata } => {
     const status = toStatus(error);
@@ -133,7 +141,7 @@ export async function startCoordinatorServer(host: SessionHost, options: Coordin
       const link = new SessionLink(call, peer, host.jobId);
       links.add(link);
       call.once('close', () => links.delete(link));
-      runSession(call, link, host, (error) => refuse('Session', peer, error));
+      runSession(call, link, host, receiveBuffers, (error) => refuse('Session', peer, error));
     },
   };
 
@@ -175,7 +183,7 @@ export function checkEnvelope(received: Envelope__Output | null | undefined, job
   }
 }
 
-function runSession(call: SessionCall, link: SessionLink, host: SessionHost, refuse: (error: unknown) => grpc.StatusObject): void {
+function runSession(call: SessionCall, link: SessionLink, host: SessionHost, receiveBuffers: BufferPool, refuse: (error: unknown) => grpc.StatusObject): void {
   let session: { handlers: SessionHandlers; limits: SessionLimits } | undefined;
   let ended = false;
   // Two transfers (gradients + statistics) of one result in flight, plus one of the next.
@@ -198,7 +206,7 @@ function runSession(call: SessionCall, link: SessionLink, host: SessionHost, ref
         link.workerId = message.ready.workerId;
         session = host.openSession(message.ready.workerId, link);
         const { gradientBytes, bufferBytes } = session.limits;
-        assembler = new TransferAssembler(2 * (gradientBytes + bufferBytes) + 1024);
+        assembler = new TransferAssembler(2 * (gradientBytes + bufferBytes) + 1024, receiveBuffers);
         return;
       }
       switch (message.body) {
@@ -210,10 +218,10 @@ function runSession(call: SessionCall, link: SessionLink, host: SessionHost, ref
           const what = `gradients of task ${result.taskId} from ${link.workerId}`;
           const gradients = result.n === 0 && result.gradients === null
             ? undefined
-            : assembler!.expect(result.gradients, { maxBytes: session.limits.gradientBytes, what });
+            : assembler!.expect(result.gradients, { maxBytes: session.limits.gradientBytes, what, finite: true });
           const hasBuffers = result.buffers !== null && (result.buffers.totalBytes > 0 || result.buffers.tensors.length > 0);
           const buffers = hasBuffers
-            ? assembler!.expect(result.buffers, { maxBytes: session.limits.bufferBytes, what: `batch-norm statistics of task ${result.taskId}` })
+            ? assembler!.expect(result.buffers, { maxBytes: session.limits.bufferBytes, what: `batch-norm statistics of task ${result.taskId}`, finite: true })
             : undefined;
           session.handlers.gradient(result, gradients, buffers);
           return;

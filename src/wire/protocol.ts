@@ -7,6 +7,8 @@ import type { CoordinatorClient, CoordinatorDefinition } from './generated/drove
 import type { CoordinatorMessage, CoordinatorMessage__Output } from './generated/drover/v1/CoordinatorMessage.ts';
 import type { Envelope } from './generated/drover/v1/Envelope.ts';
 import type { WorkerMessage, WorkerMessage__Output } from './generated/drover/v1/WorkerMessage.ts';
+import { COORDINATOR_CHUNK_FIELD, decodeChunkMessage, encodeChunkMessage, WORKER_CHUNK_FIELD } from './chunk-codec.ts';
+import { FRAME_PREFIX_BYTES, framedSerializer, installFramedSerialize, writeFramePrefix } from './framed-serialize.ts';
 
 /**
  * Version of the wire contract in proto/drover.proto. Bump it on any change a peer of the
@@ -61,9 +63,13 @@ export interface SessionCodec {
   decodeCoordinatorMessage(bytes: Buffer): CoordinatorMessage__Output;
 }
 
-/** The exact (de)serialization of the Session stream's messages. */
-export function sessionCodec(): SessionCodec {
-  const session = (packageDefinition()['drover.v1.Coordinator'] as protoLoader.ServiceDefinition).Session!;
+function sessionMethod(): protoLoader.MethodDefinition<object, object> {
+  return (packageDefinition()['drover.v1.Coordinator'] as protoLoader.ServiceDefinition).Session!;
+}
+
+/** Plain protobufjs (de)serialization of the Session stream: the reference any protobuf peer uses. */
+export function protobufSessionCodec(): SessionCodec {
+  const session = sessionMethod();
   return {
     encodeWorkerMessage: (m) => session.requestSerialize(m),
     decodeWorkerMessage: (b) => session.requestDeserialize(b) as WorkerMessage__Output,
@@ -73,29 +79,64 @@ export function sessionCodec(): SessionCodec {
 }
 
 /**
- * The Coordinator service definition, for `server.addService`. Session messages are serialized
- * once per message object: a weight broadcast is one array of messages written to every
- * worker's stream, so N workers cost one protobuf encoding of the model, not N.
+ * The exact (de)serialization of the Session stream's messages as drover sends and reads them:
+ * chunk messages by the hand-written codec (src/wire/chunk-codec.ts), the rest by protobufjs.
  */
-export function coordinatorService(): CoordinatorDefinition {
-  const service = loadProtocol().drover.v1.Coordinator.service;
-  const session = service.Session;
-  const encoded = new WeakMap<object, Buffer>();
-  const serialize = (message: CoordinatorMessage): Buffer => {
-    let bytes = encoded.get(message);
-    if (!bytes) {
-      bytes = session.responseSerialize(message);
-      encoded.set(message, bytes);
-    }
-    return bytes;
+export function sessionCodec(): SessionCodec {
+  const reference = protobufSessionCodec();
+  return {
+    encodeWorkerMessage: (m) => encodeChunkMessage(m, WORKER_CHUNK_FIELD) ?? reference.encodeWorkerMessage(m),
+    decodeWorkerMessage: (b) => (decodeChunkMessage(b, WORKER_CHUNK_FIELD) as WorkerMessage__Output | undefined) ?? reference.decodeWorkerMessage(b),
+    encodeCoordinatorMessage: (m) => encodeChunkMessage(m, COORDINATOR_CHUNK_FIELD) ?? reference.encodeCoordinatorMessage(m),
+    decodeCoordinatorMessage: (b) => (decodeChunkMessage(b, COORDINATOR_CHUNK_FIELD) as CoordinatorMessage__Output | undefined) ?? reference.decodeCoordinatorMessage(b),
   };
-  return { ...service, Session: { ...session, responseSerialize: serialize } };
 }
 
-/** A client of the Coordinator service. */
+let protobufCodec: SessionCodec | undefined;
+
+/** A coordinator message as a whole gRPC frame (prefix + message), the chunk's bytes copied once. */
+function frameCoordinatorMessage(message: CoordinatorMessage): Buffer {
+  const chunk = encodeChunkMessage(message, COORDINATOR_CHUNK_FIELD, FRAME_PREFIX_BYTES);
+  if (chunk) return writeFramePrefix(chunk);
+  protobufCodec ??= protobufSessionCodec();
+  const bytes = protobufCodec.encodeCoordinatorMessage(message);
+  const frame = Buffer.allocUnsafe(FRAME_PREFIX_BYTES + bytes.length);
+  frame.set(bytes, FRAME_PREFIX_BYTES);
+  return writeFramePrefix(frame);
+}
+
+/**
+ * The Coordinator service definition, for `server.addService`, with the session codec. Session
+ * messages are framed once per message object: a weight broadcast is one array of messages
+ * written to every worker's stream, so N workers cost one encoding and one copy of the model,
+ * not N (src/wire/framed-serialize.ts).
+ */
+export function coordinatorService(): CoordinatorDefinition {
+  installFramedSerialize();
+  const service = loadProtocol().drover.v1.Coordinator.service;
+  const session = service.Session;
+  const codec = sessionCodec();
+  const frames = new WeakMap<object, Buffer>();
+  const framed = (message: CoordinatorMessage): Buffer => {
+    let frame = frames.get(message);
+    if (!frame) {
+      frame = frameCoordinatorMessage(message);
+      frames.set(message, frame);
+    }
+    return frame;
+  };
+  return { ...service, Session: { ...session, responseSerialize: framedSerializer(framed), requestDeserialize: codec.decodeWorkerMessage } };
+}
+
+/** A client of the Coordinator service, with the session codec. */
 export function createCoordinatorClient(address: string, credentials: grpc.ChannelCredentials, options: grpc.ChannelOptions = {}): CoordinatorClient {
-  const Client = loadProtocol().drover.v1.Coordinator;
-  return new Client(address, credentials, options);
+  const service = loadProtocol().drover.v1.Coordinator.service;
+  const codec = sessionCodec();
+  const Client = grpc.makeClientConstructor(
+    { ...service, Session: { ...service.Session, requestSerialize: codec.encodeWorkerMessage, responseDeserialize: codec.decodeCoordinatorMessage } } as grpc.ServiceDefinition,
+    'Coordinator',
+  );
+  return new Client(address, credentials, options) as unknown as CoordinatorClient;
 }
 
 /** The envelope every top-level message carries. */

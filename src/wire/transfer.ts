@@ -1,5 +1,7 @@
 import os from 'node:os';
-import { ProtocolError, TransferLimitError } from '../errors.ts';
+import { ProtocolError, TransferLimitError, WeightsError } from '../errors.ts';
+import type { BufferPool } from './buffer-pool.ts';
+import { firstNonFinite } from './finite-check.ts';
 import type { Chunk, Chunk__Output } from './generated/drover/v1/Chunk.ts';
 import type { DType__Output } from './generated/drover/v1/DType.ts';
 import type { TensorSpec__Output } from './generated/drover/v1/TensorSpec.ts';
@@ -9,7 +11,8 @@ import { MAX_CHUNK_BYTES } from './protocol.ts';
 /**
  * Payloads as raw little-endian bytes in chunks of at most ~1 MiB, declared up front by a
  * manifest (names, shapes, dtypes, offsets). The sender never copies: chunks are views of its
- * arrays. The receiver allocates one buffer per transfer and hands back typed views of it.
+ * arrays. The receiver fills one buffer per transfer (from a pool when it has one) and hands
+ * back typed views of it.
  */
 
 if (os.endianness() !== 'LE') {
@@ -33,6 +36,8 @@ export interface ReceivedTensor {
   shape: number[];
   dtype: TensorDType;
   data: TensorData;
+  /** Every value was checked finite as it arrived (float32 tensors of transfers expected with `finite`). */
+  finite?: boolean;
 }
 
 /** A complete transfer: the whole buffer, and the tensors in it (none for an opaque payload). */
@@ -40,6 +45,12 @@ export interface ReceivedTransfer {
   transferId: number;
   bytes: Uint8Array;
   tensors: ReceivedTensor[];
+  /**
+   * Gives the buffer back to the assembler's pool for a later transfer: call it once nothing
+   * reads `bytes` or the tensors any more. Optional (the garbage collector takes what is not
+   * released) and idempotent.
+   */
+  release(): void;
 }
 
 const WIRE_DTYPE = { float32: 'FLOAT32', uint8: 'UINT8', int32: 'INT32' } as const satisfies Record<TensorDType, DType__Output>;
@@ -139,11 +150,18 @@ export interface TransferLimits {
   maxBytes: number;
   /** What the transfer is, for messages ("gradients of task t-3-1"). */
   what: string;
+  /**
+   * Refuse (WeightsError) a NaN or infinite value in any float32 tensor, checked chunk by chunk
+   * as the bytes land, while they are still in cache.
+   */
+  finite?: boolean;
 }
 
 interface Segment {
   start: number;
   end: number;
+  /** The tensor the bytes belong to (undefined for an opaque payload). */
+  tensor?: { index: number; name: string; float: boolean };
 }
 
 interface Pending {
@@ -154,6 +172,10 @@ interface Pending {
   /** Index of the segment being filled, and the next byte expected in it. */
   segment: number;
   next: number;
+  pool: BufferPool | undefined;
+  /** Check float32 values for finiteness; bytes of the current segment before `checked` are done. */
+  finite: boolean;
+  checked: number;
   resolve: (value: ReceivedTransfer) => void;
   reject: (error: Error) => void;
 }
@@ -170,6 +192,8 @@ export class TransferAssembler {
   constructor(
     /** Cap on the bytes of all incomplete transfers together (memory bound per stream). */
     private readonly maxPendingBytes: number,
+    /** Where receive buffers come from and go back to (released transfers); fresh ones without. */
+    private readonly pool?: BufferPool,
   ) {}
 
   /** Bytes allocated for transfers not yet complete. */
@@ -201,7 +225,10 @@ export class TransferAssembler {
       reject = rej;
     });
     promise.catch(() => {});
-    const entry: Pending = { header, what: limits.what, buffer: new Uint8Array(total), segments, segment: 0, next: segments[0]?.start ?? 0, resolve, reject };
+    const buffer = this.pool ? this.pool.take(total) : new Uint8Array(total);
+    if (this.pool) zeroGaps(buffer, segments);
+    const next = segments[0]?.start ?? 0;
+    const entry: Pending = { header, what: limits.what, buffer, segments, segment: 0, next, pool: this.pool, finite: limits.finite === true, checked: next, resolve, reject };
     this.pending.set(id, entry);
     this.pendingBytes += total;
     this.completeIfDone(id, entry);
@@ -222,11 +249,27 @@ export class TransferAssembler {
     }
     entry.buffer.set(data, entry.next);
     entry.next += data.length;
+    if (entry.finite && segment.tensor?.float) this.checkFinite(entry, segment);
     if (entry.next === segment.end) {
       entry.segment++;
       entry.next = entry.segments[entry.segment]?.start ?? segment.end;
+      entry.checked = entry.next;
     }
     this.completeIfDone(chunk.transferId, entry);
+  }
+
+  /** Checks the float32 values completed by the last chunk; a bad one fails the whole stream's transfer. */
+  private checkFinite(entry: Pending, segment: Segment): void {
+    const upTo = entry.checked + Math.floor((entry.next - entry.checked) / 4) * 4;
+    if (upTo === entry.checked) return;
+    const values = new Float32Array(entry.buffer.buffer, entry.buffer.byteOffset + entry.checked, (upTo - entry.checked) / 4);
+    const bad = firstNonFinite(values);
+    if (bad >= 0) {
+      const tensor = segment.tensor!;
+      const index = (entry.checked - segment.start) / 4 + bad;
+      throw new WeightsError(`${entry.what}[${tensor.index}] ${tensor.name}: value ${index} is ${values[bad]}`);
+    }
+    entry.checked = upTo;
   }
 
   /** Fails every incomplete transfer (stream closed) and frees their buffers. */
@@ -240,8 +283,25 @@ export class TransferAssembler {
     if (entry.segment < entry.segments.length) return;
     this.pending.delete(id);
     this.pendingBytes -= entry.buffer.length;
-    entry.resolve({ transferId: id, bytes: entry.buffer, tensors: viewTensors(entry.header.tensors, entry.buffer) });
+    const { pool, buffer } = entry;
+    let released = false;
+    const release = (): void => {
+      if (released) return;
+      released = true;
+      pool?.give(buffer);
+    };
+    entry.resolve({ transferId: id, bytes: buffer, tensors: viewTensors(entry.header.tensors, buffer, entry.finite), release });
   }
+}
+
+/** Zeroes the bytes no chunk fills (alignment padding), so a reused buffer holds no stale bytes there. */
+function zeroGaps(buffer: Uint8Array, segments: readonly Segment[]): void {
+  let filled = 0;
+  for (const segment of segments) {
+    if (segment.start > filled) buffer.fill(0, filled, segment.start);
+    filled = segment.end;
+  }
+  if (buffer.length > filled) buffer.fill(0, filled);
 }
 
 /** Validates a manifest and returns the byte ranges that must be filled, in order. */
@@ -250,7 +310,7 @@ function layout(header: Transfer__Output, what: string): Segment[] {
   if (header.tensors.length === 0) return total > 0 ? [{ start: 0, end: total }] : [];
   const segments: Segment[] = [];
   let previousEnd = 0;
-  for (const spec of header.tensors) {
+  for (const [index, spec] of header.tensors.entries()) {
     const dtype = localDType(spec.dtype);
     if (!dtype) throw new ProtocolError(`${what}: tensor ${spec.name} has unsupported dtype ${spec.dtype}`);
     const start = spec.byteOffset;
@@ -262,13 +322,13 @@ function layout(header: Transfer__Output, what: string): Segment[] {
     if (start % 4 !== 0 || start < previousEnd || start + length > total) {
       throw new ProtocolError(`${what}: tensor ${spec.name} at bytes [${start}, ${start + length}) is misplaced in a transfer of ${total} bytes`);
     }
-    if (length > 0) segments.push({ start, end: start + length });
+    if (length > 0) segments.push({ start, end: start + length, tensor: { index, name: spec.name, float: dtype === 'float32' } });
     previousEnd = start + length;
   }
   return segments;
 }
 
-function viewTensors(specs: readonly TensorSpec__Output[], buffer: Uint8Array): ReceivedTensor[] {
+function viewTensors(specs: readonly TensorSpec__Output[], buffer: Uint8Array, checkedFinite: boolean): ReceivedTensor[] {
   return specs.map((spec) => {
     const dtype = localDType(spec.dtype)!;
     const count = elementCount(spec.shape);
@@ -279,6 +339,6 @@ function viewTensors(specs: readonly TensorSpec__Output[], buffer: Uint8Array): 
         : dtype === 'int32'
           ? new Int32Array(buffer.buffer, offset, count)
           : new Uint8Array(buffer.buffer, offset, count);
-    return { name: spec.name, shape: [...spec.shape], dtype, data };
+    return { name: spec.name, shape: [...spec.shape], dtype, data, ...(checkedFinite && dtype === 'float32' ? { finite: true } : {}) };
   });
 }

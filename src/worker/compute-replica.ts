@@ -28,6 +28,11 @@ export interface ComputeReplica {
   readonly version: number | undefined;
   /** Manifest of every weight (what broadcasts hold). */
   readonly manifest: readonly WeightEntry[];
+  /**
+   * setWeights copies what it keeps, so the broadcast's receive buffer can take the next
+   * broadcast once it returns. False (or absent): the replica may keep views of the tensors.
+   */
+  readonly copiesWeights?: boolean;
   setWeights(version: number, tensors: readonly ReceivedTensor[]): void;
   train(batch: Batch): Promise<ReplicaGradients>;
   evaluate(batch: Batch): Promise<ReplicaEvaluation>;

@@ -38,6 +38,11 @@ export class ModelReplica implements ComputeReplica {
     return this.current;
   }
 
+  /** The wasm backend copies tensor data into its heap; cpu and tensorflow may keep the array given. */
+  get copiesWeights(): boolean {
+    return tf.getBackend() === 'wasm';
+  }
+
   setWeights(version: number, tensors: readonly ReceivedTensor[]): void {
     checkBroadcast(this.manifest, tensors);
     writeWeights(this.trainer.model, { manifest: this.manifest, values: tensors.map((t) => t.data as Float32Array) });

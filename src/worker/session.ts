@@ -8,6 +8,7 @@ import type { WorkerMessage } from '../wire/generated/drover/v1/WorkerMessage.ts
 import { envelope, MAX_CHUNK_BYTES, PROTOCOL_VERSION } from '../wire/protocol.ts';
 import { fromServiceError } from '../wire/status.ts';
 import { StreamWriter } from '../wire/stream-writer.ts';
+import { BufferPool } from '../wire/buffer-pool.ts';
 import { tensorTransfer, TransferAssembler } from '../wire/transfer.ts';
 import type { SessionCall } from './client.ts';
 import type { ComputeReplica } from './compute-replica.ts';
@@ -71,7 +72,8 @@ export class WorkerSession {
     this.writer = new StreamWriter<WorkerMessage>(options.call);
     const weightBytes = options.replica.manifest.reduce((sum, w) => sum + 4 * w.shape.reduce((a, b) => a * b, 1), 0);
     const maxShard = options.maxShardBytes ?? 256 * 1024 * 1024;
-    this.assembler = new TransferAssembler(2 * weightBytes + 2 * maxShard);
+    // Two weight buffers: one being read by the replica, one filling with the next broadcast.
+    this.assembler = new TransferAssembler(2 * weightBytes + 2 * maxShard, new BufferPool(2 * weightBytes));
     this.done = new Promise((resolve) => {
       this.finish = resolve;
     });
@@ -131,6 +133,7 @@ export class WorkerSession {
                 this.fail(error);
                 return;
               }
+              if (this.options.replica.copiesWeights) received.release();
               this.version = version;
               this.weightsReceiveMs = performance.now() - started;
               // Tasks for older weights cannot be computed any more: say so, so they go elsewhere now.

@@ -17,6 +17,8 @@ export interface SimulatedCompute {
  */
 export class SimulatedReplica implements ComputeReplica {
   readonly manifest: WeightEntry[];
+  /** Nothing of a broadcast is kept. */
+  readonly copiesWeights = true;
   private readonly zeros: Float32Array[];
   private current: number | undefined;
 
