@@ -48,6 +48,10 @@ export interface CoordinatorOptions {
   learningRate: number;
   logEvery: number;
   earlyStopping?: EarlyStoppingSpec;
+  /** When this run is one phase of a job (transfer fine-tuning): the job's epochs, for progress. Default: epochs. */
+  jobEpochs?: number;
+  /** Steps and epochs of the phases before this one: the learning-rate schedule counts from there. */
+  phaseStart?: { step: number; epoch: number };
   /** Folder for checkpoints. */
   outputDir: string;
   /** Continue from this checkpoint. */
@@ -203,7 +207,9 @@ export class Coordinator implements SessionHost {
     const resume = options.resume;
     const sampler = new Sampler({ length: dataset.train.length, batchSize: options.batchSize, seed: options.seed, position: resume?.state.sampler });
     const stepsPerEpoch = sampler.stepsPerEpoch;
-    const scheduleContext = { baseRate: options.learningRate, stepsPerEpoch, totalSteps: stepsPerEpoch * options.epochs };
+    const phaseStart = options.phaseStart ?? { step: 0, epoch: 0 };
+    const jobEpochs = options.jobEpochs ?? options.epochs;
+    const scheduleContext = { baseRate: options.learningRate, stepsPerEpoch, totalSteps: stepsPerEpoch * (options.epochs - phaseStart.epoch) };
     const history: EpochRecord[] = resume ? [...resume.state.history] : [];
     const stopper = options.earlyStopping ? new EarlyStopping(options.earlyStopping, resume?.state.earlyStopping, resume?.bestWeights) : undefined;
     let progress: EpochProgress = resume?.state.epochProgress ?? { lossSum: 0, correct: 0, seen: 0, seconds: 0 };
@@ -226,7 +232,7 @@ export class Coordinator implements SessionHost {
       for (let epoch = sampler.position.epoch + 1; epoch <= options.epochs; epoch++) {
         const firstInEpoch = Math.floor(sampler.position.offset / options.batchSize) + 1;
         if (firstInEpoch === 1) progress = { lossSum: 0, correct: 0, seen: 0, seconds: 0 };
-        logEvent(this.log, 'epoch_start', { epoch, epochs: options.epochs, steps: stepsPerEpoch }, `epoch ${epoch}/${options.epochs}`);
+        logEvent(this.log, 'epoch_start', { epoch, epochs: jobEpochs, steps: stepsPerEpoch }, `epoch ${epoch}/${jobEpochs}`);
         const epochStarted = performance.now() - progress.seconds * 1000;
         let lr = options.learningRate;
         const window = new StepWindow();
@@ -239,7 +245,7 @@ export class Coordinator implements SessionHost {
           if (inEpoch < stepsPerEpoch) pending = plan(sampler.next(), step + 1, sampler.position);
           await this.finish(current);
           const reduceStart = performance.now();
-          lr = learningRateAt(options.schedule, step - 1, scheduleContext);
+          lr = learningRateAt(options.schedule, step - 1 - phaseStart.step, scheduleContext);
           if (current.reducer!.samples === 0) {
             // Every sample of the batch was undecodable (each logged as a skip): no gradient, no update.
             this.log.warn({ step }, `step ${step}: no sample of the batch could be decoded; the update is skipped`);
@@ -289,7 +295,7 @@ export class Coordinator implements SessionHost {
           logEvent(this.log, 'evaluation', { split: 'validation', loss: val.loss, accuracy: val.accuracy, n: val.n, classNames: dataset.classNames, confusion: val.confusion, epoch });
         }
         history.push(record);
-        logEvent(this.log, 'epoch', { epochs: options.epochs, ...record }, epochSummary(record, options.epochs));
+        logEvent(this.log, 'epoch', { epochs: jobEpochs, ...record }, epochSummary(record, jobEpochs));
         const stop = stopper?.update(epoch, record, () => readWeights(trainer.model)) ?? false;
         progress = { lossSum: 0, correct: 0, seen: 0, seconds: 0 };
         await this.checkpoint(sampler.position, epoch, history, progress, stopper);

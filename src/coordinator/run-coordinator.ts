@@ -6,20 +6,24 @@ import { InMemorySplit } from '../data/idx.ts';
 import type { Dataset } from '../data/types.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import { initBackend } from '../model/backend.ts';
-import { buildScratchModel, countParams } from '../model/build.ts';
+import { countParams } from '../model/build.ts';
+import { buildReplicaModel } from '../model/replica-model.ts';
+import { unfreezeFrom } from '../model/transfer.ts';
 import { saveModel } from '../model/export.ts';
 import { PRESETS, type PresetName } from '../model/presets.ts';
-import { weightManifest, writeWeights } from '../model/weights.ts';
+import { readWeights, weightManifest, writeWeights } from '../model/weights.ts';
 import type { LayerSpecInput } from '../model/layer-spec.ts';
 import { logEvent } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { openJobDataset, samplePreparation } from '../train/run-job.ts';
 import { Trainer } from '../train/trainer.ts';
-import type { ReplicaSpec } from '../wire/replica-spec.ts';
-import { checkpointPath, loadCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { REJOIN_REASON_PREFIX, type ReplicaModelSpec, type ReplicaSpec } from '../wire/replica-spec.ts';
+import { checkpointPath, loadCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { defaultClusterSpec, type ClusterSpec } from './cluster-spec.ts';
 import { Coordinator, type CoordinatorResult } from './coordinator.ts';
 import type { ShardedEvaluation } from './evaluation.ts';
+import { PhaseHost } from './phase-host.ts';
+import { clearPhaseMarker, jobPhases, phaseBoundary, readPhaseMarker, writePhaseMarker, type PhaseStart } from './phases.ts';
 import { startCoordinatorServer } from './server.ts';
 import type * as tf from '@tensorflow/tfjs';
 
@@ -63,8 +67,10 @@ export function jobOutputDir(job: Job): string {
 /**
  * `drover coordinator`: opens the job's data, builds the model (or restores the last
  * checkpoint), serves workers, trains, evaluates on the test split, exports the model, and
- * dismisses the workers. Every start has a close: the server, the workers' sessions and the
- * dataset are released however it ends.
+ * dismisses the workers. A transfer job with `fineTune` trains in two phases (src/coordinator/
+ * phases.ts), each with its own Coordinator behind one server: the trainable weights change,
+ * so workers are sent back to rejoin and rebuild their replica. Every start has a close: the
+ * server, the workers' sessions and the dataset are released however it ends.
  */
 export async function runCoordinator(options: CoordinatorRunOptions): Promise<CoordinatorRunResult> {
   const { job, log } = options;
@@ -75,12 +81,6 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
     ...(options.host !== undefined ? { host: options.host } : {}),
     ...(options.minWorkers !== undefined ? { minWorkers: options.minWorkers } : {}),
   };
-  if (job.model.transfer) {
-    throw new ConfigError(
-      'model.transfer: distributed training of transfer models is not supported yet (workers would each need the backbone and the fine-tuning phase); train it in one process (drover train without --workers)',
-      'model.transfer',
-    );
-  }
   const token = options.token ?? cluster.token ?? process.env.DROVER_TOKEN;
   const backend = await initBackend(job.backend as BackendChoice, log, { threads: job.threads });
   const ownDataset = options.dataset === undefined;
@@ -90,70 +90,101 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
   let server: Awaited<ReturnType<typeof startCoordinatorServer>> | undefined;
   let coordinator: Coordinator | undefined;
   try {
-    const layers: LayerSpecInput[] = job.model.preset ? PRESETS[job.model.preset as PresetName].layers : job.model.layers!;
-    model = buildScratchModel({ layers, inputShape: dataset.inputShape, classes: dataset.classNames.length, l2: job.model.l2, seed: job.seed });
-    trainer = new Trainer(model, { optimizer: job.train.optimizer });
+    const phases = jobPhases(job);
+    const jobEpochs = phases.reduce((sum, phase) => sum + phase.epochs, 0);
+    model = await buildReplicaModel(replicaModelSpec(job, dataset, null));
     const outputDir = jobOutputDir(job);
-    const resume = options.resume ? await restore(checkpointPath(outputDir), job, trainer) : undefined;
-    const jobId = resume?.state.jobId ?? `${job.name}-${randomBytes(3).toString('hex')}`;
-    const replicaSpec: ReplicaSpec = {
-      jobName: job.name,
-      model: { kind: 'scratch', layers: layers as ReplicaSpec['model']['layers'], inputShape: dataset.inputShape, classes: dataset.classNames.length, l2: job.model.l2, seed: job.seed },
-      weights: weightManifest(model).map((w) => ({ name: w.name, shape: w.shape, trainable: w.trainable })),
-      samples: samplesSpec(job, dataset, cluster),
-    };
-    coordinator = new Coordinator({
-      jobId,
-      jobName: job.name,
-      cluster,
-      token,
-      dataset,
-      trainer,
-      replicaSpec,
-      epochs: job.train.epochs,
-      batchSize: job.train.batchSize,
-      seed: job.seed,
-      schedule: job.train.schedule,
-      learningRate: job.train.optimizer.learningRate,
-      logEvery: job.train.logEvery,
-      earlyStopping: job.train.earlyStopping,
-      outputDir,
-      resume,
-      log,
-      signal: options.signal,
-    });
+    const resumed = options.resume ? await resumePoint(outputDir, job, phases.length) : undefined;
+    if (!options.resume) await clearPhaseMarker(outputDir);
+    const jobId = resumed?.checkpoint.state.jobId ?? `${job.name}-${randomBytes(3).toString('hex')}`;
+    const host = new PhaseHost(jobId, token);
     const failOnAbort = (): void => {
       if (options.signal?.reason instanceof DroverError) coordinator?.fail(options.signal.reason);
     };
-    if (options.signal?.aborted) failOnAbort();
-    options.signal?.addEventListener('abort', failOnAbort, { once: true });
     if (!token) log.warn({}, 'no cluster.token (or DROVER_TOKEN): any process that reaches the port can join this job');
-    // A worker's event loop is blocked while it computes: a keepalive ping may wait that long
-    // for its answer. Longer than the step deadline would not help: the deadline evicts first.
-    const keepaliveTimeoutMs = Math.max(20_000, cluster.stepDeadlineMs);
-    server = await startCoordinatorServer(coordinator, { host: cluster.host, port: cluster.port, tls: cluster.tls, keepaliveTimeMs: 15_000, keepaliveTimeoutMs, log });
-    const port = server.port;
-    log.info({ host: cluster.host, port, jobId, tls: cluster.tls !== undefined }, `coordinator of job ${jobId} listening on ${cluster.host}:${port}`);
-    options.onListening?.({ port, jobId });
-    const stepsPerEpoch = Math.ceil(dataset.train.length / job.train.batchSize);
-    logEvent(log, 'job_start', {
-      job: jobId,
-      mode: 'distributed',
-      backend: backend.description,
-      model: job.model.preset ?? 'layers',
-      params: countParams(model),
-      dataset: dataset.name,
-      classNames: dataset.classNames,
-      trainSize: dataset.train.length,
-      valSize: dataset.validation?.length ?? 0,
-      epochs: job.train.epochs,
-      batchSize: job.train.batchSize,
-      optimizer: job.train.optimizer.name,
-      stepsPerEpoch,
-      ...(resume ? { resumedFrom: { epoch: resume.state.epoch, step: resume.state.step } } : {}),
-    }, `job ${jobId}: ${job.model.preset ?? 'layer list'} on ${dataset.name} with workers, coordinator on ${backend.description}${resume ? ` (resumed at step ${resume.state.step})` : ''}`);
 
-    const result = await coordinator.run();
+    let resume = resumed?.checkpoint;
+    let phaseStart: PhaseStart = resumed?.phaseStart ?? { step: 0, epoch: 0 };
+    let result: CoordinatorResult | undefined;
+    for (let index = resumed?.phase ?? 0; index < phases.length; index++) {
+      const phase = phases[index]!;
+      if (phase.trainableFrom !== null) {
+        const unfrozen = unfreezeFrom(model, phase.trainableFrom, { batchNorm: job.model.transfer!.batchNorm });
+        log.info({ from: phase.trainableFrom, layers: unfrozen.length, learningRate: phase.learningRate }, `fine-tuning from ${phase.trainableFrom} (${unfrozen.length} layers) at lr ${phase.learningRate}`);
+      }
+      trainer?.optimizer.dispose();
+      // A fresh optimizer over this phase's trainable weights, at its learning rate.
+      trainer = new Trainer(model, { optimizer: { ...job.train.optimizer, learningRate: phase.learningRate } });
+      if (resume && resume === resumed?.checkpoint) restore(resume, resumed.file, trainer, { optimizer: resumed.optimizer });
+      const replicaSpec: ReplicaSpec = {
+        jobName: job.name,
+        model: replicaModelSpec(job, dataset, phase.trainableFrom),
+        weights: weightManifest(model).map((w) => ({ name: w.name, shape: w.shape, trainable: w.trainable })),
+        samples: samplesSpec(job, dataset, cluster),
+      };
+      const previous = coordinator;
+      coordinator = new Coordinator({
+        jobId,
+        jobName: job.name,
+        cluster,
+        token,
+        dataset,
+        trainer,
+        replicaSpec,
+        epochs: phaseStart.epoch + phase.epochs,
+        jobEpochs,
+        phaseStart,
+        batchSize: job.train.batchSize,
+        seed: job.seed,
+        schedule: job.train.schedule,
+        learningRate: phase.learningRate,
+        logEvery: job.train.logEvery,
+        earlyStopping: job.train.earlyStopping,
+        outputDir,
+        resume,
+        log,
+        signal: options.signal,
+      });
+      host.serve(coordinator);
+      // The last phase's workers rejoin at once, and get this phase's replica spec.
+      await previous?.dismissWorkers(`${REJOIN_REASON_PREFIX}the fine-tuning phase starts`, false);
+      if (!server) {
+        if (options.signal?.aborted) failOnAbort();
+        options.signal?.addEventListener('abort', failOnAbort, { once: true });
+        // A worker's event loop is blocked while it computes: a keepalive ping may wait that long
+        // for its answer. Longer than the step deadline would not help: the deadline evicts first.
+        const keepaliveTimeoutMs = Math.max(20_000, cluster.stepDeadlineMs);
+        server = await startCoordinatorServer(host, { host: cluster.host, port: cluster.port, tls: cluster.tls, keepaliveTimeMs: 15_000, keepaliveTimeoutMs, log });
+        log.info({ host: cluster.host, port: server.port, jobId, tls: cluster.tls !== undefined }, `coordinator of job ${jobId} listening on ${cluster.host}:${server.port}`);
+        options.onListening?.({ port: server.port, jobId });
+        const label = job.model.transfer ? `transfer(${job.model.transfer.backbone})` : job.model.preset ?? 'layers';
+        logEvent(log, 'job_start', {
+          job: jobId,
+          mode: 'distributed',
+          backend: backend.description,
+          model: label,
+          params: countParams(model),
+          dataset: dataset.name,
+          classNames: dataset.classNames,
+          trainSize: dataset.train.length,
+          valSize: dataset.validation?.length ?? 0,
+          epochs: jobEpochs,
+          batchSize: job.train.batchSize,
+          optimizer: job.train.optimizer.name,
+          stepsPerEpoch: Math.ceil(dataset.train.length / job.train.batchSize),
+          ...(resume ? { resumedFrom: { epoch: resume.state.epoch, step: resume.state.step } } : {}),
+        }, `job ${jobId}: ${label} on ${dataset.name} with workers, coordinator on ${backend.description}${resume ? ` (resumed at step ${resume.state.step})` : ''}`);
+      }
+      result = await coordinator.run();
+      if (index + 1 === phases.length || result.status === 'stopped') break;
+      // Mark the phase change first, then save its start: a crash between leaves the last
+      // checkpoint at the boundary step, which --resume also reads as the next phase's start.
+      phaseStart = { step: result.steps, epoch: result.history.length };
+      await writePhaseMarker(outputDir, { jobId, phase: index + 1, start: phaseStart });
+      resume = phaseBoundary({ jobId, jobName: job.name, seed: job.seed, steps: result.steps, history: result.history }, readWeights(model));
+      await saveCheckpoint(checkpointPath(outputDir), resume);
+    }
+    if (!result || !coordinator) throw new CheckpointError(`the checkpoint in ${outputDir} is past the job's last phase: nothing to resume`, checkpointPath(outputDir));
     let test: ShardedEvaluation | undefined;
     let modelDir: string | undefined;
     if (result.status !== 'stopped') {
@@ -175,7 +206,7 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
       ...(test ? { testAccuracy: test.accuracy } : {}),
       ...(modelDir ? { modelDir } : {}),
     }, `job ${jobId} ${result.status} in ${seconds.toFixed(1)} s`);
-    return { ...result, jobId, port, test, modelDir, seconds };
+    return { ...result, jobId, port: server!.port, test, modelDir, seconds };
   } catch (error) {
     const droverError = error instanceof DroverError ? error : undefined;
     logEvent(log, 'job_end', {
@@ -196,6 +227,14 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
   }
 }
 
+/** What workers build: the same description the coordinator built its model from. */
+function replicaModelSpec(job: Job, dataset: Dataset, trainableFrom: string | null): ReplicaModelSpec {
+  const classes = dataset.classNames.length;
+  if (job.model.transfer) return { kind: 'transfer', transfer: job.model.transfer, inputShape: dataset.inputShape, classes, seed: job.seed, trainableFrom };
+  const layers: LayerSpecInput[] = job.model.preset ? PRESETS[job.model.preset as PresetName].layers : job.model.layers!;
+  return { kind: 'scratch', layers: layers as Extract<ReplicaModelSpec, { kind: 'scratch' }>['layers'], inputShape: dataset.inputShape, classes, l2: job.model.l2, seed: job.seed };
+}
+
 /** How workers get their samples: raw pixels for in-memory splits, the data pipeline otherwise, or their own mounts. */
 function samplesSpec(job: Job, dataset: Dataset, cluster: ClusterSpec): ReplicaSpec['samples'] {
   const openedSpec = (dataset as Dataset & { spec?: unknown }).spec;
@@ -211,19 +250,48 @@ function samplesSpec(job: Job, dataset: Dataset, cluster: ClusterSpec): ReplicaS
   return { decoder: 'pipeline', transport: 'stream', dataset: openedSpec, inputShape: dataset.inputShape };
 }
 
-/** Loads the last checkpoint into the model and optimizer. */
-async function restore(file: string, job: Job, trainer: Trainer): Promise<Checkpoint> {
+interface ResumePoint {
+  file: string;
+  checkpoint: Checkpoint;
+  /** Index of the phase the checkpoint belongs to. */
+  phase: number;
+  phaseStart: PhaseStart;
+  /** False at a phase's first step: the phase starts with a fresh optimizer. */
+  optimizer: boolean;
+}
+
+/**
+ * The last checkpoint and the phase it belongs to: a checkpoint at or after the step where the
+ * fine-tuning phase began (the phase marker says which) is that phase's; any other is the first's.
+ */
+async function resumePoint(outputDir: string, job: Job, phaseCount: number): Promise<ResumePoint> {
+  const file = checkpointPath(outputDir);
   const checkpoint = await loadCheckpoint(file);
   if (checkpoint.state.jobName !== job.name) {
     throw new CheckpointError(`${file} belongs to job "${checkpoint.state.jobName}", not "${job.name}"`, file);
   }
+  const marker = await readPhaseMarker(outputDir);
+  if (marker && marker.jobId === checkpoint.state.jobId && checkpoint.state.step >= marker.start.step) {
+    if (marker.phase >= phaseCount) {
+      throw new CheckpointError(`${file} was saved in training phase ${marker.phase + 1}, but this job has ${phaseCount} (was model.transfer.fineTune removed?)`, file);
+    }
+    if (checkpoint.state.step > marker.start.step) return { file, checkpoint, phase: marker.phase, phaseStart: marker.start, optimizer: true };
+    // At the phase's first step: the earlier phase's optimizer and early-stopping state stay behind.
+    const start = phaseBoundary({ ...checkpoint.state, steps: checkpoint.state.step }, checkpoint.weights);
+    return { file, checkpoint: start, phase: marker.phase, phaseStart: marker.start, optimizer: false };
+  }
+  return { file, checkpoint, phase: 0, phaseStart: { step: 0, epoch: 0 }, optimizer: true };
+}
+
+/** Loads a checkpoint's weights (and optimizer state) into the model and this phase's optimizer. */
+function restore(checkpoint: Checkpoint, file: string, trainer: Trainer, what: { optimizer: boolean }): void {
   try {
     writeWeights(trainer.model, checkpoint.weights);
+    if (!what.optimizer) return;
     type LayerVariable = { read(): tf.Variable };
     trainer.optimizer.bind((trainer.model.trainableWeights as unknown as LayerVariable[]).map((w) => w.read()));
     trainer.optimizer.setState(checkpoint.optimizer);
   } catch (cause) {
     throw new CheckpointError(`${file} does not fit this job's model: ${(cause as Error).message}`, file, { cause });
   }
-  return checkpoint;
 }

@@ -9,48 +9,15 @@
  * train with their block; the moving statistics never change either way.
  */
 import * as tf from '@tensorflow/tfjs';
-import { z } from 'zod';
 import { ConfigError, ModelError } from '../errors.ts';
+import { parseTransferSpec, type BatchNormPolicy, type TransferSpec, type TransferSpecInput } from './transfer-spec.ts';
 import type { PreprocessSpec } from '../data/spec.ts';
 import type { InputShape } from '../data/types.ts';
 import { loadBackbone } from './backbones/backbone.ts';
 import { unknownLayerError } from './backbones/cut.ts';
 import { isBatchNormalization, isPinnedToInference, pinInferenceMode } from './backbones/inference-mode.ts';
 
-const layerName = z.string().min(1);
-const batchNormPolicy = z.enum(['frozen', 'trainable']);
-
-/** The transfer part of a job file; the job-file validator embeds it. Unknown fields are errors. */
-export const transferSpecSchema = z.strictObject({
-  /** `nsfwjs:mobilenet_v2`, a directory or model.json path, or an http(s) URL of a tfjs LayersModel. */
-  backbone: z.string().min(1),
-  /** Features are this layer's output; default: the bundled backbone's feature layer, else the model's output. */
-  cutAt: layerName.optional(),
-  /** Which backbone layers do not train: all, none, or those up to and including a layer. */
-  freeze: z.union([z.enum(['all', 'none']), z.strictObject({ upTo: layerName })]).default('all'),
-  /** Backbone batch norm: 'frozen' (Keras' advice) or 'trainable' gamma/beta where the layer is unfrozen. */
-  batchNorm: batchNormPolicy.default('frozen'),
-  head: z.strictObject({
-    pooling: z.enum(['avg', 'max', 'flatten']).default('avg'),
-    /** Hidden dense layers (relu), e.g. [256]. */
-    dense: z.array(z.number().int().positive()).default([]),
-    /** Dropout rate after each hidden dense layer, or after pooling when there is none; 0 = none. */
-    dropout: z.number().min(0).lt(1).default(0),
-    /** Default: the dataset's class count. */
-    classes: z.number().int().min(2).optional(),
-  }),
-  /** Second phase: unfreeze from this layer upward and train on at a lower learning rate. */
-  fineTune: z
-    .strictObject({
-      from: layerName,
-      learningRate: z.number().positive(),
-      epochs: z.number().int().positive(),
-    })
-    .optional(),
-});
-export type TransferSpec = z.infer<typeof transferSpecSchema>;
-export type TransferSpecInput = z.input<typeof transferSpecSchema>;
-export type BatchNormPolicy = z.infer<typeof batchNormPolicy>;
+export { transferSpecSchema, parseTransferSpec, type TransferSpec, type TransferSpecInput, type BatchNormPolicy } from './transfer-spec.ts';
 
 export interface TransferBuildOptions {
   /** [height, width, channels] of the input; default: what the backbone declares. */
@@ -123,15 +90,6 @@ export function unfreezeFrom(model: tf.LayersModel, fromLayer: string, options: 
     if (!frozenNorm && layer.trainableWeights.length > 0) training.push(layer.name);
   }
   return training;
-}
-
-/** Validates a transfer spec, naming the field (`transfer.head.classes`) on failure. */
-export function parseTransferSpec(input: unknown): TransferSpec {
-  const parsed = transferSpecSchema.safeParse(input);
-  if (parsed.success) return parsed.data;
-  const issue = parsed.error.issues[0]!;
-  const field = ['transfer', ...issue.path.map(String), ...(issue.code === 'unrecognized_keys' ? [issue.keys[0]!] : [])].join('.');
-  throw new ConfigError(`${field}: ${issue.code === 'unrecognized_keys' ? `unknown field` : issue.message}`, field);
 }
 
 function buildHead(features: tf.SymbolicTensor, head: TransferSpec['head'], classes: number, seed: number, source: string): tf.SymbolicTensor {

@@ -61,7 +61,8 @@ export async function fit(options: FitOptions): Promise<FitResult> {
   const { trainer, dataset, log, batchSize } = options;
   const offset = options.epochOffset ?? 0;
   const epochs = options.totalEpochs ?? offset + options.epochs;
-  const sampler = new Sampler({ length: dataset.train.length, batchSize, seed: options.seed });
+  // A later phase draws the shuffles (and augmentation) of its own epoch numbers, as the distributed run does.
+  const sampler = new Sampler({ length: dataset.train.length, batchSize, seed: options.seed, position: { epoch: offset, offset: 0 } });
   const stepsPerEpoch = sampler.stepsPerEpoch;
   const schedule = { baseRate: options.learningRate, stepsPerEpoch, totalSteps: stepsPerEpoch * options.epochs };
   const history: EpochRecord[] = [];

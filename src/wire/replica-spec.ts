@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { layerSpecSchema } from '../model/layer-spec.ts';
+import { transferSpecSchema } from '../model/transfer-spec.ts';
 import { ProtocolError } from '../errors.ts';
 
 const dim = z.number().int().positive();
@@ -10,14 +11,30 @@ const dim = z.number().int().positive();
  */
 export const replicaSpecSchema = z.strictObject({
   jobName: z.string(),
-  model: z.strictObject({
-    kind: z.literal('scratch'),
-    layers: z.array(layerSpecSchema).min(1),
-    inputShape: z.tuple([dim, dim, dim]),
-    classes: z.number().int().min(2),
-    l2: z.number().min(0),
-    seed: z.number().int().min(0),
-  }),
+  model: z.discriminatedUnion('kind', [
+    z.strictObject({
+      kind: z.literal('scratch'),
+      layers: z.array(layerSpecSchema).min(1),
+      inputShape: z.tuple([dim, dim, dim]),
+      classes: z.number().int().min(2),
+      l2: z.number().min(0),
+      seed: z.number().int().min(0),
+    }),
+    /**
+     * A pretrained backbone under a new head (src/model/transfer.ts). Each worker loads the
+     * backbone itself (`nsfwjs:` from its own install; a path must exist on the worker).
+     */
+    z.strictObject({
+      kind: z.literal('transfer'),
+      /** The job's transfer section as the coordinator validated it (defaults filled in). */
+      transfer: transferSpecSchema,
+      inputShape: z.tuple([dim, dim, dim]),
+      classes: z.number().int().min(2),
+      seed: z.number().int().min(0),
+      /** The fine-tuning phase's first trainable layer (unfreezeFrom); null: the first phase, frozen as `transfer.freeze` says. */
+      trainableFrom: z.string().min(1).nullable(),
+    }),
+  ]),
   /** Every weight of the model in order (what a broadcast holds); the trainable ones get gradients. */
   weights: z.array(z.strictObject({ name: z.string(), shape: z.array(z.number().int().min(0)), trainable: z.boolean() })),
   /**
@@ -36,6 +53,18 @@ export const replicaSpecSchema = z.strictObject({
 });
 
 export type ReplicaSpec = z.infer<typeof replicaSpecSchema>;
+export type ReplicaModelSpec = ReplicaSpec['model'];
+
+/**
+ * The reason of a Stop that ends a training phase rather than the job: the worker joins again
+ * and gets the next phase's spec (transfer fine-tuning trains a different set of weights).
+ * A marker in the reason keeps the wire contract as it is; workers that predate it just leave.
+ */
+export const REJOIN_REASON_PREFIX = 'rejoin: ';
+
+export function isRejoinReason(reason: string): boolean {
+  return reason.startsWith(REJOIN_REASON_PREFIX);
+}
 
 /** Parses the JSON of a JoinReply; throws a ProtocolError naming the first bad field. */
 export function parseReplicaSpec(json: string): ReplicaSpec {

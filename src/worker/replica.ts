@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ProtocolError } from '../errors.ts';
 import type { Batch } from '../data/types.ts';
-import { buildScratchModel } from '../model/build.ts';
+import { buildReplicaModel } from '../model/replica-model.ts';
 import { weightManifest, writeWeights, type WeightEntry } from '../model/weights.ts';
 import { Trainer } from '../train/trainer.ts';
 import type { ReplicaSpec } from '../wire/replica-spec.ts';
@@ -18,9 +18,12 @@ export class ModelReplica implements ComputeReplica {
   private readonly bufferVariables: tf.Variable[];
   private current: number | undefined;
 
-  constructor(spec: ReplicaSpec) {
-    const { model } = spec;
-    const built = buildScratchModel({ layers: model.layers, inputShape: model.inputShape, classes: model.classes, l2: model.l2, seed: model.seed });
+  /** Builds the model the spec describes (a transfer backbone loads from this machine's install). */
+  static async build(spec: ReplicaSpec): Promise<ModelReplica> {
+    return new ModelReplica(spec, await buildReplicaModel(spec.model));
+  }
+
+  private constructor(spec: ReplicaSpec, built: tf.LayersModel) {
     // The optimizer is never used here (the coordinator holds the only one).
     this.trainer = new Trainer(built, { optimizer: { name: 'sgd', learningRate: 0.01, momentum: 0, nesterov: false } });
     this.manifest = weightManifest(built);
@@ -31,7 +34,9 @@ export class ModelReplica implements ComputeReplica {
       throw new ProtocolError('this worker builds a different model than the coordinator (different drover versions?): weight manifests differ');
     }
     type LayerVariable = { trainable: boolean; read(): tf.Variable };
-    this.bufferVariables = (built.weights as unknown as LayerVariable[]).filter((w) => !w.trainable).map((w) => w.read());
+    // A transfer backbone's batch norm runs in inference mode: no non-trainable weight moves in a
+    // forward pass, so none goes back (a frozen MobileNetV2 would otherwise send all its weights).
+    this.bufferVariables = spec.model.kind === 'transfer' ? [] : (built.weights as unknown as LayerVariable[]).filter((w) => !w.trainable).map((w) => w.read());
   }
 
   get version(): number | undefined {

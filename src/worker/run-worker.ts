@@ -3,7 +3,7 @@ import { AuthError, ClusterError, DroverError, ProtocolError, ProtocolMismatchEr
 import type { BackendChoice } from '../model/backend.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { ClientTlsFiles } from '../wire/credentials.ts';
-import { parseReplicaSpec, type ReplicaSpec } from '../wire/replica-spec.ts';
+import { isRejoinReason, parseReplicaSpec, type ReplicaSpec } from '../wire/replica-spec.ts';
 import { CoordinatorConnection } from './client.ts';
 import type { ComputeReplica } from './compute-replica.ts';
 import { SimulatedReplica } from './simulated-replica.ts';
@@ -54,6 +54,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
   let replica: ComputeReplica | undefined;
   let replicaKey = '';
   let decoder: ShardDecoder | undefined;
+  let decoderKey = '';
   let jobId = options.jobId ?? '';
   let sessions = 0;
   let tasks = 0;
@@ -76,11 +77,17 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       const key = reply.replicaSpecJson;
       if (!replica || key !== replicaKey) {
         replica?.dispose();
-        await decoder?.close();
         replica = undefined;
         replica = options.simulateComputeMs !== undefined ? new SimulatedReplica(spec, { msPerTask: options.simulateComputeMs, msPerSample: options.simulateMsPerSample }) : await buildReplica(spec);
-        decoder = await makeDecoder(spec, log);
         replicaKey = key;
+        // A new phase of the same job changes the model, not the samples: keep the decoder (and its pool).
+        const samplesKey = JSON.stringify(spec.samples);
+        if (!decoder || samplesKey !== decoderKey) {
+          await decoder?.close();
+          decoder = undefined;
+          decoder = await makeDecoder(spec, log);
+          decoderKey = samplesKey;
+        }
       }
       sessions++;
       log.info({ worker: reply.workerId, job: jobId, coordinator: options.coordinator }, `joined job ${jobId} as ${reply.workerId}`);
@@ -94,6 +101,12 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       tasks += session.tasksDone;
       if (end.kind === 'stopped') {
         if (signal?.aborted) return { status: 'stopped', sessions, tasks };
+        if (isRejoinReason(end.reason)) {
+          // The coordinator starts the job's next phase on the same port: join it at once.
+          log.info({ worker: reply.workerId, reason: end.reason }, `coordinator ended this phase: ${end.reason}`);
+          fruitless = 0;
+          continue;
+        }
         log.info({ worker: reply.workerId, reason: end.reason }, `coordinator stopped this worker: ${end.reason}`);
         return { status: end.jobCompleted ? 'completed' : 'dismissed', sessions, tasks };
       }
@@ -119,7 +132,7 @@ function isFatal(error: DroverError): boolean {
 
 async function buildReplica(spec: ReplicaSpec): Promise<ComputeReplica> {
   const { ModelReplica } = await import('./replica.ts');
-  return new ModelReplica(spec);
+  return ModelReplica.build(spec);
 }
 
 async function makeDecoder(spec: ReplicaSpec, log: Logger): Promise<ShardDecoder> {
