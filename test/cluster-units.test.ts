@@ -218,3 +218,16 @@ test('early stopping waits `patience` epochs, keeps the best weights, and surviv
   t.is(resumed.bestEpoch, 2);
   t.is(resumed.bestWeights!.values[0]![0], 2);
 });
+
+test('contributions added together equal the same contributions added one by one; a bad one in the batch is refused alone', (t) => {
+  const shards = Array.from({ length: 7 }, (_, k) => ({ loss: k, correct: 0, n: k + 1, grads: tensors([k, -k, 2 * k, 1], [k / 2, 3]), buffers: [] }));
+  const oneByOne = new GradientReducer(manifest, [], undefined, 28);
+  for (const shard of shards) oneByOne.add(shard, 'w');
+  const together = new GradientReducer(manifest, [], undefined, 28);
+  const bad = { loss: 1, correct: 0, n: 1, grads: tensors([1, Number.NaN, 1, 1], [1, 1]), buffers: [] };
+  const errors = together.addMany([...shards.slice(0, 3), bad, ...shards.slice(3)].map((shard) => ({ shard, from: 'w' })));
+  t.deepEqual(errors.map((e) => e instanceof WeightsError), [false, false, false, true, false, false, false, false]);
+  const [a, b] = [oneByOne.result(), together.result()];
+  t.is(b.n, 28);
+  a.grads.forEach((sum, i) => Array.from(sum).forEach((v, j) => t.true(Math.abs(v - b.grads[i]![j]!) <= 1e-6 * Math.max(1, Math.abs(v)))));
+});

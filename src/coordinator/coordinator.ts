@@ -25,7 +25,7 @@ import type { ClusterSpec } from './cluster-spec.ts';
 import { EarlyStopping, type EarlyStoppingSpec } from './early-stopping.ts';
 import { EvaluationAccumulator, type ShardedEvaluation } from './evaluation.ts';
 import { Membership } from './membership.ts';
-import { GradientReducer } from './reducer.ts';
+import { GradientReducer, type Contribution } from './reducer.ts';
 import { Round, type SplitName, type Task } from './round.ts';
 import { shardSource, type ShardSource } from './sample-source.ts';
 import { planShards } from './scheduler.ts';
@@ -75,6 +75,16 @@ interface TaskReport {
   computeMs: number;
   dataWaitMs: number;
   /** When its result was complete on the coordinator (performance.now()). */
+  receivedAt: number;
+}
+
+/** A gradient result whose bytes are all in, waiting to be summed with the others that arrived with it. */
+interface ArrivedGradient {
+  workerId: string;
+  state: RoundState | undefined;
+  result: GradientResult__Output;
+  gradients: ReceivedTransfer | undefined;
+  buffers: ReceivedTransfer | undefined;
   receivedAt: number;
 }
 
@@ -130,6 +140,8 @@ export class Coordinator implements SessionHost {
   private transferIds = 0;
   /** Gradient sum arrays of applied steps, reused by the next reducers. */
   private readonly spareSums: Float32Array[][] = [];
+  /** Gradient results complete on the wire and not yet summed (see takeArrived). */
+  private arrived: ArrivedGradient[] = [];
   /** Every weight of the model, in broadcast order. */
   private readonly weightManifest: WeightEntry[];
   /** Weights version: bumped by every optimizer step (and by restoring best weights). */
@@ -567,33 +579,57 @@ export class Coordinator implements SessionHost {
     } catch {
       return; // the session broke mid-transfer: its close handler reassigns the task
     }
-    try {
-      this.takeGradient(workerId, state, result, gradients, buffers);
-    } finally {
-      // Summed (or refused): the receive buffers can take the next transfer.
-      gradients?.release();
-      buffers?.release();
-    }
+    // Workers' transfers share the connection fairly, so a step's gradients tend to complete
+    // together: they are summed in one batch, once the I/O at hand is read.
+    this.arrived.push({ workerId, state, result, gradients, buffers, receivedAt: performance.now() });
+    if (this.arrived.length === 1) setImmediate(() => this.takeArrived());
   }
 
-  private takeGradient(workerId: string, state: RoundState | undefined, result: GradientResult__Output, gradients: ReceivedTransfer | undefined, buffers: ReceivedTransfer | undefined): void {
-    const receivedAt = performance.now();
-    // Checked after the transfer: the task may have been reassigned while its bytes arrived.
-    if (!state || this.rounds.get(state.round) !== state || !this.links.has(workerId)) return;
-    const from = `worker ${workerId}, task ${result.taskId}, step ${result.step}`;
+  /** Checks the gradients that arrived and sums the good ones together; refuses the bad ones' workers. */
+  private takeArrived(): void {
+    const batch = this.arrived;
+    this.arrived = [];
     try {
-      const task = state.round.find(result.taskId, workerId);
-      if (result.weightsVersion !== task.weightsVersion) {
-        throw new WeightsError(`${from}: computed on weights v${result.weightsVersion}, the task needs v${task.weightsVersion}`);
+      const toAdd: { item: ArrivedGradient; state: RoundState; task: Task; contribution: Contribution }[] = [];
+      for (const item of batch) {
+        const { workerId, state, result, gradients, buffers } = item;
+        // Checked after the transfer: the task may have been reassigned while its bytes arrived.
+        if (!state || this.rounds.get(state.round) !== state || !this.links.has(workerId)) continue;
+        const from = `worker ${workerId}, task ${result.taskId}, step ${result.step}`;
+        try {
+          const task = state.round.find(result.taskId, workerId);
+          if (result.weightsVersion !== task.weightsVersion) {
+            throw new WeightsError(`${from}: computed on weights v${result.weightsVersion}, the task needs v${task.weightsVersion}`);
+          }
+          checkSkipped(result.skipped, result.n, task, from);
+          if (result.n === 0) {
+            this.completeTask(state, task, workerId, result.timings, item.receivedAt, 0);
+            continue;
+          }
+          if (!gradients) throw new WeightsError(`${from}: ${result.n} samples but no gradients`);
+          const shard = { loss: result.loss, correct: result.correct, n: result.n, grads: gradients.tensors, buffers: buffers?.tensors ?? [] };
+          state.reducer!.check(shard, from, task.ids.length);
+          toAdd.push({ item, state, task, contribution: { shard, from, maxN: task.ids.length } });
+        } catch (error) {
+          this.refuse(workerId, error);
+        }
       }
-      checkSkipped(result.skipped, result.n, task, from);
-      if (result.n > 0) {
-        if (!gradients) throw new WeightsError(`${from}: ${result.n} samples but no gradients`);
-        state.reducer!.add({ loss: result.loss, correct: result.correct, n: result.n, grads: gradients.tensors, buffers: buffers?.tensors ?? [] }, from, task.ids.length);
+      // A worker refused above lost its other tasks too: none of its results may be summed.
+      const live = toAdd.filter(({ item, state, task }) => this.links.has(item.workerId) && state.round.isOpen(task.id));
+      for (const state of new Set(live.map((a) => a.state))) {
+        const mine = live.filter((a) => a.state === state);
+        const errors = state.reducer!.addMany(mine.map((a) => a.contribution));
+        mine.forEach(({ item, task }, k) => {
+          if (errors[k] !== undefined) this.refuse(item.workerId, errors[k]);
+          else if (this.rounds.get(state.round) === state) this.completeTask(state, task, item.workerId, item.result.timings, item.receivedAt, item.result.n);
+        });
       }
-      this.completeTask(state, task, workerId, result.timings, receivedAt, result.n);
-    } catch (error) {
-      this.refuse(workerId, error);
+    } finally {
+      // Summed (or refused): the receive buffers can take the next transfers.
+      for (const item of batch) {
+        item.gradients?.release();
+        item.buffers?.release();
+      }
     }
   }
 

@@ -15,6 +15,13 @@ export interface ShardGradients {
   buffers: readonly ReceivedTensor[];
 }
 
+/** One contribution to add: the shard, who sent it (for messages), and the size of the shard it answers. */
+export interface Contribution {
+  shard: ShardGradients;
+  from: string;
+  maxN?: number;
+}
+
 /** The step's result: the global-batch mean gradient and metrics. */
 export interface ReducedStep {
   grads: Float32Array[];
@@ -79,12 +86,36 @@ export class GradientReducer {
     if (shard.buffers.length > 0) checkTensors(this.bufferManifest, shard.buffers, `${from} batch-norm statistics`);
   }
 
-  /** Checks a contribution, then adds it (sum of g * n). */
+  /** Checks a contribution, then adds it (sum of g * n); throws, changing nothing, when it is bad. */
   add(shard: ShardGradients, from: string, maxN?: number): void {
-    this.check(shard, from, maxN);
+    const [error] = this.addMany([{ shard, from, maxN }]);
+    if (error) throw error;
+  }
+
+  /**
+   * Checks each contribution and adds the good ones together, up to four per pass over the sums:
+   * the passes (memory traffic over model-sized arrays), not the arithmetic, are what a sum
+   * costs, and the gradients of a step tend to arrive together. Returns, per contribution, the
+   * error that refused it or undefined; a refused one changes nothing.
+   */
+  addMany(contributions: readonly Contribution[]): (unknown | undefined)[] {
+    const errors = contributions.map(({ shard, from, maxN }) => {
+      try {
+        this.check(shard, from, maxN);
+        return undefined;
+      } catch (error) {
+        return error;
+      }
+    });
+    const good = contributions.filter((_, k) => errors[k] === undefined).map((c) => c.shard);
+    const weights = good.map((shard) => (this.expectedSamples ? shard.n / this.expectedSamples : shard.n));
+    this.sums.forEach((sum, i) => accumulateMany(sum, good.map((shard) => shard.grads[i]!.data as Float32Array), weights));
+    for (const shard of good) this.count(shard);
+    return errors;
+  }
+
+  private count(shard: ShardGradients): void {
     const n = shard.n;
-    const weight = this.expectedSamples ? n / this.expectedSamples : n;
-    shard.grads.forEach((tensor, i) => accumulate(this.sums[i]!, tensor.data as Float32Array, weight));
     if (shard.buffers.length > 0) {
       this.bufferSums ??= this.bufferManifest.map((entry) => new Float32Array(size(entry)));
       shard.buffers.forEach((tensor, i) => accumulate(this.bufferSums![i]!, tensor.data as Float32Array, n));
@@ -117,6 +148,27 @@ function size(entry: WeightEntry): number {
 
 function accumulate(sum: Float32Array, values: Float32Array, weight: number): void {
   for (let j = 0; j < sum.length; j++) sum[j]! += values[j]! * weight;
+}
+
+/** sum += a x wa + b x wb: one pass for two contributions. */
+function accumulate2(sum: Float32Array, a: Float32Array, wa: number, b: Float32Array, wb: number): void {
+  for (let j = 0; j < sum.length; j++) sum[j]! += a[j]! * wa + b[j]! * wb;
+}
+
+/** sum += a x wa + b x wb + c x wc + d x wd: one pass for four contributions. */
+function accumulate4(sum: Float32Array, a: Float32Array, wa: number, b: Float32Array, wb: number, c: Float32Array, wc: number, d: Float32Array, wd: number): void {
+  for (let j = 0; j < sum.length; j++) sum[j]! += a[j]! * wa + b[j]! * wb + c[j]! * wc + d[j]! * wd;
+}
+
+/** Adds every `values[k] x weights[k]` into `sum`, four (then two, then one) per pass. */
+function accumulateMany(sum: Float32Array, values: readonly Float32Array[], weights: readonly number[]): void {
+  let k = 0;
+  for (; k + 4 <= values.length; k += 4) accumulate4(sum, values[k]!, weights[k]!, values[k + 1]!, weights[k + 1]!, values[k + 2]!, weights[k + 2]!, values[k + 3]!, weights[k + 3]!);
+  if (k + 2 <= values.length) {
+    accumulate2(sum, values[k]!, weights[k]!, values[k + 1]!, weights[k + 1]!);
+    k += 2;
+  }
+  if (k < values.length) accumulate(sum, values[k]!, weights[k]!);
 }
 
 /** Same names, shapes and dtype as the manifest, and finite. */
