@@ -130,7 +130,7 @@ export function buildProgram(): Command {
       .addOption(backendOption())
       .option('--epochs <n>', 'number of epochs', positiveInt)
       .option('--batch-size <n>', 'global batch size', positiveInt)
-      .option('--threads <n>', 'compute threads of the wasm backend (1-8)', positiveInt)
+      .option('--threads <n>', 'compute threads (1-8): oneDNN\'s when its kernels are on, else the wasm backend\'s', positiveInt)
       .option('--log <file>', 'also write the JSON event log here (default with --dashboard: <output dir>/run.jsonl)')
       .option('--dashboard [port]', `serve the live dashboard (default port ${DEFAULT_DASHBOARD_PORT})`, port);
 
@@ -180,7 +180,7 @@ export function buildProgram(): Command {
     .option('--tls-ca <file>', 'connect with TLS, trusting this CA certificate (PEM)')
     .option('--tls', 'connect with TLS, trusting the system roots')
     .addOption(backendOption())
-    .option('--threads <n>', 'compute threads of the wasm backend (1-8)', positiveInt)
+    .option('--threads <n>', 'compute threads (1-8): oneDNN\'s when its kernels are on, else the wasm backend\'s', positiveInt)
     .option('--name <name>', 'name shown in the coordinator\'s log (default: the id it assigns)')
     .option('--job <id>', 'join only this job id')
     .option('--reconnect-ms <ms>', 'keep trying to reach or rejoin the coordinator this long', nonNegativeInt)

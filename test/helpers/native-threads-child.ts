@@ -2,17 +2,28 @@
  * Child process for the native kernels' threaded-wasm test: starts the threaded wasm binary (its
  * heap is a SharedArrayBuffer; threads must be chosen before the backend's first start, so not
  * in the test's own process), registers the oneDNN kernels, runs a convolution's gradients on
- * wasm and on cpu and prints one JSON line: { heap, errors, calls }.
+ * wasm and on cpu and prints one JSON line: { heap, errors, calls }. initBackend keeps wasm
+ * single-threaded when oneDNN is on, so the threaded binary is started here directly, as a
+ * library user could.
  */
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-cpu';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
-import { initBackend } from '../../src/model/backend.ts';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { registerWasmKernels } from '../../src/model/wasm-kernels/index.ts';
+import { startWasmWithThreads } from '../../src/model/wasm-kernels/threads.ts';
 import { registerNativeKernels } from '../../src/model/native/index.ts';
 import { nativeKernelCalls } from '../../src/model/native/kernels.ts';
 import { relativeError, seededTensorValues, valuesOn } from './kernel-reference.ts';
 
-await initBackend('wasm', undefined, { threads: 2 });
+const wasm = await import('@tensorflow/tfjs-backend-wasm');
+wasm.setWasmPaths(path.dirname(createRequire(import.meta.url).resolve('@tensorflow/tfjs-backend-wasm')) + path.sep);
+registerWasmKernels();
+await startWasmWithThreads({ threads: 2 }, async () => {
+  await tf.setBackend('wasm');
+  await tf.ready();
+});
 registerNativeKernels({ threads: 2 });
 const heap = ((tf.backend() as BackendWasm).wasm as unknown as { HEAPU8: Uint8Array }).HEAPU8.buffer.constructor.name;
 const x = seededTensorValues([2, 9, 7, 3], 1);
