@@ -147,7 +147,10 @@ export class Coordinator implements SessionHost {
   /** Weights version: bumped by every optimizer step (and by restoring best weights). */
   private version = 0;
   private step = 0;
-  private broadcast: CoordinatorMessage[] = [];
+  /** Version of the last broadcast (undefined before the first); workers in session hold it. */
+  private published: number | undefined;
+  /** The last full broadcast, for workers that join: rebuilt when partial ones have moved past it. */
+  private fullBroadcast: { version: number; messages: CoordinatorMessage[] } | undefined;
   private fatal: Error | undefined;
   private readyWaiters: (() => void)[] = [];
   private noWorkerTimer: NodeJS.Timeout | undefined;
@@ -192,8 +195,9 @@ export class Coordinator implements SessionHost {
     this.links.set(workerId, link);
     logEvent(this.log, 'worker_join', { worker: workerId, address: record.address, backend: record.capabilities.backend, step: this.step },
       `worker ${workerId} joined (${record.capabilities.device || record.capabilities.backend}, ${record.capabilities.hostname}:${record.capabilities.pid}); ${this.membership.live().length} live`);
-    // The current weights first: everything after them is computed on them or later versions.
-    if (this.broadcast.length > 0) link.send(this.broadcast);
+    // The current weights first, all of them: everything after is computed on them or later
+    // versions, and partial broadcasts build on them.
+    if (this.published !== undefined) link.send(this.currentFullBroadcast());
     this.clearNoWorkerTimer();
     for (const state of this.rounds.values()) this.assignWaiting(state);
     this.readyWaiters.splice(0).forEach((wake) => wake());
@@ -227,7 +231,7 @@ export class Coordinator implements SessionHost {
     let progress: EpochProgress = resume?.state.epochProgress ?? { lossSum: 0, correct: 0, seen: 0, seconds: 0 };
     this.step = resume?.state.step ?? 0;
     this.version = this.step;
-    this.publishWeights();
+    this.publishWeights('all');
 
     this.watchdog = setInterval(() => this.checkDeadlines(), Math.min(1000, Math.max(50, Math.floor(cluster.stepDeadlineMs / 5))));
     this.watchdog.unref();
@@ -264,7 +268,7 @@ export class Coordinator implements SessionHost {
             this.step = step;
             // Same weights, next version: the prefetched shards were planned for it.
             this.version++;
-            this.publishWeights();
+            this.publishWeights({ buffers: false });
             this.closeRound(current);
             continue;
           }
@@ -275,7 +279,7 @@ export class Coordinator implements SessionHost {
           if (reduced.buffers) this.writeBuffers(reduced.buffers);
           this.step = step;
           this.version++;
-          this.publishWeights();
+          this.publishWeights({ buffers: reduced.buffers !== undefined });
           const stepEnd = performance.now();
           this.closeRound(current);
           progress.lossSum += reduced.loss * reduced.n;
@@ -316,7 +320,7 @@ export class Coordinator implements SessionHost {
           if (restored) {
             writeWeights(trainer.model, stopper!.bestWeights!);
             this.version++;
-            this.publishWeights();
+            this.publishWeights('all');
           }
           logEvent(this.log, 'early_stop', { epoch, monitor: stopper!.spec.monitor, best: stopper!.best!, bestEpoch: stopper!.bestEpoch!, restored },
             `early stop at epoch ${epoch}: ${stopper!.spec.monitor} best ${stopper!.best!.toFixed(4)} at epoch ${stopper!.bestEpoch}`);
@@ -539,20 +543,44 @@ export class Coordinator implements SessionHost {
   }
 
   /**
-   * Snapshots the weights as the message sequence every (new) worker is sent. One read per
-   * weight: dataSync hands back a copy (wasm, native) or data a later update replaces rather
-   * than changes (cpu), so the snapshot stays valid while it is queued.
+   * Sends the weights of `this.version` to every worker in session. After a rewrite of every
+   * weight ('all': a run's start, restoring the best weights), all of them; after an optimizer
+   * step, only those a step can change (trainable weights, and batch-norm statistics when workers
+   * reported them) as a partial broadcast on top of the last version sent. A frozen backbone's
+   * weights change only in rewrites, so they go out once per worker, not once per step.
    */
-  private publishWeights(): void {
+  private publishWeights(changed: 'all' | { buffers: boolean }): void {
+    const indices = changed === 'all' || this.published === undefined
+      ? this.weightManifest.map((_, i) => i)
+      : this.weightManifest.flatMap((w, i) => (w.trainable || changed.buffers ? [i] : []));
+    const partial = indices.length < this.weightManifest.length;
+    const messages = this.weightMessages(indices, partial ? this.published : undefined);
+    this.fullBroadcast = partial ? undefined : { version: this.version, messages };
+    this.published = this.version;
+    for (const link of this.links.values()) link.send(messages);
+  }
+
+  /** A full broadcast of the current weights, for a worker that joins (built once per version). */
+  private currentFullBroadcast(): CoordinatorMessage[] {
+    if (this.fullBroadcast?.version !== this.version) {
+      this.fullBroadcast = { version: this.version, messages: this.weightMessages(this.weightManifest.map((_, i) => i), undefined) };
+    }
+    return this.fullBroadcast.messages;
+  }
+
+  /**
+   * Snapshots the weights at `indices` as the message sequence of one broadcast (partial when
+   * `base` is set). One read per weight: dataSync hands back a copy (wasm, native) or data a
+   * later update replaces rather than changes (cpu), so the snapshot stays valid while queued.
+   */
+  private weightMessages(indices: readonly number[], base: number | undefined): CoordinatorMessage[] {
     type LayerVariable = { read(): { dataSync(): ArrayLike<number> } };
-    const values = (this.options.trainer.model.weights as unknown as LayerVariable[]).map((v) => v.read().dataSync() as Float32Array);
-    const transfer = tensorTransfer(++this.transferIds, this.weightManifest.map((w, i) => ({ name: w.name, shape: w.shape, data: values[i]! })));
+    const variables = this.options.trainer.model.weights as unknown as LayerVariable[];
+    const tensors = indices.map((i) => ({ name: this.weightManifest[i]!.name, shape: this.weightManifest[i]!.shape, data: variables[i]!.read().dataSync() as Float32Array }));
+    const transfer = tensorTransfer(++this.transferIds, tensors);
     const jobEnvelope = envelope(this.jobId);
-    this.broadcast = [
-      { envelope: jobEnvelope, weights: { version: this.version, weights: transfer.header } },
-      ...transfer.chunks.map((chunk) => ({ envelope: jobEnvelope, chunk })),
-    ];
-    for (const link of this.links.values()) link.send(this.broadcast);
+    const header = { version: this.version, weights: transfer.header, partial: base !== undefined, baseVersion: base ?? 0 };
+    return [{ envelope: jobEnvelope, weights: header }, ...transfer.chunks.map((chunk) => ({ envelope: jobEnvelope, chunk }))];
   }
 
   /** Writes averaged batch-norm statistics into the coordinator's model. */

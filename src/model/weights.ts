@@ -83,3 +83,22 @@ export function writeWeights(model: tf.LayersModel, set: WeightSet): void {
     vars.forEach((v, i) => v.write(tf.tensor(set.values[i]!, v.shape, 'float32')));
   });
 }
+
+/**
+ * Writes some weights of a model: values[k] into weight indices[k] (a partial broadcast).
+ * Checks sizes and finiteness; names and shapes are the caller's to have matched.
+ */
+export function writeWeightsAt(model: tf.LayersModel, indices: readonly number[], values: readonly Float32Array[]): void {
+  const vars = layerVariables(model);
+  if (indices.length !== values.length) throw new WeightsError(`${values.length} arrays for ${indices.length} weights`);
+  indices.forEach((i, k) => {
+    const v = vars[i];
+    if (!v) throw new WeightsError(`the model has no weight ${i}`);
+    const size = v.shape.reduce((a, b) => a * b, 1);
+    if (values[k]!.length !== size) throw new WeightsError(`${stableName(v)}: ${values[k]!.length} values, expected ${size}`);
+    assertFinite(values[k]!, stableName(v));
+  });
+  tf.tidy(() => {
+    indices.forEach((i, k) => vars[i]!.write(tf.tensor(values[k]!, vars[i]!.shape, 'float32')));
+  });
+}

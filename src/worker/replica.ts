@@ -2,11 +2,11 @@ import * as tf from '@tensorflow/tfjs';
 import { ProtocolError } from '../errors.ts';
 import type { Batch } from '../data/types.ts';
 import { buildReplicaModel } from '../model/replica-model.ts';
-import { weightManifest, writeWeights, type WeightEntry } from '../model/weights.ts';
+import { weightManifest, writeWeightsAt, type WeightEntry } from '../model/weights.ts';
 import { Trainer } from '../train/trainer.ts';
 import type { ReplicaSpec } from '../wire/replica-spec.ts';
-import type { ReceivedTensor } from '../wire/transfer.ts';
-import { checkBroadcast, type ComputeReplica, type ReplicaEvaluation, type ReplicaGradients } from './compute-replica.ts';
+import type { ComputeReplica, ReplicaEvaluation, ReplicaGradients } from './compute-replica.ts';
+import { placeWeightUpdate, type WeightUpdate } from './weight-update.ts';
 
 /**
  * A worker's copy of the model. It never applies updates itself: it computes on the weights the
@@ -48,10 +48,12 @@ export class ModelReplica implements ComputeReplica {
     return tf.getBackend() === 'wasm';
   }
 
-  setWeights(version: number, tensors: readonly ReceivedTensor[]): void {
-    checkBroadcast(this.manifest, tensors);
-    writeWeights(this.trainer.model, { manifest: this.manifest, values: tensors.map((t) => t.data as Float32Array) });
-    this.current = version;
+  setWeights(update: WeightUpdate): void {
+    const at = placeWeightUpdate(this.manifest, this.current, update);
+    // A partial update leaves the other weights as they are: on cpu they may still be views of
+    // an earlier broadcast's buffer, which the session then never hands back to its pool.
+    writeWeightsAt(this.trainer.model, at, update.tensors.map((t) => t.data as Float32Array));
+    this.current = update.version;
   }
 
   async train(batch: Batch): Promise<ReplicaGradients> {

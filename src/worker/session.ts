@@ -1,5 +1,5 @@
 import type { ServiceError } from '@grpc/grpc-js';
-import { DroverError, ProtocolError, ProtocolMismatchError } from '../errors.ts';
+import { DroverError, ProtocolError, ProtocolMismatchError, WeightsError } from '../errors.ts';
 import type { Batch } from '../data/types.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { CoordinatorMessage__Output } from '../wire/generated/drover/v1/CoordinatorMessage.ts';
@@ -121,14 +121,18 @@ export class WorkerSession {
           this.assembler.accept(message.chunk!);
           return;
         case 'weights': {
-          const { version, weights } = message.weights!;
+          const { version, weights, partial, baseVersion } = message.weights!;
           const started = performance.now();
           const expected = this.options.replica.manifest.reduce((sum, w) => sum + 4 * w.shape.reduce((a, b) => a * b, 1), 0);
           this.assembler.expect(weights, { maxBytes: expected, what: `weights v${version}` }).then(
             (received) => {
               if (this.ended) return;
               try {
-                this.options.replica.setWeights(version, received.tensors);
+                // A partial broadcast builds on this session's weights: the replica may hold an older session's.
+                if (partial && this.version !== baseVersion) {
+                  throw new WeightsError(`partial weight broadcast v${version} builds on v${baseVersion}, this session holds ${this.version === undefined ? 'no full broadcast yet' : `v${this.version}`}`);
+                }
+                this.options.replica.setWeights({ version, tensors: received.tensors, ...(partial ? { base: baseVersion } : {}) });
               } catch (error) {
                 this.fail(error);
                 return;

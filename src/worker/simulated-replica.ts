@@ -1,8 +1,8 @@
 import type { Batch } from '../data/types.ts';
 import type { WeightEntry } from '../model/weights.ts';
 import type { ReplicaSpec } from '../wire/replica-spec.ts';
-import type { ReceivedTensor } from '../wire/transfer.ts';
-import { checkBroadcast, type ComputeReplica, type ReplicaEvaluation, type ReplicaGradients } from './compute-replica.ts';
+import type { ComputeReplica, ReplicaEvaluation, ReplicaGradients } from './compute-replica.ts';
+import { placeWeightUpdate, type WeightUpdate } from './weight-update.ts';
 
 /** How long a simulated task takes: a fixed part and a part per sample. */
 export interface SimulatedCompute {
@@ -31,9 +31,9 @@ export class SimulatedReplica implements ComputeReplica {
     return this.current;
   }
 
-  setWeights(version: number, tensors: readonly ReceivedTensor[]): void {
-    checkBroadcast(this.manifest, tensors);
-    this.current = version;
+  setWeights(update: WeightUpdate): void {
+    placeWeightUpdate(this.manifest, this.current, update);
+    this.current = update.version;
   }
 
   private wait(n: number): Promise<void> {
