@@ -34,13 +34,15 @@ test.serial('drover coordinator --dashboard and drover worker train a job over t
   t.is(page.status, 200);
   t.regex(await page.text(), /<html/i);
 
-  const worker = spawnDrover(t, ['worker', '--coordinator', `127.0.0.1:${listening.port}`, '--backend', 'wasm', '--name', 'cli-w1'], { DROVER_TOKEN: TOKEN });
+  const worker = spawnDrover(t, ['worker', '--coordinator', `127.0.0.1:${listening.port}`, '--backend', 'wasm', '--threads', '2', '--name', 'cli-w1'], { DROVER_TOKEN: TOKEN });
   const end = await coordinator.sink.waitFor((l) => l.event === 'job_end', 'the job to end', 120_000);
   t.is(end.status, 'completed');
   t.is(await coordinator.exited, 0);
   t.is(await worker.exited, 0);
   t.true(worker.sink.lines.some((l) => l.msg === 'worker finished: completed'));
-  t.is(coordinator.sink.events('worker_join')[0]?.worker, 'w1-cli-w1', 'the worker id carries its --name');
+  const join = coordinator.sink.events('worker_join')[0];
+  t.is(join?.worker, 'w1-cli-w1', 'the worker id carries its --name');
+  t.regex(String(join?.msg), /2 compute threads/, 'the worker reports its --threads');
 
   // --dashboard writes the log it serves beside the job's output.
   const log = (await readFile(path.join(dir, 'out', 'run.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);

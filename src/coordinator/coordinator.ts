@@ -194,7 +194,7 @@ export class Coordinator implements SessionHost {
     this.membership.markReady(workerId);
     this.links.set(workerId, link);
     logEvent(this.log, 'worker_join', { worker: workerId, address: record.address, backend: record.capabilities.backend, step: this.step },
-      `worker ${workerId} joined (${record.capabilities.device || record.capabilities.backend}, ${record.capabilities.hostname}:${record.capabilities.pid}); ${this.membership.live().length} live`);
+      `worker ${workerId} joined (${record.capabilities.device || record.capabilities.backend}, ${record.capabilities.threads} compute thread${record.capabilities.threads === 1 ? '' : 's'}, ${record.capabilities.hostname}:${record.capabilities.pid}); ${this.membership.live().length} live`);
     // The current weights first, all of them: everything after is computed on them or later
     // versions, and partial broadcasts build on them.
     if (this.published !== undefined) link.send(this.currentFullBroadcast());

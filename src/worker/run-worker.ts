@@ -61,6 +61,8 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
   let fruitless = 0;
   let backendName = 'simulated';
   let device = `simulated compute (${options.simulateComputeMs} ms per task, ${options.simulateMsPerSample ?? 0} ms per sample)`;
+  // What the worker computes with: libtensorflow threads on its own over every core.
+  let computeThreads = options.threads ?? 1;
   try {
     if (options.simulateComputeMs === undefined) {
       // Before joining, so the coordinator learns the real device; loaded lazily so simulated workers never load tfjs.
@@ -68,9 +70,10 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       const info = await initBackend(options.backend ?? 'auto', log, { threads: options.threads ?? 1 });
       backendName = info.name;
       device = info.description;
+      if (info.name === 'tensorflow') computeThreads = os.availableParallelism();
     }
     while (!signal?.aborted) {
-      const reply = await joinWithRetry(connection, { backend: backendName, device, name: options.name ?? '', jobId }, options.reconnectMs ?? 60_000, log, signal);
+      const reply = await joinWithRetry(connection, { backend: backendName, device, threads: computeThreads, name: options.name ?? '', jobId }, options.reconnectMs ?? 60_000, log, signal);
       if (!reply) break;
       jobId = reply.envelope?.jobId ?? jobId;
       const spec = parseReplicaSpec(reply.replicaSpecJson);
@@ -155,7 +158,7 @@ async function makeDecoder(spec: ReplicaSpec, log: Logger): Promise<ShardDecoder
 
 async function joinWithRetry(
   connection: CoordinatorConnection,
-  who: { backend: string; device: string; name: string; jobId: string },
+  who: { backend: string; device: string; threads: number; name: string; jobId: string },
   reconnectMs: number,
   log: Logger,
   signal: AbortSignal | undefined,
@@ -166,7 +169,7 @@ async function joinWithRetry(
     if (signal?.aborted) return undefined;
     try {
       return await connection.join(
-        { name: who.name, capabilities: { backend: who.backend, device: who.device, threads: os.availableParallelism(), hostname: os.hostname(), pid: process.pid } },
+        { name: who.name, capabilities: { backend: who.backend, device: who.device, threads: who.threads, hostname: os.hostname(), pid: process.pid } },
         who.jobId,
       );
     } catch (error) {
