@@ -118,3 +118,24 @@ test('the L2 penalty on kernels is part of the training loss and its gradient', 
   // Evaluation reports the data loss alone, as Keras does.
   t.true(Math.abs(plain.evaluate(batch).loss - l2.evaluate(batch).loss) < 1e-5);
 });
+
+test('with a dropout seed, a run repeats exactly, and each pass draws a fresh mask', (t) => {
+  const withDropout: LayerSpecInput[] = [{ type: 'flatten' }, { type: 'dense', units: 32 }, { type: 'dropout', rate: 0.5 }, { type: 'dense', units: 8 }];
+  const make = (dropoutSeed: number): Trainer =>
+    new Trainer(buildScratchModel({ layers: withDropout, inputShape: [4, 4, 1], classes: 3, seed: 1 }), { optimizer: adam, dropoutSeed });
+  const [a, b, c] = [make(5), make(5), make(6)];
+  t.teardown(() => [a, b, c].forEach(dispose));
+  const batch = learnableBatch(16, [4, 4, 1], 3, 0);
+  const losses = (trainer: Trainer): number[] => Array.from({ length: 4 }, () => trainer.trainStep(batch, 0.01).loss);
+  const [la, lb, lc] = [losses(a), losses(b), losses(c)];
+  t.deepEqual(la, lb, 'same seed, same losses');
+  t.deepEqual(readWeights(a.model).values, readWeights(b.model).values, 'same seed, same weights');
+  t.notDeepEqual(la, lc, 'another seed, other masks');
+  // Same weights, same batch, two passes: only the mask differs, so the loss does too.
+  const first = a.computeGradients(batch).loss;
+  const second = a.computeGradients(batch).loss;
+  t.not(first, second, 'a fresh mask on every pass, not one fixed mask');
+  // The seed is cleared after each pass: a saved model's config does not carry it.
+  const dropout = a.model.layers.find((l) => l.getClassName() === 'Dropout')!;
+  t.is((dropout.getConfig() as { seed?: number }).seed, undefined);
+});

@@ -54,9 +54,10 @@ const earlyStoppingSchema = z.strictObject({
 /** A training job as written in a YAML or JSON job file. Unknown fields are errors. */
 export const jobSchema = z.strictObject({
   name: z.string().regex(/^[\w.-]+$/, 'letters, digits, dot, dash and underscore only').default('drover-job'),
+  /** Weight initialisation, sample order and dropout masks: a single-process run repeats exactly. */
   seed: z.number().int().min(0).default(42),
   backend: z.enum(BACKEND_CHOICES as unknown as [string, ...string[]]).default('auto'),
-  /** Compute threads of the wasm backend (native backends thread on their own). */
+  /** Compute threads: oneDNN's when its kernels are on, else the wasm backend's (tfjs-node threads on its own). */
   threads: z.number().int().min(1).max(8).default(1),
   data: dataSpecSchema.default({ kind: 'default' }),
   model: modelSchema.default({ preset: 'fmnist-cnn', l2: 0 }),

@@ -92,7 +92,8 @@ function makeLayer(
     case 'globalAvgPool':
       return tf.layers.globalAveragePooling2d({ name: nameFor('global_avg_pool') });
     case 'dropout':
-      // No seed: a fixed dropout seed in tfjs draws the same mask on every step.
+      // No seed here: a fixed dropout seed in tfjs draws the same mask on every step. The
+      // Trainer seeds each pass instead (TrainerOptions.dropoutSeed).
       return tf.layers.dropout({ name: nameFor('dropout'), rate: spec.rate });
     case 'flatten':
       return tf.layers.flatten({ name: nameFor('flatten') });

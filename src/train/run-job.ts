@@ -102,7 +102,7 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
     }
     const fineTune = job.model.transfer?.fineTune;
     const totalEpochs = job.train.epochs + (fineTune?.epochs ?? 0);
-    let trainer = new Trainer(model, { optimizer: job.train.optimizer });
+    let trainer = new Trainer(model, { optimizer: job.train.optimizer, dropoutSeed: job.seed });
     logEvent(
       log,
       'job_start',
@@ -145,7 +145,7 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
       const unfrozen = unfreezeFrom(model, fineTune.from, { batchNorm: job.model.transfer!.batchNorm });
       trainer.optimizer.dispose();
       // A fresh optimizer over the larger set of trainable weights, at the fine-tuning rate.
-      trainer = new Trainer(model, { optimizer: { ...job.train.optimizer, learningRate: fineTune.learningRate } });
+      trainer = new Trainer(model, { optimizer: { ...job.train.optimizer, learningRate: fineTune.learningRate }, dropoutSeed: job.seed + 1 });
       log.info({ from: fineTune.from, layers: unfrozen.length, learningRate: fineTune.learningRate }, `fine-tuning from ${fineTune.from} (${unfrozen.length} layers) at lr ${fineTune.learningRate}`);
       const second = await phase(fineTune.epochs, fineTune.learningRate, result.history.length, result.steps);
       result = { ...second, history: [...result.history, ...second.history] };

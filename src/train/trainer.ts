@@ -25,6 +25,27 @@ export interface PredictionResult extends StepMetrics {
 
 export interface TrainerOptions {
   optimizer: OptimizerSpec;
+  /**
+   * Seed of the dropout masks: every training pass draws fresh masks from (seed, pass number),
+   * so a seeded run repeats exactly. Absent: tfjs's unseeded stream.
+   */
+  dropoutSeed?: number;
+}
+
+type SeededLayer = { seed?: number };
+
+/** Dropout layers of a model, nested models included. */
+function dropoutLayers(model: tf.LayersModel): SeededLayer[] {
+  const found: SeededLayer[] = [];
+  const visit = (layers: readonly tf.layers.Layer[]): void => {
+    for (const layer of layers) {
+      if (layer.getClassName() === 'Dropout') found.push(layer as unknown as SeededLayer);
+      const nested = (layer as unknown as { layers?: tf.layers.Layer[] }).layers;
+      if (Array.isArray(nested)) visit(nested);
+    }
+  };
+  visit(model.layers);
+  return found;
 }
 
 const LOG_EPSILON = 1e-7;
@@ -41,12 +62,18 @@ export class Trainer {
   private readonly trainable: TrainableVariable[];
   /** Manifest of the trainable weights, in gradient order. */
   readonly gradientManifest: WeightEntry[];
+  private readonly dropoutSeed: number | undefined;
+  private readonly dropouts: SeededLayer[];
+  /** Training passes so far: with dropoutSeed, picks each pass's masks. */
+  private passes = 0;
 
   constructor(
     readonly model: tf.LayersModel,
     options: TrainerOptions,
   ) {
     this.optimizer = createOptimizer(options.optimizer);
+    this.dropoutSeed = options.dropoutSeed;
+    this.dropouts = options.dropoutSeed === undefined ? [] : dropoutLayers(model);
     this.trainable = model.trainableWeights as unknown as TrainableVariable[];
     this.gradientManifest = weightManifest(model).filter((w) => w.trainable);
     if (this.trainable.length === 0) throw new TrainingError('the model has no trainable weights');
@@ -131,16 +158,36 @@ export class Trainer {
     // Kept out of variableGrads' scope: the caller must read it with readAndDispose.
     let correct: tf.Scalar | undefined;
     const vars = this.variables();
-    const { value, grads } = tf.variableGrads(() => {
-      const probs = this.model.apply(x, { training: true }) as tf.Tensor2D;
-      correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, 1), labels), 'int32')) as tf.Scalar);
-      let loss: tf.Tensor = crossEntropy(probs, batch.y);
-      // Regularisation penalties (L2 on kernels) of the layers, as Keras adds them.
-      for (const penalty of regularizationLosses(this.model)) loss = tf.add(loss, penalty);
-      return loss as tf.Scalar;
-    }, vars);
+    this.seedDropouts();
+    let value: tf.Scalar;
+    let grads: tf.NamedTensorMap;
+    try {
+      ({ value, grads } = tf.variableGrads(() => {
+        const probs = this.model.apply(x, { training: true }) as tf.Tensor2D;
+        correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, 1), labels), 'int32')) as tf.Scalar);
+        let loss: tf.Tensor = crossEntropy(probs, batch.y);
+        // Regularisation penalties (L2 on kernels) of the layers, as Keras adds them.
+        for (const penalty of regularizationLosses(this.model)) loss = tf.add(loss, penalty);
+        return loss as tf.Scalar;
+      }, vars));
+    } finally {
+      // Unseeded again, so that a saved model's config does not carry a step's seed.
+      for (const layer of this.dropouts) layer.seed = undefined;
+    }
     // variableGrads returns a map keyed by variable name; keep the trainable-weights order.
     return { loss: value, correct: correct!, grads: vars.map((v) => grads[v.name]!) };
+  }
+
+  /**
+   * Gives every dropout layer this pass's seed. A fixed seed would draw the same mask on every
+   * pass (tfjs seeds each draw afresh), so the seed moves with the pass number.
+   */
+  private seedDropouts(): void {
+    if (this.dropoutSeed === undefined) return;
+    const pass = this.passes++;
+    this.dropouts.forEach((layer, i) => {
+      layer.seed = (this.dropoutSeed! * 1_000_003 + pass * 101 + i) % 2_147_483_647;
+    });
   }
 }
 

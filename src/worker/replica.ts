@@ -25,7 +25,7 @@ export class ModelReplica implements ComputeReplica {
 
   private constructor(spec: ReplicaSpec, built: tf.LayersModel) {
     // The optimizer is never used here (the coordinator holds the only one).
-    this.trainer = new Trainer(built, { optimizer: { name: 'sgd', learningRate: 0.01, momentum: 0, nesterov: false } });
+    this.trainer = new Trainer(built, { optimizer: { name: 'sgd', learningRate: 0.01, momentum: 0, nesterov: false }, dropoutSeed: spec.model.seed });
     this.manifest = weightManifest(built);
     const expected = spec.weights.map((w) => `${w.name}:${w.shape.join('x')}:${w.trainable}`).join(',');
     const mine = this.manifest.map((w) => `${w.name}:${w.shape.join('x')}:${w.trainable}`).join(',');
