@@ -5,20 +5,12 @@ import { initBackend } from '../src/model/backend.ts';
 import { FASHION_MNIST_DIR } from '../src/data/idx.ts';
 import { loadModel } from '../src/model/export.ts';
 import { parseEventObject } from '../src/telemetry/events.ts';
-import { EventSink, sinkLogger, tempDir, testJob } from './helpers/cluster.ts';
+import { alive, EventSink, sinkLogger, tempDir, testJob } from './helpers/cluster.ts';
 
 test.before(async () => {
   await initBackend('wasm');
 });
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 const smallData = { kind: 'idx' as const, dir: FASHION_MNIST_DIR, limitTrain: 64 * 12 + 128, validationSize: 128, limitTest: 128 };
 

@@ -12,7 +12,7 @@ import { parseEventObject } from '../src/telemetry/events.ts';
 import { openJobDataset } from '../src/train/run-job.ts';
 import { Trainer } from '../src/train/trainer.ts';
 import { runWorker } from '../src/worker/run-worker.ts';
-import { EventSink, relativeError, sinkLogger, startCoordinator, tempDir, testJob } from './helpers/cluster.ts';
+import { alive, EventSink, relativeError, sinkLogger, startCoordinator, tempDir, testJob } from './helpers/cluster.ts';
 
 test.before(async () => {
   await initBackend('wasm');
@@ -25,14 +25,6 @@ async function shapes(dir: string, perClass: number): Promise<string> {
   return generateShapes(path.join(dir, 'shapes'), { perClass, size: SIZE });
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function layerValues(model: tf.LayersModel, name: string): Float32Array[] {
   return model.getLayer(name).getWeights().map((w) => w.dataSync() as Float32Array);

@@ -6,7 +6,6 @@ import { InMemorySplit } from '../data/idx.ts';
 import type { Dataset } from '../data/types.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import { initBackend } from '../model/backend.ts';
-import { countParams } from '../model/build.ts';
 import { buildReplicaModel } from '../model/replica-model.ts';
 import { unfreezeFrom } from '../model/transfer.ts';
 import { saveModel } from '../model/export.ts';
@@ -15,7 +14,7 @@ import { readWeights, weightManifest, writeWeights } from '../model/weights.ts';
 import type { LayerSpecInput } from '../model/layer-spec.ts';
 import { logEvent } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import { openJobDataset, samplePreparation } from '../train/run-job.ts';
+import { jobStartFields, openJobDataset, samplePreparation } from '../train/run-job.ts';
 import { Trainer } from '../train/trainer.ts';
 import { REJOIN_REASON_PREFIX, type ReplicaModelSpec, type ReplicaSpec } from '../wire/replica-spec.ts';
 import { checkpointPath, loadCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.ts';
@@ -161,17 +160,7 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
         logEvent(log, 'job_start', {
           job: jobId,
           mode: 'distributed',
-          backend: backend.description,
-          model: label,
-          params: countParams(model),
-          dataset: dataset.name,
-          classNames: dataset.classNames,
-          trainSize: dataset.train.length,
-          valSize: dataset.validation?.length ?? 0,
-          epochs: jobEpochs,
-          batchSize: job.train.batchSize,
-          optimizer: job.train.optimizer.name,
-          stepsPerEpoch: Math.ceil(dataset.train.length / job.train.batchSize),
+          ...jobStartFields(job, { backend: backend.description, model, label, dataset, epochs: jobEpochs }),
           ...(resume ? { resumedFrom: { epoch: resume.state.epoch, step: resume.state.step } } : {}),
         }, `job ${jobId}: ${label} on ${dataset.name} with workers, coordinator on ${backend.description}${resume ? ` (resumed at step ${resume.state.step})` : ''}`);
       }

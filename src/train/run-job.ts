@@ -50,6 +50,24 @@ export async function openJobDataset(spec: DataSpec, log: Logger): Promise<Datas
   }
 }
 
+/** The fields of a job_start event that single-process and distributed runs share. */
+export function jobStartFields(job: Job, run: { backend: string; model: tf.LayersModel; label: string; dataset: Dataset; epochs: number }) {
+  const { dataset } = run;
+  return {
+    backend: run.backend,
+    model: run.label,
+    params: countParams(run.model),
+    dataset: dataset.name,
+    classNames: dataset.classNames,
+    trainSize: dataset.train.length,
+    valSize: dataset.validation?.length ?? 0,
+    epochs: run.epochs,
+    batchSize: job.train.batchSize,
+    optimizer: job.train.optimizer.name,
+    stepsPerEpoch: Math.ceil(dataset.train.length / job.train.batchSize),
+  };
+}
+
 /** How the job's samples became model input (scaling, resizing), recorded with the exported model. */
 export function samplePreparation(spec: DataSpec): { preprocess: PreprocessSpec; resize: ResizeModeSpec } {
   return {
@@ -109,17 +127,7 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
       {
         job: job.name,
         mode: 'single',
-        backend: backend.description,
-        model: label,
-        params: countParams(model),
-        dataset: dataset.name,
-        classNames: dataset.classNames,
-        trainSize: dataset.train.length,
-        valSize: dataset.validation?.length ?? 0,
-        epochs: totalEpochs,
-        batchSize: job.train.batchSize,
-        optimizer: job.train.optimizer.name,
-        stepsPerEpoch: Math.ceil(dataset.train.length / job.train.batchSize),
+        ...jobStartFields(job, { backend: backend.description, model, label, dataset, epochs: totalEpochs }),
       },
       `job ${job.name}: ${label} on ${dataset.name} (${dataset.train.length} training samples) with ${backend.description}`,
     );

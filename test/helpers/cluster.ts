@@ -200,6 +200,16 @@ export function spawnWorker(t: ExecutionContext, port: number, options: { name: 
   return spawnDrover(t, ['worker', ...args, ...(options.args ?? [])]);
 }
 
+/** Whether a process with this pid is still running. */
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Relative error of two vectors: ||a - b|| / ||b|| (b non-zero). */
 export function relativeError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let diff = 0;
