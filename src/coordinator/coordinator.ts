@@ -351,9 +351,9 @@ export class Coordinator implements SessionHost {
   }
 
   /** Tells every worker the job is over and ends their sessions. */
-  async dismissWorkers(reason: string, completed: boolean): Promise<void> {
+  async dismissWorkers(reason: string, completed: boolean, rejoin = false): Promise<void> {
     const links = [...this.links.values()];
-    for (const link of links) link.send([{ envelope: envelope(this.jobId), stop: { reason, jobCompleted: completed } }]);
+    for (const link of links) link.send([{ envelope: envelope(this.jobId), stop: { reason, jobCompleted: completed, rejoin } }]);
     await Promise.race([Promise.all(links.map((l) => l.flushed())), delay(2000)]);
     for (const link of links) link.close();
     this.links.clear();

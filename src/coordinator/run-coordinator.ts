@@ -16,7 +16,7 @@ import { logEvent } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { jobStartFields, openJobDataset, samplePreparation } from '../train/run-job.ts';
 import { Trainer } from '../train/trainer.ts';
-import { REJOIN_REASON_PREFIX, type ReplicaModelSpec, type ReplicaSpec } from '../wire/replica-spec.ts';
+import type { ReplicaModelSpec, ReplicaSpec } from '../wire/replica-spec.ts';
 import { checkpointPath, loadCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { defaultClusterSpec, type ClusterSpec } from './cluster-spec.ts';
 import { Coordinator, type CoordinatorResult } from './coordinator.ts';
@@ -146,7 +146,7 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
       });
       host.serve(coordinator);
       // The last phase's workers rejoin at once, and get this phase's replica spec.
-      await previous?.dismissWorkers(`${REJOIN_REASON_PREFIX}the fine-tuning phase starts`, false);
+      await previous?.dismissWorkers('the fine-tuning phase starts', false, true);
       if (!server) {
         if (options.signal?.aborted) failOnAbort();
         options.signal?.addEventListener('abort', failOnAbort, { once: true });

@@ -55,17 +55,6 @@ export const replicaSpecSchema = z.strictObject({
 export type ReplicaSpec = z.infer<typeof replicaSpecSchema>;
 export type ReplicaModelSpec = ReplicaSpec['model'];
 
-/**
- * The reason of a Stop that ends a training phase rather than the job: the worker joins again
- * and gets the next phase's spec (transfer fine-tuning trains a different set of weights).
- * A marker in the reason keeps the wire contract as it is; workers that predate it just leave.
- */
-export const REJOIN_REASON_PREFIX = 'rejoin: ';
-
-export function isRejoinReason(reason: string): boolean {
-  return reason.startsWith(REJOIN_REASON_PREFIX);
-}
-
 /** Parses the JSON of a JoinReply; throws a ProtocolError naming the first bad field. */
 export function parseReplicaSpec(json: string): ReplicaSpec {
   let value: unknown;

@@ -3,7 +3,7 @@ import { AuthError, ClusterError, DroverError, ProtocolError, ProtocolMismatchEr
 import type { BackendChoice } from '../model/backend.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { ClientTlsFiles } from '../wire/credentials.ts';
-import { isRejoinReason, parseReplicaSpec, type ReplicaSpec } from '../wire/replica-spec.ts';
+import { parseReplicaSpec, type ReplicaSpec } from '../wire/replica-spec.ts';
 import { CoordinatorConnection } from './client.ts';
 import type { ComputeReplica } from './compute-replica.ts';
 import { SimulatedReplica } from './simulated-replica.ts';
@@ -104,7 +104,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       tasks += session.tasksDone;
       if (end.kind === 'stopped') {
         if (signal?.aborted) return { status: 'stopped', sessions, tasks };
-        if (isRejoinReason(end.reason)) {
+        if (end.rejoin) {
           // The coordinator starts the job's next phase on the same port: join it at once.
           log.info({ worker: reply.workerId, reason: end.reason }, `coordinator ended this phase: ${end.reason}`);
           fruitless = 0;

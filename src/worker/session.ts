@@ -17,7 +17,7 @@ import type { ShardDecoder } from './shard-decoder.ts';
 /** How a session ended. */
 export type SessionEnd =
   /** The coordinator sent Stop (job over, or this worker dismissed). */
-  | { kind: 'stopped'; reason: string; jobCompleted: boolean }
+  | { kind: 'stopped'; reason: string; jobCompleted: boolean; rejoin: boolean }
   /** The stream broke or was ended with an error status (eviction, coordinator gone). */
   | { kind: 'broken'; error: DroverError };
 
@@ -86,7 +86,7 @@ export class WorkerSession {
 
   /** Ends the session from this side (Ctrl-C, leave). */
   close(): void {
-    this.end({ kind: 'stopped', reason: 'closed by the worker', jobCompleted: false });
+    this.end({ kind: 'stopped', reason: 'closed by the worker', jobCompleted: false, rejoin: false });
   }
 
   private end(end: SessionEnd): void {
@@ -163,7 +163,7 @@ export class WorkerSession {
           return;
         }
         case 'stop':
-          this.end({ kind: 'stopped', reason: message.stop!.reason, jobCompleted: message.stop!.jobCompleted });
+          this.end({ kind: 'stopped', reason: message.stop!.reason, jobCompleted: message.stop!.jobCompleted, rejoin: message.stop!.rejoin === true });
           return;
         default:
           throw new ProtocolError(`coordinator message without a body (${String(message.body)})`);

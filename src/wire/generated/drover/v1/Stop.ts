@@ -7,6 +7,11 @@
 export interface Stop {
   'reason'?: (string);
   'jobCompleted'?: (boolean);
+  /**
+   * The job goes on in a new phase on the same port (transfer fine-tuning trains another set
+   * of weights): the worker joins again at once and gets the new replica spec.
+   */
+  'rejoin'?: (boolean);
 }
 
 /**
@@ -15,4 +20,9 @@ export interface Stop {
 export interface Stop__Output {
   'reason': (string);
   'jobCompleted': (boolean);
+  /**
+   * The job goes on in a new phase on the same port (transfer fine-tuning trains another set
+   * of weights): the worker joins again at once and gets the new replica spec.
+   */
+  'rejoin': (boolean);
 }
