@@ -69,7 +69,9 @@ test.serial('a stalled worker that misses the step deadline is evicted, named, a
 test.serial('a new worker joins at a step boundary and takes a shard of the following steps', async (t) => {
   const dir = await tempDir(t);
   const dataset = await smallFashionMnist(BATCH * 40);
-  const job = testJob(dir, { train: { epochs: 5, batchSize: BATCH, logEvery: 1, optimizer: { name: 'sgd', learningRate: 0.05 } }, cluster: { minWorkers: 1 } });
+  // More epochs than it will run (the test stops it): a short job could end, at ~1 ms a step,
+  // before the late worker's process has started.
+  const job = testJob(dir, { train: { epochs: 1000, batchSize: BATCH, logEvery: 1, optimizer: { name: 'sgd', learningRate: 0.05 } }, cluster: { minWorkers: 1 } });
   const coordinator = await startCoordinator(t, job, { dataset });
   spawnWorker(t, coordinator.port, { name: 'first' });
   const { sink } = coordinator;
