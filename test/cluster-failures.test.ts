@@ -103,7 +103,9 @@ test.serial('drover coordinator --resume continues from the last checkpoint afte
   const first = spawnDrover(t, ['coordinator', '--config', jobFile]);
   const listening = await first.sink.waitFor((l) => typeof l.port === 'number', 'the first coordinator listening');
   const port = listening.port as number;
-  const worker = spawnWorker(t, port, { name: 'steady' });
+  // Steps of at least 100 ms: the kill must land before the checkpoint of step 8 (real steps
+  // take ~1 ms here, less than the test needs to see the event and kill).
+  const worker = spawnWorker(t, port, { name: 'steady', args: ['--simulate-compute-ms', '100'] });
   const checkpoint = await first.sink.waitFor((l) => l.event === 'checkpoint' && l.step === 4, 'the checkpoint at step 4');
   first.kill('SIGKILL');
   await first.exited;
