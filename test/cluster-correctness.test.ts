@@ -9,7 +9,7 @@ import { readWeights } from '../src/model/weights.ts';
 import type { LayerSpecInput } from '../src/model/layer-spec.ts';
 import { Trainer } from '../src/train/trainer.ts';
 import { runWorker } from '../src/worker/run-worker.ts';
-import { EventSink, relativeError, sinkLogger, smallFashionMnist, startCoordinator, tempDir, testJob } from './helpers/cluster.ts';
+import { EventSink, compareUpdates, sinkLogger, smallFashionMnist, startCoordinator, tempDir, testJob } from './helpers/cluster.ts';
 
 test.before(async () => {
   await initBackend('wasm');
@@ -55,13 +55,10 @@ test.serial('2 workers with shards of 32 make the same update as 1 worker with b
   const distributed = readWeights(saved.model);
   t.deepEqual(distributed.manifest.map((w) => w.name), expected.manifest.map((w) => w.name));
   let worst = 0;
-  expected.values.forEach((values, i) => {
-    const w0 = initial.values[i]!;
-    const update = (w: Float32Array): Float32Array => w.map((v, j) => v - w0[j]!);
-    const error = relativeError(update(distributed.values[i]!), update(values));
-    worst = Math.max(worst, error);
-    t.true(error <= 1e-5, `${expected.manifest[i]!.name}: relative error of the update ${error}`);
-  });
+  for (const weight of compareUpdates(initial, distributed, expected)) {
+    worst = Math.max(worst, weight.error);
+    t.true(weight.error <= 1e-5, `${weight.name}: relative error of the update ${weight.error}`);
+  }
   t.log(`largest relative error of a weight's update: ${worst.toExponential(2)}`);
   t.true(Math.abs((step!.loss as number) - single.loss) <= 1e-5 * single.loss, `loss ${step!.loss} vs ${single.loss}`);
   t.is(Math.round((step!.accuracy as number) * 64), single.correct);

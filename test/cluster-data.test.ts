@@ -9,7 +9,7 @@ import { readWeights } from '../src/model/weights.ts';
 import { Trainer } from '../src/train/trainer.ts';
 import { runWorker } from '../src/worker/run-worker.ts';
 import { makeImageFolder } from './helpers/image-fixtures.ts';
-import { EventSink, relativeError, sinkLogger, startCoordinator, tempDir, testJob } from './helpers/cluster.ts';
+import { EventSink, compareUpdates, sinkLogger, startCoordinator, tempDir, testJob } from './helpers/cluster.ts';
 
 test.before(async () => {
   await initBackend('wasm');
@@ -48,11 +48,7 @@ test('image files travel as their encoded bytes and are decoded in the workers\'
   const expected = readWeights(reference.model);
   const saved = await loadModel(path.join(dir, 'model'));
   t.deepEqual(saved.classNames, ['cats', 'dogs']);
-  const got = readWeights(saved.model);
-  expected.values.forEach((values, i) => {
-    const update = (w: Float32Array) => w.map((v, j) => v - w0.values[i]![j]!);
-    t.true(relativeError(update(got.values[i]!), update(values)) <= 1e-5, expected.manifest[i]!.name);
-  });
+  for (const weight of compareUpdates(w0, readWeights(saved.model), expected)) t.true(weight.error <= 1e-5, weight.name);
   saved.model.dispose();
   reference.model.dispose();
 });

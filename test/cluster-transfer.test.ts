@@ -12,7 +12,7 @@ import { parseEventObject } from '../src/telemetry/events.ts';
 import { openJobDataset } from '../src/train/run-job.ts';
 import { Trainer } from '../src/train/trainer.ts';
 import { runWorker } from '../src/worker/run-worker.ts';
-import { alive, EventSink, relativeError, sinkLogger, startCoordinator, tempDir, testJob } from './helpers/cluster.ts';
+import { alive, EventSink, compareUpdates, sinkLogger, startCoordinator, tempDir, testJob } from './helpers/cluster.ts';
 
 test.before(async () => {
   await initBackend('wasm');
@@ -128,19 +128,14 @@ test.serial('frozen-backbone transfer steps: 2 workers with shards of 16 make th
   const distributed = readWeights(saved.model);
   t.deepEqual(distributed.manifest.map((w) => w.shape), expected.manifest.map((w) => w.shape));
   let worst = 0;
-  expected.manifest.forEach((entry, i) => {
-    const w0 = initial.values[i]!;
-    const update = (w: Float32Array): Float32Array => w.map((v, j) => v - w0[j]!);
-    const mine = update(distributed.values[i]!);
-    const theirs = update(expected.values[i]!);
-    if (!entry.trainable) {
-      t.true(mine.every((v) => v === 0), `${entry.name} is frozen and did not move`);
-      return;
+  for (const weight of compareUpdates(initial, distributed, expected)) {
+    if (!weight.trainable) {
+      t.false(weight.moved, `${weight.name} is frozen and did not move`);
+      continue;
     }
-    const error = relativeError(mine, theirs);
-    worst = Math.max(worst, error);
-    t.true(error <= 1e-5, `${entry.name}: relative error of the update ${error}`);
-  });
+    worst = Math.max(worst, weight.error);
+    t.true(weight.error <= 1e-5, `${weight.name}: relative error of the update ${weight.error}`);
+  }
   t.log(`largest relative error of a trainable weight's update: ${worst.toExponential(2)}`);
   // Each step's loss comes from the workers' forward passes on the weights they held: every
   // weight (the backbone from the full broadcast, the head from the partial ones) was the

@@ -10,6 +10,7 @@ import { parseJob, type Job, type JobInput } from '../../src/config/job.ts';
 import { runCoordinator, type CoordinatorRunResult } from '../../src/coordinator/run-coordinator.ts';
 import { FASHION_MNIST_DIR, openIdxDataset } from '../../src/data/idx.ts';
 import type { Dataset } from '../../src/data/types.ts';
+import type { WeightSet } from '../../src/model/weights.ts';
 import type { Logger } from '../../src/telemetry/logger.ts';
 
 export const REPO_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
@@ -208,6 +209,29 @@ export function alive(pid: number): boolean {
   } catch {
     return false;
   }
+}
+
+/** How one weight's update (final minus initial) compares with a reference run's. */
+export interface UpdateComparison {
+  name: string;
+  trainable: boolean;
+  /** relativeError of the update against the reference's update. */
+  error: number;
+  /** Whether the weight changed at all. */
+  moved: boolean;
+}
+
+/**
+ * Compares, weight by weight, the update a run made (`actual` - `initial`) with the update of
+ * a reference run from the same initial weights (`expected` - `initial`).
+ */
+export function compareUpdates(initial: WeightSet, actual: WeightSet, expected: WeightSet): UpdateComparison[] {
+  return expected.manifest.map((entry, i) => {
+    const w0 = initial.values[i]!;
+    const update = (w: Float32Array): Float32Array => w.map((v, j) => v - w0[j]!);
+    const mine = update(actual.values[i]!);
+    return { name: entry.name, trainable: entry.trainable, error: relativeError(mine, update(expected.values[i]!)), moved: mine.some((v) => v !== 0) };
+  });
 }
 
 /** Relative error of two vectors: ||a - b|| / ||b|| (b non-zero). */
