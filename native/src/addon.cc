@@ -173,27 +173,65 @@ dnnl::convolution_forward::primitive_desc ForwardDesc(const ConvShape& c, bool b
   return dnnl::convolution_forward::primitive_desc(desc, attr, Engine());
 }
 
+// Weights (or their gradient) in tfjs's layout on the heap, and in the layout a primitive
+// picked: the same buffer when the two agree, else a scratch copy and the reorder between them.
+struct WeightsLayout {
+  memory::desc user;
+  std::unique_ptr<dnnl::reorder> reorder;  // user -> primitive (inputs), primitive -> user (outputs)
+  memory primitive;
+
+  WeightsLayout() = default;
+  WeightsLayout(const memory::desc& user_desc, const memory::desc& wanted, bool is_output) : user(user_desc) {
+    if (wanted == user) return;
+    primitive = memory(wanted, Engine());
+    reorder = std::make_unique<dnnl::reorder>(is_output ? dnnl::reorder::primitive_desc(Engine(), wanted, Engine(), user)
+                                                        : dnnl::reorder::primitive_desc(Engine(), user, Engine(), wanted));
+  }
+
+  // Weights a primitive reads: the user's data, reordered first when needed.
+  memory Input(dnnl::stream& s, float* data) {
+    memory user_memory(user, Engine(), data);
+    if (!reorder) return user_memory;
+    reorder->execute(s, user_memory, primitive);
+    return primitive;
+  }
+
+  // Where a primitive writes a weight gradient; Finish copies it into the user's data.
+  memory Output(float* data) { return reorder ? primitive : memory(user, Engine(), data); }
+  void Finish(dnnl::stream& s, float* data) {
+    if (!reorder) return;
+    memory user_memory(user, Engine(), data);
+    reorder->execute(s, primitive, user_memory);
+  }
+};
+
+// The primitive descriptor of a convolution backward pass (data or weights), hinted by the
+// forward pass oneDNN requires.
+template <typename Op>
+typename Op::primitive_desc BackwardDesc(const ConvShape& c) {
+  auto hint = ForwardDesc(c, false, primitive_attr());
+  typename Op::desc desc(algorithm::convolution_direct, c.src, c.any_weights, c.dst, c.strides, c.dilations, c.pad_l, c.pad_r);
+  return typename Op::primitive_desc(desc, Engine(), hint);
+}
+
 struct ConvForward {
   dnnl::convolution_forward conv;
-  memory::desc user_weights, src, dst, bias;
-  std::unique_ptr<dnnl::reorder> weights_reorder;
-  memory weights;  // in the layout the primitive wants, when it is not the user's
+  memory::desc src, dst, bias;
+  WeightsLayout weights;
 };
 
 struct ConvBackwardData {
   dnnl::convolution_backward_data conv;
-  memory::desc user_weights, diff_src, diff_dst;
+  memory::desc diff_src, diff_dst;
   bool cropped = false;
   int64_t src_elements = 0;
-  std::unique_ptr<dnnl::reorder> weights_reorder;
-  memory weights;
+  WeightsLayout weights;
 };
 
 struct ConvBackwardWeights {
   dnnl::convolution_backward_weights conv;
-  memory::desc user_weights, src, diff_dst;
-  std::unique_ptr<dnnl::reorder> weights_reorder;  // primitive's layout -> user's
-  memory diff_weights;
+  memory::desc src, diff_dst;
+  WeightsLayout diff_weights;
 };
 
 std::unordered_map<std::string, std::unique_ptr<ConvForward>> conv_forward_cache;
@@ -212,25 +250,15 @@ napi_value Conv2dForward(CallArgs& a) {
     auto pd = ForwardDesc(c, has_bias, ActivationAttr(sizes[18], alpha));
     entry = std::make_unique<ConvForward>();
     entry->conv = dnnl::convolution_forward(pd);
-    entry->user_weights = c.user_weights;
     entry->src = c.src;
     entry->dst = c.dst;
     entry->bias = c.bias;
-    if (pd.weights_desc() != c.user_weights) {
-      entry->weights = memory(pd.weights_desc(), Engine());
-      entry->weights_reorder = std::make_unique<dnnl::reorder>(dnnl::reorder::primitive_desc(Engine(), c.user_weights, Engine(), pd.weights_desc()));
-    }
+    entry->weights = WeightsLayout(c.user_weights, pd.weights_desc(), false);
   }
   auto& s = Stream();
-  memory user_weights(entry->user_weights, Engine(), Floats(a.env, a.argv[1]));
-  memory weights = user_weights;
-  if (entry->weights_reorder) {
-    entry->weights_reorder->execute(s, user_weights, entry->weights);
-    weights = entry->weights;
-  }
   std::unordered_map<int, memory> args = {
       {DNNL_ARG_SRC, memory(entry->src, Engine(), Floats(a.env, a.argv[0]))},
-      {DNNL_ARG_WEIGHTS, weights},
+      {DNNL_ARG_WEIGHTS, entry->weights.Input(s, Floats(a.env, a.argv[1]))},
       {DNNL_ARG_DST, memory(entry->dst, Engine(), Floats(a.env, a.argv[3]))},
   };
   if (sizes[19] != 0) args[DNNL_ARG_BIAS] = memory(entry->bias, Engine(), Floats(a.env, a.argv[2]));
@@ -245,28 +273,17 @@ napi_value Conv2dBackpropInput(CallArgs& a) {
   auto& entry = conv_backward_data_cache[Key("bwd_data", sizes)];
   if (!entry) {
     const ConvShape c = MakeConvShape(sizes);
-    auto hint = ForwardDesc(c, false, primitive_attr());
-    auto desc = dnnl::convolution_backward_data::desc(algorithm::convolution_direct, c.src, c.any_weights, c.dst, c.strides, c.dilations, c.pad_l, c.pad_r);
-    auto pd = dnnl::convolution_backward_data::primitive_desc(desc, Engine(), hint);
+    auto pd = BackwardDesc<dnnl::convolution_backward_data>(c);
     entry = std::make_unique<ConvBackwardData>();
     entry->conv = dnnl::convolution_backward_data(pd);
-    entry->user_weights = c.user_weights;
     entry->diff_src = c.src;
     entry->diff_dst = c.dst;
     entry->cropped = c.cropped;
     entry->src_elements = c.src_elements;
-    if (pd.weights_desc() != c.user_weights) {
-      entry->weights = memory(pd.weights_desc(), Engine());
-      entry->weights_reorder = std::make_unique<dnnl::reorder>(dnnl::reorder::primitive_desc(Engine(), c.user_weights, Engine(), pd.weights_desc()));
-    }
+    entry->weights = WeightsLayout(c.user_weights, pd.weights_desc(), false);
   }
   auto& s = Stream();
-  memory user_weights(entry->user_weights, Engine(), Floats(a.env, a.argv[1]));
-  memory weights = user_weights;
-  if (entry->weights_reorder) {
-    entry->weights_reorder->execute(s, user_weights, entry->weights);
-    weights = entry->weights;
-  }
+  memory weights = entry->weights.Input(s, Floats(a.env, a.argv[1]));
   float* dx = Floats(a.env, a.argv[2]);
   // Inputs no window reaches get no gradient; the view leaves them out, so clear them here.
   if (entry->cropped) std::memset(dx, 0, sizeof(float) * entry->src_elements);
@@ -285,27 +302,21 @@ napi_value Conv2dBackpropFilter(CallArgs& a) {
   auto& entry = conv_backward_weights_cache[Key("bwd_weights", sizes)];
   if (!entry) {
     const ConvShape c = MakeConvShape(sizes);
-    auto hint = ForwardDesc(c, false, primitive_attr());
-    auto desc = dnnl::convolution_backward_weights::desc(algorithm::convolution_direct, c.src, c.any_weights, c.dst, c.strides, c.dilations, c.pad_l, c.pad_r);
-    auto pd = dnnl::convolution_backward_weights::primitive_desc(desc, Engine(), hint);
+    auto pd = BackwardDesc<dnnl::convolution_backward_weights>(c);
     entry = std::make_unique<ConvBackwardWeights>();
     entry->conv = dnnl::convolution_backward_weights(pd);
-    entry->user_weights = c.user_weights;
     entry->src = c.src;
     entry->diff_dst = c.dst;
-    if (pd.diff_weights_desc() != c.user_weights) {
-      entry->diff_weights = memory(pd.diff_weights_desc(), Engine());
-      entry->weights_reorder = std::make_unique<dnnl::reorder>(dnnl::reorder::primitive_desc(Engine(), pd.diff_weights_desc(), Engine(), c.user_weights));
-    }
+    entry->diff_weights = WeightsLayout(c.user_weights, pd.diff_weights_desc(), true);
   }
   auto& s = Stream();
-  memory user_diff_weights(entry->user_weights, Engine(), Floats(a.env, a.argv[2]));
+  float* dw = Floats(a.env, a.argv[2]);
   entry->conv.execute(s, {
                              {DNNL_ARG_SRC, memory(entry->src, Engine(), Floats(a.env, a.argv[0]))},
                              {DNNL_ARG_DIFF_DST, memory(entry->diff_dst, Engine(), Floats(a.env, a.argv[1]))},
-                             {DNNL_ARG_DIFF_WEIGHTS, entry->weights_reorder ? entry->diff_weights : user_diff_weights},
+                             {DNNL_ARG_DIFF_WEIGHTS, entry->diff_weights.Output(dw)},
                          });
-  if (entry->weights_reorder) entry->weights_reorder->execute(s, entry->diff_weights, user_diff_weights);
+  entry->diff_weights.Finish(s, dw);
   s.wait();
   return nullptr;
 }
