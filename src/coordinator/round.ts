@@ -3,22 +3,6 @@ import { ProtocolError } from '../errors.ts';
 export type TaskKind = 'train' | 'evaluate';
 export type SplitName = 'train' | 'validation' | 'test';
 
-/** Samples given to one worker within a round. */
-export interface Task {
-  id: string;
-  kind: TaskKind;
-  step: number;
-  weightsVersion: number;
-  split: SplitName;
-  epoch: number;
-  augment: boolean;
-  ids: Uint32Array;
-  /** The worker computing it; undefined while it waits for one. */
-  workerId: string | undefined;
-  /** When it was handed to its current worker (ms, performance.now()). */
-  assignedAt: number;
-}
-
 export interface RoundOptions {
   kind: TaskKind;
   /** Global step the round computes (train) or follows (evaluation). */
@@ -29,6 +13,16 @@ export interface RoundOptions {
   augment: boolean;
   /** Samples the round must cover. */
   expected: number;
+}
+
+/** Samples given to one worker within a round (with the round's kind, step, split...). */
+export interface Task extends Omit<RoundOptions, 'expected'> {
+  id: string;
+  ids: Uint32Array;
+  /** The worker computing it; undefined while it waits for one. */
+  workerId: string | undefined;
+  /** When it was handed to its current worker (ms, performance.now()). */
+  assignedAt: number;
 }
 
 /**

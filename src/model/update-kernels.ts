@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
+import { WeightsError } from '../errors.ts';
 
 /**
  * Fused optimizer updates: one kernel call per variable reads the weight, its gradient and its
@@ -85,16 +86,16 @@ export function applyUpdate(attrs: UpdateAttrs, w: Float32Array, g: Float32Array
   }
 }
 
-export function inputsOf(inputs: tf.NamedTensorInfoMap, rule: UpdateRule): tf.TensorInfo[] {
+function inputsOf(inputs: tf.NamedTensorInfoMap, rule: UpdateRule): tf.TensorInfo[] {
   const list = [inputs.w!, inputs.g!, inputs.s1, inputs.s2].slice(0, 2 + slotCount(rule));
-  if (list.some((x) => x === undefined || x.dtype !== 'float32')) throw new Error(`${FUSED_UPDATE}: needs float32 w, g and ${slotCount(rule)} slots for ${rule}`);
+  if (list.some((x) => x === undefined || x.dtype !== 'float32')) throw new WeightsError(`${FUSED_UPDATE}: needs float32 w, g and ${slotCount(rule)} slots for ${rule}`);
   const size = tf.util.sizeFromShape(list[0]!.shape);
-  if (list.some((x) => tf.util.sizeFromShape(x!.shape) !== size)) throw new Error(`${FUSED_UPDATE}: w, g and slots differ in size`);
+  if (list.some((x) => tf.util.sizeFromShape(x!.shape) !== size)) throw new WeightsError(`${FUSED_UPDATE}: w, g and slots differ in size`);
   return list as tf.TensorInfo[];
 }
 
 /** The arrays of one update on the wasm heap: inputs w g s1 s2, outputs w2 t1 t2. */
-export type HeapUpdate = (config: UpdateAttrs, w: Float32Array, g: Float32Array, s1: Float32Array | undefined, s2: Float32Array | undefined, w2: Float32Array, t1: Float32Array | undefined, t2: Float32Array | undefined) => void;
+export type HeapUpdate = typeof applyUpdate;
 
 /** The wasm kernel, computing with `update` (this file's loop; the oneDNN addon swaps in its own). */
 export function wasmUpdateKernel(update: HeapUpdate): tf.KernelFunc {
