@@ -12,8 +12,7 @@ import type { NativeKernelsInfo } from '../src/model/native/index.ts';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { nativeKernelCalls } from '../src/model/native/kernels.ts';
 import { FUSED_UPDATE, fusedUpdate, slotCount, type UpdateAttrs, type UpdateRule } from '../src/model/update-kernels.ts';
-import { INPUTS, TOLERANCE, convCases, gatherDilatedTaps, relativeError, seededTensorValues, spreadFilter, tensor4, valuesOn } from './helpers/kernel-reference.ts';
-import type { Shape4 } from './helpers/kernel-reference.ts';
+import { INPUTS, TOLERANCE, convCases, depthwiseGradInputs, depthwiseGrads, depthwiseGradsReference, relativeError, seededTensorValues, tensor4, valuesOn } from './helpers/kernel-reference.ts';
 
 // Every oneDNN kernel runs on wasm (native) and on tfjs-backend-cpu on the same seeded inputs;
 // rel = max|native - cpu| / max(1e-6, max|cpu|) <= 1e-4. Each test also checks that the native
@@ -100,26 +99,10 @@ test.serial('depthwise convolution and its backprops match cpu over strides, dil
   const kernels = [tf.DepthwiseConv2dNative, tf.DepthwiseConv2dNativeBackpropInput, tf.DepthwiseConv2dNativeBackpropFilter];
   const before = kernels.map(callsOf);
   for (const [index, c] of cases.entries()) {
-    const x = seededTensorValues(c.xShape, 50 + index);
-    const filter = seededTensorValues(c.filterShape, 250 + index);
-    const dy = seededTensorValues(c.info.outShape, 450 + index);
-    const attrs = { strides: c.strides, pad: c.pad, dilations: c.dilations };
-    const spreadShape: Shape4 = [c.info.effectiveFilterHeight, c.info.effectiveFilterWidth, c.filterShape[2], c.filterShape[3]];
-    // tfjs-backend-cpu's depthwise gradient kernels ignore dilations: with d > 1 the reference
-    // is the undilated gradient for the spread filter (equal by construction).
-    const reference = await valuesOn('cpu', () => [
-      tf.depthwiseConv2d(tensor4(x), tensor4(filter), c.strides, c.pad, 'NHWC', c.dilations),
-      tf.engine().runKernel(tf.DepthwiseConv2dNativeBackpropInput, { dy: tensor4(dy), filter: spreadFilter(tensor4(filter), c.dilations) }, { ...attrs, dilations: 1, inputShape: c.xShape }) as tf.Tensor,
-      gatherDilatedTaps(
-        tf.engine().runKernel(tf.DepthwiseConv2dNativeBackpropFilter, { x: tensor4(x), dy: tensor4(dy) }, { ...attrs, dilations: 1, filterShape: spreadShape }) as tf.Tensor4D,
-        c.dilations,
-      ),
-    ]);
-    const actual = await valuesOn('wasm', () => [
-      tf.depthwiseConv2d(tensor4(x), tensor4(filter), c.strides, c.pad, 'NHWC', c.dilations),
-      tf.engine().runKernel(tf.DepthwiseConv2dNativeBackpropInput, { dy: tensor4(dy), filter: tensor4(filter) }, { ...attrs, inputShape: c.xShape }) as tf.Tensor,
-      tf.engine().runKernel(tf.DepthwiseConv2dNativeBackpropFilter, { x: tensor4(x), dy: tensor4(dy) }, { ...attrs, filterShape: c.filterShape }) as tf.Tensor,
-    ]);
+    const inputs = depthwiseGradInputs(c, index);
+    const forward = (): tf.Tensor => tf.depthwiseConv2d(tensor4(inputs.x), tensor4(inputs.filter), c.strides, c.pad, 'NHWC', c.dilations);
+    const reference = await valuesOn('cpu', () => [forward(), ...depthwiseGradsReference(c, inputs)]);
+    const actual = await valuesOn('wasm', () => [forward(), ...depthwiseGrads(c, inputs)]);
     for (const [i, name] of ['depthwise', 'input grad', 'filter grad'].entries()) {
       const rel = relativeError(actual[i]!, reference[i]!);
       t.true(rel <= TOLERANCE, `${name}, ${c.label}: rel ${rel}`);

@@ -10,7 +10,7 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { EXPLICIT, TOLERANCE, convCases, gatherDilatedTaps, relativeError, seededTensorValues, spreadFilter, tensor4, threadedKernelRuns, valuesOn } from './helpers/kernel-reference.ts';
+import { EXPLICIT, TOLERANCE, convCases, depthwiseGradInputs, depthwiseGrads, depthwiseGradsReference, gatherDilatedTaps, relativeError, seededTensorValues, tensor4, threadedKernelRuns, valuesOn } from './helpers/kernel-reference.ts';
 import type { Shape4 } from './helpers/kernel-reference.ts';
 
 // Each kernel runs on wasm and on tfjs-backend-cpu (reference implementations) on the same seeded
@@ -114,28 +114,9 @@ test.serial('depthwise backprop kernels on wasm match cpu over strides, dilation
   t.true(cases.length >= 40);
   t.true(cases.some((c) => c.dilations > 1 && c.filterShape[3] > 1));
   for (const [index, c] of cases.entries()) {
-    const x = seededTensorValues(c.xShape, 50 + index);
-    const filter = seededTensorValues(c.filterShape, 250 + index);
-    const dy = seededTensorValues(c.info.outShape, 450 + index);
-    const attrs = { strides: c.strides, pad: c.pad, dilations: c.dilations };
-    const spreadShape: Shape4 = [c.info.effectiveFilterHeight, c.info.effectiveFilterWidth, c.filterShape[2], c.filterShape[3]];
-    // tfjs-backend-cpu's depthwise gradient kernels ignore dilations: with d > 1 the reference
-    // is the undilated gradient for the spread filter (equal by construction).
-    const [refInput, refFilter] = await valuesOn('cpu', () => [
-      tf.engine().runKernel(
-        tf.DepthwiseConv2dNativeBackpropInput,
-        { dy: tensor4(dy), filter: spreadFilter(tensor4(filter), c.dilations) },
-        { ...attrs, dilations: 1, inputShape: c.xShape },
-      ) as tf.Tensor,
-      gatherDilatedTaps(
-        tf.engine().runKernel(tf.DepthwiseConv2dNativeBackpropFilter, { x: tensor4(x), dy: tensor4(dy) }, { ...attrs, dilations: 1, filterShape: spreadShape }) as tf.Tensor4D,
-        c.dilations,
-      ),
-    ]);
-    const [input, filterGrad] = await valuesOn('wasm', () => [
-      tf.engine().runKernel(tf.DepthwiseConv2dNativeBackpropInput, { dy: tensor4(dy), filter: tensor4(filter) }, { ...attrs, inputShape: c.xShape }) as tf.Tensor,
-      tf.engine().runKernel(tf.DepthwiseConv2dNativeBackpropFilter, { x: tensor4(x), dy: tensor4(dy) }, { ...attrs, filterShape: c.filterShape }) as tf.Tensor,
-    ]);
+    const inputs = depthwiseGradInputs(c, index);
+    const [refInput, refFilter] = await valuesOn('cpu', () => depthwiseGradsReference(c, inputs));
+    const [input, filterGrad] = await valuesOn('wasm', () => depthwiseGrads(c, inputs));
     t.true(relativeError(input!, refInput!) <= TOLERANCE, `input grad, ${c.label}: rel ${relativeError(input!, refInput!)}`);
     t.true(relativeError(filterGrad!, refFilter!) <= TOLERANCE, `filter grad, ${c.label}: rel ${relativeError(filterGrad!, refFilter!)}`);
   }

@@ -171,3 +171,41 @@ export function convCases(depthwise: boolean, { dilated }: { dilated: boolean })
 export function tensor4(spec: { shape: number[]; values: Float32Array }): tf.Tensor4D {
   return tf.tensor4d(spec.values, spec.shape as Shape4);
 }
+
+/** Seeded inputs of a depthwise case's backprops (the seeds both kernel test files use). */
+export interface DepthwiseGradInputs {
+  x: { shape: number[]; values: Float32Array };
+  filter: { shape: number[]; values: Float32Array };
+  dy: { shape: number[]; values: Float32Array };
+}
+
+export function depthwiseGradInputs(c: ConvCase, index: number): DepthwiseGradInputs {
+  return {
+    x: seededTensorValues(c.xShape, 50 + index),
+    filter: seededTensorValues(c.filterShape, 250 + index),
+    dy: seededTensorValues(c.info.outShape, 450 + index),
+  };
+}
+
+/** Input and filter gradients of a depthwise case, by the kernels of the active backend. */
+export function depthwiseGrads(c: ConvCase, { x, filter, dy }: DepthwiseGradInputs): tf.Tensor[] {
+  const attrs = { strides: c.strides, pad: c.pad, dilations: c.dilations };
+  return [
+    tf.engine().runKernel(tf.DepthwiseConv2dNativeBackpropInput, { dy: tensor4(dy), filter: tensor4(filter) }, { ...attrs, inputShape: c.xShape }) as tf.Tensor,
+    tf.engine().runKernel(tf.DepthwiseConv2dNativeBackpropFilter, { x: tensor4(x), dy: tensor4(dy) }, { ...attrs, filterShape: c.filterShape }) as tf.Tensor,
+  ];
+}
+
+/**
+ * The same gradients as the reference computes them: tfjs-backend-cpu's depthwise gradient
+ * kernels ignore dilations, so with d > 1 it is the undilated gradient for the spread filter
+ * (equal by construction).
+ */
+export function depthwiseGradsReference(c: ConvCase, { x, filter, dy }: DepthwiseGradInputs): tf.Tensor[] {
+  const attrs = { strides: c.strides, pad: c.pad, dilations: 1 };
+  const spreadShape: Shape4 = [c.info.effectiveFilterHeight, c.info.effectiveFilterWidth, c.filterShape[2], c.filterShape[3]];
+  return [
+    tf.engine().runKernel(tf.DepthwiseConv2dNativeBackpropInput, { dy: tensor4(dy), filter: spreadFilter(tensor4(filter), c.dilations) }, { ...attrs, inputShape: c.xShape }) as tf.Tensor,
+    gatherDilatedTaps(tf.engine().runKernel(tf.DepthwiseConv2dNativeBackpropFilter, { x: tensor4(x), dy: tensor4(dy) }, { ...attrs, filterShape: spreadShape }) as tf.Tensor4D, c.dilations),
+  ];
+}
