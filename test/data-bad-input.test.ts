@@ -6,7 +6,7 @@ import { DatasetError } from '../src/errors.ts';
 import { createSampleDecoder, openDataset } from '../src/data/open.ts';
 import { DecodePool } from '../src/data/pool.ts';
 import type { SampleSplit } from '../src/data/sample-split.ts';
-import { logSink, makeImageFolder, pngBomb, tempDir, writeBytes, writeSolid } from './helpers/image-fixtures.ts';
+import { at, logSink, makeImageFolder, pngBomb, tempDir, writeBytes, writeSolid } from './helpers/image-fixtures.ts';
 
 let pool: DecodePool;
 test.before(() => {
@@ -192,7 +192,7 @@ test('a manifest pointing at missing files skips them with the OS error code', a
   const file = path.join(root, 'm.csv');
   await writeFile(file, 'path,label\nok.png,a\nmissing.png,b\n');
   const sink = logSink();
-  const ds = await openDataset({ kind: 'manifest', path: file, imageSize: [8, 8] }, { pool, logger: sink.logger });
+  const ds = await openDataset({ kind: 'manifest', path: file, imageSize: [8, 8], minClassSamples: 1 }, { pool, logger: sink.logger });
   t.teardown(() => ds.close());
   const batch = await ds.train.loadBatch([0, 1]);
   t.is(batch.n, 1);
@@ -201,4 +201,79 @@ test('a manifest pointing at missing files skips them with the OS error code', a
   t.is(line.reason, 'unreadable');
   t.is(line.errno, 'ENOENT');
   t.is(line.path, path.join(root, 'missing.png'));
+});
+
+test('manifest rows outside the manifest folder (.., absolute paths, symlinks pointing out) are outside_root skips, never read', async (t) => {
+  const base = await tempDir(t);
+  const root = path.join(base, 'dataset');
+  const outside = path.join(base, 'private');
+  // Valid images outside the root: read, they would train (and travel to workers).
+  await writeSolid(path.join(outside, 'secret.png'), [200, 0, 0], 8);
+  await writeSolid(path.join(root, 'img', 'a1.png'), [10, 10, 10], 8);
+  await writeSolid(path.join(root, 'img', 'a2.png'), [20, 20, 20], 8);
+  await writeSolid(path.join(root, 'img', 'b1.png'), [30, 30, 30], 8);
+  await symlink(path.join(outside, 'secret.png'), path.join(root, 'img', 'link.png'));
+  await symlink(outside, path.join(root, 'linked-dir'));
+  // A link that stays inside the root is fine.
+  await symlink(path.join(root, 'img', 'b1.png'), path.join(root, 'img', 'b2.png'));
+  const file = path.join(root, 'm.csv');
+  await writeFile(file, [
+    'path,label',
+    'img/a1.png,a', // 2
+    'img/../img/a2.png,a', // 3
+    'img/b1.png,b', // 4
+    'img/b2.png,b', // 5
+    '../private/secret.png,a', // 6
+    `${path.join(outside, 'secret.png')},b`, // 7
+    '/etc/passwd,a', // 8
+    '../../../../../../../../etc/shadow,b', // 9
+    'img/link.png,a', // 10
+    'linked-dir/secret.png,b', // 11
+  ].join('\n') + '\n');
+  const sink = logSink();
+  const ds = await openDataset({ kind: 'manifest', path: file, imageSize: [8, 8], preprocess: 'none' }, { pool, logger: sink.logger });
+  t.teardown(() => ds.close());
+  t.is(ds.train.length, 4);
+  const batch = await ds.train.loadBatch(all(4));
+  t.is(batch.n, 4);
+  t.false([0, 1, 2, 3].some((i) => at(batch.x, batch.shape, i, 1, 1, 0) === 200), 'an outside image was read');
+  const skips = sink.lines().filter((l) => l.event === 'data_skip');
+  t.deepEqual(skips.map((l) => l.path), [6, 7, 8, 9, 10, 11].map((line) => `${file}:${line}`));
+  t.true(skips.every((l) => l.reason === 'outside_root' && l.code === 'DROVER_ERR_SAMPLE'));
+  t.regex(String(skips.find((l) => l.path === `${file}:10`)!.detail), /link to .*private/);
+  t.is(ds.skipCounts().byReason.outside_root, 6);
+});
+
+test('a declared data.root confines manifest rows to it instead of the manifest folder', async (t) => {
+  const base = await tempDir(t);
+  const images = path.join(base, 'images');
+  await writeSolid(path.join(images, 'x1.png'), [1, 1, 1], 8);
+  await writeSolid(path.join(images, 'x2.png'), [2, 2, 2], 8);
+  await writeSolid(path.join(base, 'lists', 'beside.png'), [3, 3, 3], 8);
+  const file = path.join(base, 'lists', 'm.jsonl');
+  await writeFile(file, ['x1.png', 'x2.png', '../lists/beside.png'].map((p) => JSON.stringify({ path: p, label: 'x' })).join('\n') + '\n');
+  const sink = logSink();
+  const ds = await openDataset({ kind: 'manifest', path: file, root: images, imageSize: [8, 8] }, { pool, logger: sink.logger });
+  t.teardown(() => ds.close());
+  t.is(ds.train.length, 2);
+  t.deepEqual(sink.lines().filter((l) => l.event === 'data_skip').map((l) => [l.path, l.reason]), [[`${file}:3`, 'outside_root']]);
+});
+
+test('without classNames, a class with fewer than data.minClassSamples samples is an error naming it and its rows', async (t) => {
+  const root = await tempDir(t);
+  for (const name of ['c1', 'c2', 'c3', 'd1', 'd2']) await writeSolid(path.join(root, `${name}.png`), [5, 5, 5], 8);
+  const file = path.join(root, 'labels.csv');
+  await writeFile(file, 'path,label\nc1.png,cat\nc2.png,cat\nd1.png,dog\nc3.png,catt\nd2.png,dog\n');
+  const error = await t.throwsAsync(openDataset({ kind: 'manifest', path: file, imageSize: [8, 8] }, { pool }), { instanceOf: DatasetError });
+  t.regex(error!.message, /"catt" has 1 sample \(.*labels\.csv:5\)/);
+  t.regex(error!.message, /minClassSamples = 2/);
+  t.notRegex(error!.message, /"cat"|"dog"/);
+  // Declared on purpose: the threshold can be lowered.
+  const ds = await openDataset({ kind: 'manifest', path: file, imageSize: [8, 8], minClassSamples: 1 }, { pool });
+  t.teardown(() => ds.close());
+  t.deepEqual(ds.classNames, ['cat', 'catt', 'dog']);
+  // With a class list the typo is an unknown_label skip, not a class.
+  const listed = await openDataset({ kind: 'manifest', path: file, imageSize: [8, 8], classNames: ['cat', 'dog'] }, { pool });
+  t.teardown(() => listed.close());
+  t.is(listed.train.length, 4);
 });

@@ -1,9 +1,12 @@
 /**
  * CSV / JSONL manifests: one sample per row, a path (relative to the manifest's folder or
  * `root`) and a label (a class name, or an index into `classNames`). A bad row is a counted,
- * logged skip naming its line; a manifest with no usable row is an error.
+ * logged skip naming its line; a manifest with no usable row is an error. A row whose path
+ * resolves outside the root (`../../etc/passwd`, `/etc/shadow`, a symlink pointing out) is an
+ * `outside_root` skip and is never opened: a manifest may come from someone else, and with
+ * workers the coordinator would send the file's bytes over the network.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import { DatasetError } from '../errors.ts';
 import type { SkipLog } from './skips.ts';
@@ -18,6 +21,8 @@ export interface ParsedManifest {
   classNames: string[];
   paths: string[];
   labels: Int32Array;
+  /** The manifest line of each sample (for messages that name rows). */
+  lines: Int32Array;
 }
 
 export interface ManifestOptions {
@@ -153,9 +158,13 @@ export async function readManifest(file: string, options: ManifestOptions): Prom
     classNames = numeric ? distinct.sort((a, b) => Number(a) - Number(b)) : distinct.sort();
   }
   const index = new Map(classNames.map((name, i) => [name, i]));
+  const inside = await confineToRoot(rows, root, file, options);
   const paths: string[] = [];
   const labels: number[] = [];
-  for (const row of rows) {
+  const lines: number[] = [];
+  for (const [i, row] of rows.entries()) {
+    const resolved = inside[i];
+    if (resolved === undefined) continue;
     let label = index.get(String(row.label));
     if (label === undefined && options.classNames && /^\d+$/.test(String(row.label))) {
       const k = Number(row.label);
@@ -168,9 +177,55 @@ export async function readManifest(file: string, options: ManifestOptions): Prom
       });
       continue;
     }
-    paths.push(path.resolve(root, row.path));
+    paths.push(resolved);
     labels.push(label);
+    lines.push(row.line);
   }
   if (paths.length === 0) throw new DatasetError(`manifest ${file} has no usable rows`);
-  return { classNames, paths, labels: Int32Array.from(labels) };
+  return { classNames, paths, labels: Int32Array.from(labels), lines: Int32Array.from(lines) };
+}
+
+/** Real paths looked up at once (a manifest may have a million rows). */
+const REALPATH_CONCURRENCY = 64;
+
+/**
+ * Each row's absolute path when it lies under the root, else undefined (and an `outside_root`
+ * skip). Checked twice: the path as written (`..`, absolute paths), then its real path, so a
+ * symlink inside the root that points out of it does not count as inside. A file that does
+ * not exist cannot be read anyway: it is left to the decoder, which skips it as unreadable.
+ */
+async function confineToRoot(rows: readonly ManifestRow[], root: string, file: string, options: ManifestOptions): Promise<(string | undefined)[]> {
+  const rootAbs = path.resolve(root);
+  let rootReal: string;
+  try {
+    rootReal = await realpath(rootAbs);
+  } catch (cause) {
+    throw new DatasetError(`manifest ${file}: its root folder ${rootAbs} cannot be read (${(cause as Error).message}); set data.root to the folder that holds the images`, { cause });
+  }
+  const outside = (row: ManifestRow, detail: string): undefined => {
+    options.skips.record({ source: options.source, path: `${file}:${row.line}`, reason: 'outside_root', detail: `"${row.path}" ${detail}; only files under ${rootAbs} are read (data.root sets the folder)` });
+    return undefined;
+  };
+  const result: (string | undefined)[] = new Array(rows.length);
+  for (let start = 0; start < rows.length; start += REALPATH_CONCURRENCY) {
+    const chunk = rows.slice(start, start + REALPATH_CONCURRENCY);
+    const checked = await Promise.all(chunk.map(async (row) => {
+      const resolved = path.resolve(rootAbs, row.path);
+      if (!isInside(rootAbs, resolved)) return outside(row, 'is outside the root folder');
+      let real: string;
+      try {
+        real = await realpath(resolved);
+      } catch {
+        return resolved;
+      }
+      return isInside(rootReal, real) ? resolved : outside(row, `is a link to ${real}, outside the root folder`);
+    }));
+    checked.forEach((value, k) => (result[start + k] = value));
+  }
+  return result;
+}
+
+function isInside(root: string, candidate: string): boolean {
+  const relative = path.relative(root, candidate);
+  return relative !== '' && !relative.startsWith(`..${path.sep}`) && relative !== '..' && !path.isAbsolute(relative);
 }

@@ -9,6 +9,7 @@ import { silentLogger, type Logger } from '../telemetry/logger.ts';
 import type { GeometryConfig } from './augment.ts';
 import { BatchLoader } from './batch-loader.ts';
 import { readCifar, type CifarPart } from './cifar.ts';
+import { assertClassSizes } from './class-counts.ts';
 import { scanImageFolder } from './folder.ts';
 import { stratifiedHoldout } from './holdout.ts';
 import { openIdxDataset, type InMemorySplit } from './idx.ts';
@@ -112,16 +113,22 @@ interface Sides {
 }
 
 async function openFileSides(ctx: Context, spec: FolderSpec | ManifestSpec): Promise<Sides> {
-  const read = async (file: string, which: string, classNames?: string[]): Promise<{ classNames: string[]; files: FileList }> => {
+  type Read = { classNames: string[]; files: FileList; describe: (i: number) => string };
+  const read = async (file: string, which: string, classNames?: string[]): Promise<Read> => {
     const source = `${ctx.name}/${which}`;
     if (spec.kind === 'folder') {
       const scanned = await scanImageFolder(file, { skips: ctx.skips, source, classNames });
-      return { classNames: scanned.classNames, files: new FileList(scanned.paths, scanned.labels) };
+      return { classNames: scanned.classNames, files: new FileList(scanned.paths, scanned.labels), describe: (i) => scanned.paths[i]! };
     }
     const parsed = await readManifest(file, { format: spec.format, root: spec.root, classNames: classNames ?? spec.classNames, skips: ctx.skips, source });
-    return { classNames: parsed.classNames, files: new FileList(parsed.paths, parsed.labels) };
+    return { classNames: parsed.classNames, files: new FileList(parsed.paths, parsed.labels), describe: (i) => `${file}:${parsed.lines[i]}` };
   };
   const main = await read(spec.path, 'train');
+  // Manifest labels are typed by hand: without a class list a typo becomes a class of its own
+  // (with one it is an unknown_label skip). A folder's classes are sub-folders made on purpose.
+  if (spec.kind === 'manifest' && spec.classNames === undefined) {
+    assertClassSizes({ classNames: main.classNames, labels: main.files.labels, min: spec.minClassSamples, where: `manifest ${spec.path}`, describe: main.describe });
+  }
   const sides: Sides = { classNames: main.classNames, train: main.files };
   if (spec.validation && 'fraction' in spec.validation) {
     const holdout = stratifiedHoldout(main.files.labels, spec.validation.fraction, spec.validation.seed ?? spec.seed);

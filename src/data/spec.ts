@@ -101,6 +101,8 @@ export const manifestSpecSchema = z.strictObject({
   classNames: z.array(z.string().min(1)).min(1).optional(),
   validation: z.union([validationByFraction, validationByPath]).optional(),
   test: validationByPath.optional(),
+  /** A class with fewer training samples than this (but at least one) is an error naming its rows: most often a mistyped label. */
+  minClassSamples: positiveInt.default(2),
   ...imageOptions,
 });
 

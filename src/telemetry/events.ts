@@ -43,6 +43,8 @@ export const jobStartEventSchema = z.object({
   params: count,
   dataset: z.string(),
   classNames: z.array(z.string()),
+  /** Training samples per class, indexed like classNames. */
+  classCounts: z.array(count).optional(),
   trainSize: count,
   valSize: count,
   epochs: positiveInt,

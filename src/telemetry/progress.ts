@@ -136,6 +136,7 @@ export class ProgressView {
             `${e.mode} on ${e.backend}` +
             (e.resumedFrom ? `, resumed after epoch ${e.resumedFrom.epoch} (step ${e.resumedFrom.step})` : ''),
         );
+        if (e.classCounts) this.print(`Classes (training samples): ${classList(e.classNames, e.classCounts)}`);
         break;
       case 'epoch_start':
         this.startEpoch(e.epoch, e.epochs, e.steps, eventTimeMs(e) ?? this.now());
@@ -344,4 +345,12 @@ export class ProgressStream extends Writable {
     this.view.finish();
     callback();
   }
+}
+
+/** Classes shown by name on the console; the log keeps them all. */
+const CLASSES_SHOWN = 20;
+
+function classList(names: readonly string[], counts: readonly number[]): string {
+  const shown = names.slice(0, CLASSES_SHOWN).map((name, i) => `${name} ${counts[i] ?? 0}`);
+  return shown.join(', ') + (names.length > CLASSES_SHOWN ? `, ... ${names.length - CLASSES_SHOWN} more` : '');
 }

@@ -59,6 +59,7 @@ export function jobStartFields(job: Job, run: { backend: string; model: tf.Layer
     params: countParams(run.model),
     dataset: dataset.name,
     classNames: dataset.classNames,
+    classCounts: trainClassCounts(dataset),
     trainSize: dataset.train.length,
     valSize: dataset.validation?.length ?? 0,
     epochs: run.epochs,
@@ -66,6 +67,13 @@ export function jobStartFields(job: Job, run: { backend: string; model: tf.Layer
     optimizer: job.train.optimizer.name,
     stepsPerEpoch: Math.ceil(dataset.train.length / job.train.batchSize),
   };
+}
+
+/** Training samples per class, logged at job start so a stray class shows at once. */
+function trainClassCounts(dataset: Dataset): number[] {
+  const counts = new Array<number>(dataset.classNames.length).fill(0);
+  for (let i = 0; i < dataset.train.length; i++) counts[dataset.train.label(i)]!++;
+  return counts;
 }
 
 /** How the job's samples became model input (scaling, resizing), recorded with the exported model. */
