@@ -66,6 +66,8 @@ async function startBackend(choice: BackendChoice, log: Logger, options: Backend
     throw new BackendError(`unknown backend "${String(choice)}": expected one of ${BACKEND_CHOICES.join(', ')}`);
   }
   const tried: string[] = [];
+  // Whether a native TensorFlow package is installed at all (its absence is the normal case).
+  let tensorflowInstalled = false;
   if (choice === 'auto' || choice === 'tensorflow') {
     for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
       try {
@@ -79,6 +81,7 @@ async function startBackend(choice: BackendChoice, log: Logger, options: Backend
         return announce(info, log);
       } catch (err) {
         tried.push(`${pkg} unavailable (${firstLine(err)})`);
+        if (!isModuleNotFound(err, pkg)) tensorflowInstalled = true;
       }
     }
     if (choice === 'tensorflow') {
@@ -91,6 +94,7 @@ async function startBackend(choice: BackendChoice, log: Logger, options: Backend
   if (choice === 'cpu') {
     await import('@tensorflow/tfjs-backend-cpu');
     await activate('cpu');
+    log.warn({ backend: 'cpu' }, CPU_BACKEND_WARNING);
     return announce({ name: 'cpu', description: 'cpu (pure JS, slow)', reason: 'requested with --backend cpu' }, log);
   }
   const wasm = await import('@tensorflow/tfjs-backend-wasm');
@@ -108,13 +112,23 @@ async function startBackend(choice: BackendChoice, log: Logger, options: Backend
   // The threaded binary is chosen once per process, at the first activation.
   const threads = wasmThreads > 1 ? await startWasmWithThreads({ threads: wasmThreads }, () => activate('wasm')) : (await activate('wasm'), 1);
   const simd = tf.env().getBool('WASM_HAS_SIMD_SUPPORT');
+  // One calm line on a normal run; what was tried and why is at debug level. Only a missing
+  // or broken addon where it could be built is loud: that run is ~3x slower than it should be.
+  const kernels = native.enabled ? 'wasm + oneDNN kernels' : `wasm without oneDNN kernels (${nativeOffShort(native)})`;
+  const tensorflow =
+    choice === 'wasm' ? 'requested with --backend wasm'
+    : tensorflowInstalled ? 'native TensorFlow is installed but failed to load (details at debug level)'
+    : 'native TensorFlow not installed (optional)';
   const info: BackendInfo = {
     name: 'wasm',
     description: `wasm${native.enabled ? '+onednn' : ''} (${simd ? 'simd' : 'no simd'}, ${threads} thread${threads > 1 ? 's' : ''}${native.enabled ? `, ${native.detail}` : ''})`,
-    reason:
-      (choice === 'wasm' ? 'requested with --backend wasm' : `fell back to wasm: ${tried.join('; ')}`) +
-      (native.enabled ? '' : `; native kernels off: ${native.reason}`),
+    reason: `${kernels}; ${tensorflow}`,
   };
+  log.debug({ tried, native: native.enabled ? native.detail : native.reason }, 'compute backend selection details');
+  if (!native.enabled && native.broken) {
+    log.warn({ code: new BackendError('').code, reason: native.reason }, `oneDNN kernels are missing although a C++ compiler and oneDNN are installed: this run trains on pure wasm, about 3x slower. ${native.reason}`);
+  }
+  if (tensorflowInstalled && choice === 'auto') log.warn({ tried }, `a native TensorFlow package is installed but does not load: ${tried.join('; ')}`);
   return announce(info, log);
 }
 
@@ -130,6 +144,23 @@ function announce(info: BackendInfo, log: Logger): BackendInfo {
   active = info;
   logEvent(log, 'backend', { backend: info.name, description: info.description, reason: info.reason }, `compute backend: ${info.description}`);
   return info;
+}
+
+/** Logged whenever the cpu backend starts: it is far too slow to train with. */
+export const CPU_BACKEND_WARNING =
+  'the cpu backend is pure JavaScript, for checks only: it trains a CNN at about 1 img/s. ' +
+  'Train with --backend wasm (the default under auto; with the oneDNN kernels where built, see README) or --backend tensorflow (tfjs-node, tfjs-node-gpu).';
+
+function nativeOffShort(native: { reason: string; broken: boolean }): string {
+  if (native.broken) return 'missing or broken: see the warning';
+  if (native.reason.includes('DROVER_NATIVE=off')) return 'DROVER_NATIVE=off';
+  return 'optional, not built here';
+}
+
+/** True when `pkg` itself is not installed (as opposed to installed but failing to load). */
+function isModuleNotFound(err: unknown, pkg: string): boolean {
+  const code = (err as { code?: unknown })?.code;
+  return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && firstLine(err).includes(pkg);
 }
 
 function firstLine(err: unknown): string {

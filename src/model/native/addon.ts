@@ -2,6 +2,7 @@ import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nativeToolchainPresent } from './toolchain.ts';
 
 /**
  * The optional oneDNN addon (native/, built at install by native/build.mjs). Every compute entry
@@ -50,7 +51,19 @@ export interface OnednnAddon {
   clearCache(): void;
 }
 
-export type AddonLoad = { addon: OnednnAddon; reason?: undefined } | { addon: undefined; reason: string };
+export type AddonLoad =
+  | { addon: OnednnAddon; reason?: undefined; broken?: undefined }
+  | {
+      addon: undefined;
+      reason: string;
+      /**
+       * True when the kernels should be here and are not: the addon fails to load, or it is
+       * missing where the toolchain to build it is present (an interrupted install). Worth a
+       * loud warning: pure wasm trains ~3x slower. False when they were turned off or cannot
+       * be built here (the documented optional path).
+       */
+      broken: boolean;
+    };
 
 const nativeDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'native');
 /** Where native/build.mjs puts the addon. */
@@ -69,11 +82,15 @@ export function loadOnednnAddon(): AddonLoad {
 }
 
 function tryLoad(): AddonLoad {
-  if (process.env['DROVER_NATIVE'] === 'off') return { addon: undefined, reason: 'disabled by DROVER_NATIVE=off' };
+  if (process.env['DROVER_NATIVE'] === 'off') return { addon: undefined, reason: 'disabled by DROVER_NATIVE=off', broken: false };
   if (!fs.existsSync(ADDON_PATH)) {
     const skippedFile = path.join(nativeDir, 'build', 'skipped.txt');
-    const why = fs.existsSync(skippedFile) ? fs.readFileSync(skippedFile, 'utf8').trim() : 'the install step did not run';
-    return { addon: undefined, reason: `addon not built (${why}); see README, "Native kernels", then run \`node native/build.mjs\`` };
+    const why = fs.existsSync(skippedFile) ? fs.readFileSync(skippedFile, 'utf8').trim() : 'the install step did not run or did not finish';
+    return {
+      addon: undefined,
+      reason: `addon not built (${why}); see README, "Native kernels", then run \`node native/build.mjs\``,
+      broken: nativeToolchainPresent(),
+    };
   }
   // OpenMP's default busy-waiting between parallel regions starves everything else when the
   // cores are shared (measured: a conv 4x slower with 2 threads on a loaded 2-core machine).
@@ -83,6 +100,6 @@ function tryLoad(): AddonLoad {
     return { addon: require(ADDON_PATH) as OnednnAddon };
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
-    return { addon: undefined, reason: `addon failed to load (${message.split('\n')[0]!.slice(0, 200)}); rebuild with \`node native/build.mjs\`` };
+    return { addon: undefined, reason: `addon failed to load (${message.split('\n')[0]!.slice(0, 200)}); rebuild with \`node native/build.mjs\``, broken: true };
   }
 }

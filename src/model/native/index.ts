@@ -17,7 +17,12 @@ export type NativeKernelsInfo =
       detail: string;
       kernels: string[];
     }
-  | { enabled: false; reason: string };
+  | {
+      enabled: false;
+      reason: string;
+      /** The addon should be here and is not (fails to load, or missing where it could be built): warn loudly. */
+      broken: boolean;
+    };
 
 let registered: NativeKernelsInfo | undefined;
 
@@ -33,7 +38,7 @@ export function registerNativeKernels(options: NativeKernelsOptions = {}): Nativ
     throw new BackendError(`options.threads must be a positive integer, got ${String(threads)}`);
   }
   const load = loadOnednnAddon();
-  if (load.addon === undefined) return { enabled: false, reason: load.reason };
+  if (load.addon === undefined) return { enabled: false, reason: load.reason, broken: load.broken };
   const { addon } = load;
   addon.setThreads(threads);
   if (registered?.enabled) return { ...registered, detail: addon.info() };
