@@ -31,6 +31,9 @@ function nonNegativeInt(value: string): number {
 /** Flags shared by the commands that run a job (train, coordinator). */
 interface JobFlags {
   config?: string;
+  name?: string;
+  output?: string;
+  data?: string;
   backend?: string;
   epochs?: number;
   batchSize?: number;
@@ -70,13 +73,28 @@ interface WorkerFlags {
 /** Applies command-line overrides on top of the job file, then validates the result once. */
 async function resolveJob(flags: JobFlags): Promise<Job> {
   const base = flags.config ? await loadJobFile(flags.config) : parseJob({});
+  const { resolveDataArgument } = await import('./data/data-argument.ts');
   const merged = {
     ...base,
+    name: flags.name ?? base.name,
+    output: { ...base.output, dir: flags.output ?? base.output.dir },
+    data: flags.data !== undefined ? await resolveDataArgument(flags.data) : base.data,
     backend: flags.backend ?? base.backend,
     threads: flags.threads ?? base.threads,
     train: { ...base.train, epochs: flags.epochs ?? base.train.epochs, batchSize: flags.batchSize ?? base.train.batchSize },
   };
   return parseJob(merged, flags.config ? `${flags.config} (with command-line overrides)` : 'command line');
+}
+
+/**
+ * The job with output.dir set to this run's own folder (<job folder>/<run id>, `latest` moved
+ * to it), or with --resume to the latest run's: a run never overwrites another's model.
+ */
+async function inRunFolder(job: Job, resume: boolean | undefined): Promise<Job> {
+  const { openRunFolder } = await import('./train/run-folder.ts');
+  const { jobOutputDir } = await import('./coordinator/run-coordinator.ts');
+  const run = await openRunFolder(jobOutputDir(job), { resume });
+  return { ...job, output: { ...job.output, dir: run.dir } };
 }
 
 /**
@@ -110,6 +128,7 @@ async function withRunFeed(job: Job, flags: JobFlags & { resume?: boolean }, run
       dashboard = await startDashboard({ logPath: logFile, port: typeof flags.dashboard === 'number' ? flags.dashboard : DEFAULT_DASHBOARD_PORT });
       feed.logger.info({ url: dashboard.url }, `dashboard: ${dashboard.url}`);
     }
+    feed.logger.info({ outputDir: job.output.dir }, `run folder: ${job.output.dir}`);
     await run(feed.logger, interruptSignal(feed.logger));
   } finally {
     await dashboard?.close();
@@ -129,6 +148,9 @@ export function buildProgram(): Command {
   const jobOptions = (command: Command): Command =>
     command
       .option('-c, --config <file>', 'job file (YAML or JSON); default: the reference job')
+      .option('--name <name>', 'job name (default: the job file\'s, else drover-job); runs go to <output>/<run id>/')
+      .option('--output <dir>', 'folder of this job\'s runs (default: output.dir, else runs/<name>); each run gets <dir>/<run id>/, and <dir>/latest points at the newest')
+      .option('--data <path>', 'training data: an image folder (one sub-folder per class), a .csv / .jsonl manifest, an IDX folder (MNIST, Fashion-MNIST), a CIFAR folder, or a dataset spec file')
       .addOption(backendOption())
       .option('--epochs <n>', 'number of epochs', positiveInt)
       .option('--batch-size <n>', 'global batch size', positiveInt)
@@ -144,8 +166,8 @@ export function buildProgram(): Command {
     .option('--workers <n>', 'start a coordinator and N worker processes on this machine', positiveInt)
     .option('--resume', 'with --workers: continue from the last checkpoint of the job')
     .action(async (flags: TrainFlags) => {
-      const job = await resolveJob(flags);
       if (flags.resume && flags.workers === undefined) throw new DroverError('--resume needs --workers (single-process runs do not checkpoint)');
+      const job = await inRunFolder(await resolveJob(flags), flags.resume);
       await withRunFeed(job, flags, async (log, signal) => {
         if (flags.workers === undefined) {
           const { runJob } = await import('./train/run-job.ts');
@@ -167,7 +189,7 @@ export function buildProgram(): Command {
     .addOption(new Option('--token <secret>', 'shared secret workers must present (default: DROVER_TOKEN, then cluster.token)').env('DROVER_TOKEN'))
     .option('--resume', 'continue from the last checkpoint of the job (after a crash or Ctrl-C)')
     .action(async (flags: CoordinatorFlags) => {
-      const job = await resolveJob(flags);
+      const job = await inRunFolder(await resolveJob(flags), flags.resume);
       await withRunFeed(job, flags, async (log, signal) => {
         const { runCoordinator } = await import('./coordinator/run-coordinator.ts');
         return runCoordinator({ job, port: flags.port, host: flags.host, minWorkers: flags.minWorkers, token: flags.token, resume: flags.resume, log, signal });
@@ -256,13 +278,13 @@ export function buildProgram(): Command {
   program
     .command('evaluate <modelDir>')
     .description('accuracy, loss and confusion matrix of a saved model on a dataset')
-    .requiredOption('--data <folder|spec>', 'image folder (one sub-folder per class), a dataset spec or job file (YAML or JSON), or inline JSON')
+    .requiredOption('--data <path|spec>', 'as train --data: an image folder, a .csv / .jsonl manifest, an IDX or CIFAR folder, a dataset spec or job file (YAML or JSON), or inline JSON')
     .addOption(new Option('--split <name>', 'split of a spec (default: test, else validation, else train)').choices(['train', 'validation', 'test']))
     .option('--batch-size <n>', 'evaluation batch size', positiveInt, 64)
     .option('--json', 'print JSON instead of text')
     .addOption(backendOption())
     .action(async (modelDir: string, flags: { data: string; split?: 'train' | 'validation' | 'test'; batchSize: number; json?: boolean; backend?: BackendChoice }) => {
-      const { evaluateModel, formatEvaluation, resolveDataArgument } = await import('./commands/evaluate.ts');
+      const [{ evaluateModel, formatEvaluation }, { resolveDataArgument }] = await Promise.all([import('./commands/evaluate.ts'), import('./data/data-argument.ts')]);
       const data = await resolveDataArgument(flags.data);
       const result = await evaluateModel({ modelDir, data, split: flags.split, batchSize: flags.batchSize, backend: flags.backend });
       process.stdout.write(flags.json ? `${JSON.stringify(result, null, 2)}\n` : formatEvaluation(result));

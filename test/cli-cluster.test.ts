@@ -44,8 +44,8 @@ test.serial('drover coordinator --dashboard and drover worker train a job over t
   t.is(join?.worker, 'w1-cli-w1', 'the worker id carries its --name');
   t.regex(String(join?.msg), /2 compute threads/, 'the worker reports its --threads');
 
-  // --dashboard writes the log it serves beside the job's output.
-  const log = (await readFile(path.join(dir, 'out', 'run.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  // --dashboard writes the log it serves in the run's folder (out/<run id>/, out/latest).
+  const log = (await readFile(path.join(dir, 'out', 'latest', 'run.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
   t.is(log.at(-1)?.event, 'job_end');
   const saved = await loadModel(end.modelDir as string);
   t.is(saved.metadata?.preprocess, 'mobilenet');

@@ -4,7 +4,8 @@ import { copyFile, mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promis
 import os from 'node:os';
 import sharp from 'sharp';
 import path from 'node:path';
-import { evaluateModel, formatEvaluation, resolveDataArgument } from '../src/commands/evaluate.ts';
+import { evaluateModel, formatEvaluation } from '../src/commands/evaluate.ts';
+import { resolveDataArgument } from '../src/data/data-argument.ts';
 import { formatPredictions, predictImages, type ImagePrediction } from '../src/commands/predict.ts';
 import { openDataset } from '../src/data/open.ts';
 import { generateShapes } from '../src/data/shapes.ts';
@@ -288,7 +289,7 @@ test.serial('bad options and unknown classes are errors naming the field or the 
 });
 
 test.serial('--data takes a folder, inline JSON, or a spec / job file', async (t) => {
-  t.is(await resolveDataArgument(fixture.probeDir), fixture.probeDir);
+  t.deepEqual(await resolveDataArgument(fixture.probeDir), { kind: 'folder', path: fixture.probeDir });
   t.deepEqual(await resolveDataArgument(`{"kind": "folder", "path": "${fixture.probeDir}"}`), { kind: 'folder', path: fixture.probeDir });
   const jobFile = path.join(fixture.dir, 'job.yaml');
   await writeFile(jobFile, `name: x\ndata:\n  kind: folder\n  path: ${fixture.shapes}\n  validation: { fraction: 0.25, seed: 1 }\n`);

@@ -3,8 +3,6 @@
  * model on a dataset, computed by the trainer's own evaluation (so the figures match what
  * training reported) over images decoded with the model's training pipeline.
  */
-import { readFile, stat } from 'node:fs/promises';
-import YAML from 'yaml';
 import { z } from 'zod';
 import { ConfigError, DatasetError } from '../errors.ts';
 import { openDataset } from '../data/open.ts';
@@ -100,31 +98,6 @@ export async function evaluateModel(options: EvaluateOptions): Promise<ModelEval
     trainer?.optimizer.dispose();
     classifier.model.dispose();
   }
-}
-
-/**
- * The CLI's `--data` value as `evaluateModel` takes it: inline JSON (`{"kind": ...}`), a YAML
- * or JSON file holding a dataset spec (or a whole job file: its `data` is used), or a folder.
- * Paths inside a spec are taken as written (relative to the working directory).
- */
-export async function resolveDataArgument(arg: string): Promise<string | Record<string, unknown>> {
-  const fromText = (text: string, where: string): Record<string, unknown> => {
-    let value: unknown;
-    try {
-      value = YAML.parse(text);
-    } catch (cause) {
-      throw new ConfigError(`--data ${where}: not valid YAML / JSON: ${(cause as Error).message}`, 'data', { cause });
-    }
-    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new ConfigError(`--data ${where}: expected a dataset spec object`, 'data');
-    const record = value as Record<string, unknown>;
-    const inner = !('kind' in record) && record.data !== null && typeof record.data === 'object' ? (record.data as Record<string, unknown>) : record;
-    return inner;
-  };
-  if (arg.trimStart().startsWith('{')) return fromText(arg, '(inline)');
-  const info = await stat(arg).catch(() => undefined);
-  if (info?.isFile()) return fromText(await readFile(arg, 'utf8'), arg);
-  // A folder (or a missing path: openDataset names it in its error).
-  return arg;
 }
 
 function withoutPath(spec: Record<string, unknown>): Record<string, unknown> {
