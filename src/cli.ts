@@ -92,8 +92,7 @@ async function resolveJob(flags: JobFlags): Promise<Job> {
  */
 async function inRunFolder(job: Job, resume: boolean | undefined): Promise<Job> {
   const { openRunFolder } = await import('./train/run-folder.ts');
-  const { jobOutputDir } = await import('./coordinator/run-coordinator.ts');
-  const run = await openRunFolder(jobOutputDir(job), { resume });
+  const run = await openRunFolder(job.output.dir ?? path.join('runs', job.name), { resume });
   return { ...job, output: { ...job.output, dir: run.dir } };
 }
 
