@@ -133,3 +133,13 @@ test('each drover train run keeps its own folder (--name, --output, --data an ID
   t.is(evaluation.n, 40);
   t.is(evaluation.accuracy, secondEnd.testAccuracy as number);
 });
+
+test('--resume with no earlier run in the job folder says so and exits 1', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-cli-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const error = await t.throwsAsync(run(process.execPath, [cli, 'coordinator', '--resume', '--output', path.join(dir, 'runs'), '--port', '0'], { timeout: 60_000 }));
+  const failure = error as unknown as { code: number; stderr: string };
+  t.is(failure.code, 1);
+  t.regex(failure.stderr, /has no run to continue/);
+  t.regex(failure.stderr, /DROVER_ERR_CHECKPOINT/);
+});
