@@ -2,7 +2,8 @@ import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { once } from 'node:events';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -135,6 +136,62 @@ test('close ends open streams and stops listening; a busy port is a clear error'
   t.is((busy as ConfigError).field, 'port');
   const bad = await t.throwsAsync(startDashboard({ logPath: 'x', port: 70000 }), { instanceOf: ConfigError });
   t.is((bad as ConfigError).field, 'port');
+});
+
+/** Sends raw bytes on a fresh connection and returns the status code of the reply (0: closed without one). */
+async function rawStatus(port: number, request: string | Buffer): Promise<number> {
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => {});
+  await once(socket, 'connect');
+  socket.write(request);
+  let text = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (chunk: string) => (text += chunk));
+  await Promise.race([once(socket, 'close'), new Promise((resolve) => setTimeout(resolve, WAIT_MS))]);
+  socket.destroy();
+  return Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0);
+}
+
+test('malformed requests, foreign Host headers and odd methods get a 4xx and never stop the server', async (t) => {
+  const dir = await tempDir(t);
+  const d = await dashboard(t, join(dir, 'run.jsonl'));
+  const cases: [string, string | Buffer][] = [
+    ['GET //', 'GET // HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['GET ///etc/passwd', 'GET ///etc/passwd HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['absolute form', 'GET http://evil.example/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['asterisk form', 'OPTIONS * HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['bad escape', 'GET /%E0%A4%A HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['encoded NUL', 'GET /dashboard.js%00 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['prototype key', 'GET /__proto__ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['DNS rebinding Host', 'GET / HTTP/1.1\r\nHost: attacker.example:8377\r\nConnection: close\r\n\r\n'],
+    ['Host with userinfo', 'GET / HTTP/1.1\r\nHost: localhost@evil\r\nConnection: close\r\n\r\n'],
+    ['no Host (HTTP/1.0)', 'GET / HTTP/1.0\r\n\r\n'],
+    ['two Host headers', 'GET / HTTP/1.1\r\nHost: localhost\r\nHost: evil\r\nConnection: close\r\n\r\n'],
+    ['DELETE', 'DELETE / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['unknown method', 'BREW / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['header without colon', 'GET / HTTP/1.1\r\nHost: localhost\r\nnonsense\r\n\r\n'],
+    ['control byte in header', 'GET / HTTP/1.1\r\nHost: localhost\r\nX-A: a\x01b\r\n\r\n'],
+    ['oversized header', `GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(40_000)}\r\n\r\n`],
+    ['binary garbage', Buffer.from([0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03, 0xff, 0x00, 0x0d, 0x0a, 0x0d, 0x0a])],
+    ['bad version', 'GET / HTTP/9.9\r\nHost: localhost\r\n\r\n'],
+    ['bad chunked body', 'POST /api/stream HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n'],
+  ];
+  for (const [name, request] of cases) {
+    const status = await rawStatus(d.port, request);
+    t.true(status >= 400 && status < 500, `${name}: got ${status}`);
+  }
+  // Names the server answers to, with and without a port.
+  for (const host of ['localhost', `127.0.0.1:${d.port}`, `[::1]:${d.port}`, 'LOCALHOST.']) {
+    t.is(await rawStatus(d.port, `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`), 200, host);
+  }
+  // A connection dropped halfway through a request or a stream leaves the server serving.
+  const half = connect(d.port, '127.0.0.1');
+  half.on('error', () => {});
+  await once(half, 'connect');
+  half.write('GET /api/stream HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  await once(half, 'data');
+  half.resetAndDestroy();
+  t.is((await fetch(d.url)).status, 200, 'still serving after all of it');
 });
 
 // ---- In a real browser: Debian's chromium driven by playwright-core. ----
