@@ -6,6 +6,7 @@ import { loadJobFile, parseJob, type Job } from './config/job.ts';
 import { BACKEND_CHOICES, type BackendChoice } from './model/backend.ts';
 import type { Logger } from './telemetry/logger.ts';
 import { DEFAULT_DASHBOARD_PORT, startDashboard, type Dashboard } from './telemetry/dashboard.ts';
+import { startDashboardThread } from './telemetry/dashboard-thread.ts';
 import { exitAfterWrites, writesInFlight } from './train/write-guard.ts';
 
 // Command modules are imported when their command runs: a worker process need not load the
@@ -112,7 +113,8 @@ async function withRunFeed(job: Job, flags: JobFlags & { resume?: boolean }, run
   let dashboard: Dashboard | undefined;
   try {
     if (flags.dashboard !== undefined && logFile) {
-      dashboard = await startDashboard({ logPath: logFile, port: typeof flags.dashboard === 'number' ? flags.dashboard : DEFAULT_DASHBOARD_PORT });
+      // On its own thread: the training loop holds this one for a step at a time.
+      dashboard = await startDashboardThread({ logPath: logFile, port: typeof flags.dashboard === 'number' ? flags.dashboard : DEFAULT_DASHBOARD_PORT });
       feed.logger.info({ url: dashboard.url }, `dashboard: ${dashboard.url}`);
     }
     const signal = interruptSignal(feed.logger);
