@@ -84,7 +84,7 @@ test('serves the page, its script, the charting library from node_modules and th
   const charts = (await (await fetch(new URL('api/charts', d.url))).json()) as { charts: { name: string; dataset: string; spec: Record<string, unknown> }[] };
   t.deepEqual(
     charts.charts.map((c) => c.name),
-    ['epoch-loss', 'epoch-accuracy', 'step-loss', 'throughput', 'step-time', 'membership', 'confusion'],
+    ['epoch-loss', 'epoch-accuracy', 'step-loss', 'learning-rate', 'throughput', 'step-time', 'confusion', 'membership'],
   );
   t.is((await fetch(new URL('nope', d.url))).status, 404);
   t.is((await fetch(new URL('../../etc/passwd', d.url))).status, 404);
@@ -202,6 +202,8 @@ test.before(async () => {
   if (!existsSync(CHROMIUM)) return;
   browser = await chromium.launch({
     executablePath: CHROMIUM,
+    // Scroll bars as a user's browser draws them: a page that grows one gets narrower.
+    ignoreDefaultArgs: ['--hide-scrollbars'],
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
 });
@@ -215,6 +217,8 @@ async function openPage(t: ExecutionContext, url: string): Promise<{ page: Page;
   if (!browser) throw new Error(`chromium not found at ${CHROMIUM}: install Debian's chromium (apt-get install chromium) or set DROVER_CHROMIUM`);
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   t.teardown(() => page.close());
+  // Functions evaluated in the page come from tsx, which wraps named functions in __name().
+  await page.addInitScript('globalThis.__name = (f) => f');
   const errors: string[] = [];
   page.on('pageerror', (error) => errors.push(error.message));
   page.on('console', (message) => {
@@ -230,6 +234,51 @@ async function marks(page: Page, chart: string, selector: string): Promise<{ cou
     count: paths.length,
     longest: Math.max(0, ...paths.map((p) => (p.getAttribute('d') ?? '').split(/[LM]/).length)),
   }));
+}
+
+/** Where a chart's SVG, its title and its axis labels lie, for layout checks. */
+interface ChartLayoutReport {
+  name: string;
+  card: { left: number; right: number };
+  svg: { left: number; right: number; top: number; bottom: number };
+  titles: { text: string; left: number; right: number; top: number; bottom: number }[];
+  /** Visible labels of the x axis, left to right. */
+  xLabels: { text: string; left: number; right: number }[];
+}
+
+async function chartLayouts(page: Page): Promise<ChartLayoutReport[]> {
+  return page.$$eval('figure.card', (cards) =>
+    cards.map((card) => {
+      const svg = card.querySelector('svg')!;
+      const box = (el: typeof card) => el.getBoundingClientRect();
+      // No DOM lib in this project's types: the page's own getComputedStyle.
+      const style = (el: typeof card) => (globalThis as unknown as { getComputedStyle(e: typeof card): { opacity: string } }).getComputedStyle(el);
+      const titles = [...svg.querySelectorAll('g.role-title text')].map((el) => ({ text: el.textContent ?? '', ...box(el).toJSON() }));
+      const xAxis = [...svg.querySelectorAll('g.role-axis')].find((g) => /^X-axis/.test(g.getAttribute('aria-label') ?? ''));
+      const xLabels = [...(xAxis?.querySelectorAll('g.role-axis-label text') ?? [])]
+        .filter((el) => Number(style(el).opacity) > 0 && el.getAttribute('opacity') !== '0')
+        .map((el) => ({ text: el.textContent ?? '', left: box(el).left, right: box(el).right }))
+        .sort((a, b) => a.left - b.left);
+      return { name: card.getAttribute('data-chart')!, card: box(card).toJSON(), svg: box(svg).toJSON(), titles, xLabels };
+    }),
+  );
+}
+
+/** Every chart fits its card, its title is drawn whole inside it, and no two x labels touch. */
+function checkLayouts(t: ExecutionContext, layouts: ChartLayoutReport[], when: string): void {
+  for (const c of layouts) {
+    t.true(c.svg.right <= c.card.right + 1, `${when}: ${c.name} is wider than its card (${c.svg.right} > ${c.card.right})`);
+    t.true(c.titles.length > 0 && c.titles[0]!.text.length > 0, `${when}: ${c.name} has a title`);
+    for (const title of c.titles) {
+      t.false(title.text.includes('…'), `${when}: ${c.name} title cut: ${title.text}`);
+      t.true(title.left >= c.svg.left - 1 && title.right <= c.svg.right + 1 && title.top >= c.svg.top - 1, `${when}: ${c.name} title "${title.text}" lies outside its chart`);
+      t.true(title.right <= c.card.right, `${when}: ${c.name} title "${title.text}" is clipped by its card`);
+    }
+    // The confusion matrix's class labels are slanted: their boxes overlap, the text does not.
+    for (let i = 1; c.name !== 'confusion' && i < c.xLabels.length; i++) {
+      t.true(c.xLabels[i]!.left >= c.xLabels[i - 1]!.right + 2, `${when}: ${c.name} x labels "${c.xLabels[i - 1]!.text}" and "${c.xLabels[i]!.text}" run together`);
+    }
+  }
 }
 
 test.serial('in Chromium the page draws the curves of a live run and follows appended events', async (t) => {
@@ -259,6 +308,14 @@ test.serial('in Chromium the page draws the curves of a live run and follows app
   t.is(members.count, 4, 'three workers, one of them twice after its failure');
   t.is(await page.getAttribute('#card-confusion', 'data-points'), '0');
   t.true(await page.$eval('#card-confusion', (el) => el.classList.contains('empty')));
+  t.true((await marks(page, 'learning-rate', 'g.mark-line.role-mark path')).longest >= 60, 'the learning-rate chart draws every step');
+  // The raw and the smoothed loss are named in a legend.
+  t.deepEqual(await page.$$eval('#chart-step-loss g.role-legend-label text', (els) => els.map((e) => e.textContent)), ['logged', 'smoothed']);
+  // An empty chart's legend does not sit under its note.
+  t.is(await page.$eval('#chart-confusion g.role-legend', (el) => (globalThis as unknown as { getComputedStyle(e: typeof el): { visibility: string } }).getComputedStyle(el).visibility), 'hidden');
+  // At 1400 x 1000, as first drawn: nothing clipped, no title cut, no labels run together.
+  await page.screenshot({ path: join(tmpdir(), 'drover-dashboard-live.png'), fullPage: true });
+  checkLayouts(t, await chartLayouts(page), 'first draw');
 
   await appendRunLog(logPath, events.slice(cut));
   await page.waitForSelector('body[data-status="completed"]', { timeout: WAIT_MS });
@@ -269,6 +326,10 @@ test.serial('in Chromium the page draws the curves of a live run and follows app
   t.true((await marks(page, 'epoch-loss', 'g.mark-line.role-mark path')).longest >= 4);
   t.true((await marks(page, 'step-loss', 'g.mark-line.role-mark path')).longest >= 120);
   t.is((await marks(page, 'confusion', 'g.mark-rect.role-mark path')).count, 100, 'a 10 x 10 confusion matrix');
+  t.regex((await page.textContent('#chart-confusion g.role-title'))!, /Confusion matrix, test split/, 'the matrix names its split');
+  // Workers present to the end stay 'active' (green) once the job has ended.
+  t.deepEqual(await page.$$eval('#chart-membership g.mark-rect.role-mark path', (els) => els.map((e) => e.getAttribute('fill'))).then((fills) => fills.filter((f) => f === '#2ca02c').length), 3);
+  checkLayouts(t, await chartLayouts(page), 'completed');
   t.regex((await page.textContent('#notices'))!, /The job completed\. Test accuracy 9\d\.\d\d%/);
   await page.screenshot({ path: join(tmpdir(), 'drover-dashboard.png'), fullPage: true });
   t.deepEqual(errors, [], 'no errors in the page');
@@ -286,5 +347,25 @@ test.serial('in Chromium the page waits for a log that does not exist yet', asyn
   await page.waitForSelector('#card-epoch-accuracy[data-points="2"]', { timeout: WAIT_MS });
   t.is(await page.getAttribute('#card-step-loss', 'data-points'), '5');
   t.is(await page.textContent('#status'), 'running');
+  // Five logged steps: the smoothed line follows them instead of flattening to their mean.
+  const [logged, smoothed] = await page.$$eval('#chart-step-loss g.mark-line.role-mark path', (els) => els.map((e) => e.getAttribute('d')));
+  t.is(smoothed, logged);
+  t.deepEqual(errors, [], 'no errors in the page');
+});
+
+test.serial('in Chromium a long run keeps its step and time labels apart and every title whole at 1400 x 1000', async (t) => {
+  const dir = await tempDir(t);
+  const logPath = join(dir, 'run.jsonl');
+  await writeRunLog(logPath, syntheticRunEvents({ epochs: 3, stepsPerEpoch: 400 }));
+  const d = await dashboard(t, logPath);
+  const { page, errors } = await openPage(t, d.url);
+  await page.waitForSelector('body[data-status="completed"]', { timeout: WAIT_MS });
+  await page.waitForSelector('body[data-step="1200"]', { timeout: WAIT_MS });
+  await page.screenshot({ path: join(tmpdir(), 'drover-dashboard-long.png'), fullPage: true });
+  const layouts = await chartLayouts(page);
+  const steps = layouts.find((c) => c.name === 'step-loss')!;
+  t.true(steps.xLabels.length >= 5, `step axis labels: ${steps.xLabels.map((l) => l.text).join(' ')}`);
+  t.true(layouts.find((c) => c.name === 'membership')!.xLabels.length >= 3);
+  checkLayouts(t, layouts, 'long run');
   t.deepEqual(errors, [], 'no errors in the page');
 });
