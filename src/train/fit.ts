@@ -186,7 +186,6 @@ export async function fit(options: FitOptions): Promise<FitResult> {
       // One turn of the event loop per step: a step is synchronous tensor work, and without
       // this a Ctrl-C or a dashboard request would wait for the whole run.
       await nextTurn();
-      windowStart += performance.now() - done;
       if (signal?.aborted) {
         pending?.batch.then((b) => b.release?.(), () => {});
         return stopped(current.positionAfter, epoch - 1, started);

@@ -220,19 +220,22 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
       await guardWrite(() => saveCheckpoint(checkpointFile, resume!));
     }
     if (!result || !trainer) throw new CheckpointError(`the checkpoint in ${outputDir} is past the job's last phase: nothing to resume`, checkpointFile);
-    if (result.status === 'stopped') {
+    const stopped = (): JobResult => {
       const seconds = (performance.now() - started) / 1000;
       logEvent(
         log,
         'job_end',
-        { status: 'stopped', epochs: result.history.length, steps: result.steps, seconds },
-        `job ${job.name} stopped at step ${result.steps}: checkpoint ${checkpointFile}, nothing exported; \`drover train --resume\` continues`,
+        { status: 'stopped', epochs: result!.history.length, steps: result!.steps, seconds },
+        `job ${job.name} stopped at step ${result!.steps}: checkpoint ${checkpointFile}, nothing exported; \`drover train --resume\` continues`,
       );
-      return { fit: result, seconds, checkpoint: checkpointFile };
-    }
+      return { fit: { ...result!, status: 'stopped' }, seconds, checkpoint: checkpointFile };
+    };
+    if (result.status === 'stopped') return stopped();
     let test: Evaluation | undefined;
     if (dataset.test) {
-      test = await evaluateSplit(trainer, dataset.test, dataset.classNames.length);
+      test = await evaluateSplit(trainer, dataset.test, dataset.classNames.length, { signal: options.signal });
+      // Stopped during the test evaluation: the last epoch's checkpoint stands; --resume evaluates and exports.
+      if (options.signal?.aborted) return stopped();
       logEvent(
         log,
         'evaluation',
@@ -240,6 +243,7 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
         `test accuracy ${(test.accuracy * 100).toFixed(2)} % on ${test.n} samples`,
       );
     }
+    if (options.signal?.aborted) return stopped();
     const modelDir = path.join(outputDir, 'model');
     await guardWrite(() => saveModel(model, modelDir, { classNames: dataset.classNames, ...samplePreparation(job.data) }));
     const seconds = (performance.now() - started) / 1000;
