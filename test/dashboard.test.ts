@@ -11,6 +11,7 @@ import type { Browser, Page } from 'playwright-core';
 import { ConfigError } from '../src/errors.ts';
 import { startDashboard } from '../src/telemetry/dashboard.ts';
 import type { Dashboard } from '../src/telemetry/dashboard.ts';
+import { startDashboardThread } from '../src/telemetry/dashboard-thread.ts';
 import { appendRunLog, syntheticRunEvents, writeRunLog } from './helpers/run-log.ts';
 
 const CHROMIUM = process.env.DROVER_CHROMIUM ?? '/usr/bin/chromium';
@@ -136,6 +137,25 @@ test('close ends open streams and stops listening; a busy port is a clear error'
   t.is((busy as ConfigError).field, 'port');
   const bad = await t.throwsAsync(startDashboard({ logPath: 'x', port: 70000 }), { instanceOf: ConfigError });
   t.is((bad as ConfigError).field, 'port');
+});
+
+test('on a thread of its own the dashboard serves the same page and refuses a busy port with the same ConfigError', async (t) => {
+  const dir = await tempDir(t);
+  const logPath = join(dir, 'run.jsonl');
+  await writeRunLog(logPath, syntheticRunEvents({ epochs: 1, stepsPerEpoch: 4 }));
+  const d = await startDashboardThread({ logPath, port: 0, pollMs: 50 });
+  t.teardown(() => d.close());
+  t.regex(d.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+  t.is((await fetch(d.url)).status, 200);
+  const stream = await openStream(t, d.url);
+  const done = await stream.until((u) => u.summary.status === 'completed');
+  t.is(done.sizes.steps, 4);
+  t.is(await rawStatus(d.port, 'GET // HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'), 400);
+
+  const busy = await t.throwsAsync(startDashboardThread({ logPath, port: d.port }), { instanceOf: ConfigError });
+  t.is((busy as ConfigError).field, 'port');
+  await d.close();
+  await t.throwsAsync(fetch(d.url), undefined, 'closed: the thread stopped listening');
 });
 
 /** Sends raw bytes on a fresh connection and returns the status code of the reply (0: closed without one). */
