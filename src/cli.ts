@@ -6,6 +6,8 @@ import { loadJobFile, parseJob, type Job } from './config/job.ts';
 import { BACKEND_CHOICES, type BackendChoice } from './model/backend.ts';
 import type { Logger } from './telemetry/logger.ts';
 import { DEFAULT_DASHBOARD_PORT, startDashboard, type Dashboard } from './telemetry/dashboard.ts';
+import { startDashboardThread } from './telemetry/dashboard-thread.ts';
+import { exitAfterWrites, writesInFlight } from './train/write-guard.ts';
 
 // Command modules are imported when their command runs: a worker process need not load the
 // dashboard, the plotting library or the trainer's data pipeline just to start.
@@ -98,13 +100,17 @@ async function inRunFolder(job: Job, resume: boolean | undefined): Promise<Job> 
 
 /**
  * Aborts on the first Ctrl-C or SIGTERM (finish the step, checkpoint, dismiss workers), exits
- * at once on the second.
+ * with 130 on the second: at once, or when the checkpoint or model being written is complete.
  */
 function interruptSignal(log: Logger): AbortSignal {
   const controller = new AbortController();
   for (const name of ['SIGINT', 'SIGTERM'] as const) {
     process.on(name, () => {
-      if (controller.signal.aborted) process.exit(130);
+      if (controller.signal.aborted) {
+        if (writesInFlight()) log.warn({ signal: name }, 'finishing the checkpoint or model being written, then exiting');
+        exitAfterWrites(130);
+        return;
+      }
       log.warn({ signal: name }, 'interrupted: stopping after the current step (Ctrl-C again to quit now)');
       controller.abort();
     });
@@ -124,11 +130,20 @@ async function withRunFeed(job: Job, flags: JobFlags & { resume?: boolean }, run
   let dashboard: Dashboard | undefined;
   try {
     if (flags.dashboard !== undefined && logFile) {
-      dashboard = await startDashboard({ logPath: logFile, port: typeof flags.dashboard === 'number' ? flags.dashboard : DEFAULT_DASHBOARD_PORT });
+      // On its own thread: the training loop holds this one for a step at a time.
+      dashboard = await startDashboardThread({ logPath: logFile, port: typeof flags.dashboard === 'number' ? flags.dashboard : DEFAULT_DASHBOARD_PORT });
       feed.logger.info({ url: dashboard.url }, `dashboard: ${dashboard.url}`);
     }
     feed.logger.info({ outputDir: job.output.dir }, `run folder: ${job.output.dir}`);
-    await run(feed.logger, interruptSignal(feed.logger));
+    const signal = interruptSignal(feed.logger);
+    await run(feed.logger, signal);
+    // Stopped by a signal: the shell's convention for an interrupted command.
+    if (signal.aborted) process.exitCode = 130;
+    else if (dashboard) {
+      // The finished run's page stays up: the charts are what one came to see.
+      feed.logger.info({ url: dashboard.url }, `the job has ended; the dashboard keeps serving ${dashboard.url} until Ctrl-C`);
+      if (!signal.aborted) await once(signal, 'abort');
+    }
   } finally {
     await dashboard?.close();
     await feed.close();
@@ -163,14 +178,13 @@ export function buildProgram(): Command {
       .description('train a model (default: the reference CNN on Fashion-MNIST, or generated shapes) in this process, or with --workers N on a local cluster'),
   )
     .option('--workers <n>', 'start a coordinator and N worker processes on this machine', positiveInt)
-    .option('--resume', 'with --workers: continue from the last checkpoint of the job')
+    .option('--resume', 'continue from the last checkpoint of the job (after Ctrl-C or a crash)')
     .action(async (flags: TrainFlags) => {
-      if (flags.resume && flags.workers === undefined) throw new DroverError('--resume needs --workers (single-process runs do not checkpoint)');
       const job = await inRunFolder(await resolveJob(flags), flags.resume);
       await withRunFeed(job, flags, async (log, signal) => {
         if (flags.workers === undefined) {
           const { runJob } = await import('./train/run-job.ts');
-          return runJob(job, { log, signal });
+          return runJob(job, { log, signal, resume: flags.resume });
         }
         const { runLocalCluster } = await import('./cluster/local-cluster.ts');
         return runLocalCluster({ job, workers: flags.workers, log, signal, resume: flags.resume });

@@ -2,7 +2,8 @@ import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { existsSync } from 'node:fs';
 import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
+import { once } from 'node:events';
+import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
@@ -10,6 +11,7 @@ import type { Browser, Page } from 'playwright-core';
 import { ConfigError } from '../src/errors.ts';
 import { startDashboard } from '../src/telemetry/dashboard.ts';
 import type { Dashboard } from '../src/telemetry/dashboard.ts';
+import { startDashboardThread } from '../src/telemetry/dashboard-thread.ts';
 import { appendRunLog, syntheticRunEvents, writeRunLog } from './helpers/run-log.ts';
 
 const CHROMIUM = process.env.DROVER_CHROMIUM ?? '/usr/bin/chromium';
@@ -83,7 +85,7 @@ test('serves the page, its script, the charting library from node_modules and th
   const charts = (await (await fetch(new URL('api/charts', d.url))).json()) as { charts: { name: string; dataset: string; spec: Record<string, unknown> }[] };
   t.deepEqual(
     charts.charts.map((c) => c.name),
-    ['epoch-loss', 'epoch-accuracy', 'step-loss', 'throughput', 'step-time', 'membership', 'confusion'],
+    ['epoch-loss', 'epoch-accuracy', 'step-loss', 'learning-rate', 'throughput', 'step-time', 'confusion', 'membership'],
   );
   t.is((await fetch(new URL('nope', d.url))).status, 404);
   t.is((await fetch(new URL('../../etc/passwd', d.url))).status, 404);
@@ -137,6 +139,81 @@ test('close ends open streams and stops listening; a busy port is a clear error'
   t.is((bad as ConfigError).field, 'port');
 });
 
+test('on a thread of its own the dashboard serves the same page and refuses a busy port with the same ConfigError', async (t) => {
+  const dir = await tempDir(t);
+  const logPath = join(dir, 'run.jsonl');
+  await writeRunLog(logPath, syntheticRunEvents({ epochs: 1, stepsPerEpoch: 4 }));
+  const d = await startDashboardThread({ logPath, port: 0, pollMs: 50 });
+  t.teardown(() => d.close());
+  t.regex(d.url, /^http:\/\/127\.0\.0\.1:\d+\/$/);
+  t.is((await fetch(d.url)).status, 200);
+  const stream = await openStream(t, d.url);
+  const done = await stream.until((u) => u.summary.status === 'completed');
+  t.is(done.sizes.steps, 4);
+  t.is(await rawStatus(d.port, 'GET // HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'), 400);
+
+  const busy = await t.throwsAsync(startDashboardThread({ logPath, port: d.port }), { instanceOf: ConfigError });
+  t.is((busy as ConfigError).field, 'port');
+  await d.close();
+  await t.throwsAsync(fetch(d.url), undefined, 'closed: the thread stopped listening');
+});
+
+/** Sends raw bytes on a fresh connection and returns the status code of the reply (0: closed without one). */
+async function rawStatus(port: number, request: string | Buffer): Promise<number> {
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => {});
+  await once(socket, 'connect');
+  socket.write(request);
+  let text = '';
+  socket.setEncoding('latin1');
+  socket.on('data', (chunk: string) => (text += chunk));
+  await Promise.race([once(socket, 'close'), new Promise((resolve) => setTimeout(resolve, WAIT_MS))]);
+  socket.destroy();
+  return Number(/^HTTP\/1\.[01] (\d{3})/.exec(text)?.[1] ?? 0);
+}
+
+test('malformed requests, foreign Host headers and odd methods get a 4xx and never stop the server', async (t) => {
+  const dir = await tempDir(t);
+  const d = await dashboard(t, join(dir, 'run.jsonl'));
+  const cases: [string, string | Buffer][] = [
+    ['GET //', 'GET // HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['GET ///etc/passwd', 'GET ///etc/passwd HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['absolute form', 'GET http://evil.example/ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['asterisk form', 'OPTIONS * HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['bad escape', 'GET /%E0%A4%A HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['encoded NUL', 'GET /dashboard.js%00 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['prototype key', 'GET /__proto__ HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['DNS rebinding Host', 'GET / HTTP/1.1\r\nHost: attacker.example:8377\r\nConnection: close\r\n\r\n'],
+    ['Host with userinfo', 'GET / HTTP/1.1\r\nHost: localhost@evil\r\nConnection: close\r\n\r\n'],
+    ['no Host (HTTP/1.0)', 'GET / HTTP/1.0\r\n\r\n'],
+    ['two Host headers', 'GET / HTTP/1.1\r\nHost: localhost\r\nHost: evil\r\nConnection: close\r\n\r\n'],
+    ['DELETE', 'DELETE / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['unknown method', 'BREW / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n'],
+    ['header without colon', 'GET / HTTP/1.1\r\nHost: localhost\r\nnonsense\r\n\r\n'],
+    ['control byte in header', 'GET / HTTP/1.1\r\nHost: localhost\r\nX-A: a\x01b\r\n\r\n'],
+    ['oversized header', `GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: ${'a'.repeat(40_000)}\r\n\r\n`],
+    ['binary garbage', Buffer.from([0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00, 0x00, 0xa1, 0x03, 0x03, 0xff, 0x00, 0x0d, 0x0a, 0x0d, 0x0a])],
+    ['bad version', 'GET / HTTP/9.9\r\nHost: localhost\r\n\r\n'],
+    ['bad chunked body', 'POST /api/stream HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n'],
+  ];
+  for (const [name, request] of cases) {
+    const status = await rawStatus(d.port, request);
+    t.true(status >= 400 && status < 500, `${name}: got ${status}`);
+  }
+  // Names the server answers to, with and without a port.
+  for (const host of ['localhost', `127.0.0.1:${d.port}`, `[::1]:${d.port}`, 'LOCALHOST.']) {
+    t.is(await rawStatus(d.port, `GET / HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`), 200, host);
+  }
+  // A connection dropped halfway through a request or a stream leaves the server serving.
+  const half = connect(d.port, '127.0.0.1');
+  half.on('error', () => {});
+  await once(half, 'connect');
+  half.write('GET /api/stream HTTP/1.1\r\nHost: localhost\r\n\r\n');
+  await once(half, 'data');
+  half.resetAndDestroy();
+  t.is((await fetch(d.url)).status, 200, 'still serving after all of it');
+});
+
 // ---- In a real browser: Debian's chromium driven by playwright-core. ----
 
 let browser: Browser | undefined;
@@ -145,6 +222,8 @@ test.before(async () => {
   if (!existsSync(CHROMIUM)) return;
   browser = await chromium.launch({
     executablePath: CHROMIUM,
+    // Scroll bars as a user's browser draws them: a page that grows one gets narrower.
+    ignoreDefaultArgs: ['--hide-scrollbars'],
     args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
   });
 });
@@ -158,6 +237,8 @@ async function openPage(t: ExecutionContext, url: string): Promise<{ page: Page;
   if (!browser) throw new Error(`chromium not found at ${CHROMIUM}: install Debian's chromium (apt-get install chromium) or set DROVER_CHROMIUM`);
   const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } });
   t.teardown(() => page.close());
+  // Functions evaluated in the page come from tsx, which wraps named functions in __name().
+  await page.addInitScript('globalThis.__name = (f) => f');
   const errors: string[] = [];
   page.on('pageerror', (error) => errors.push(error.message));
   page.on('console', (message) => {
@@ -173,6 +254,51 @@ async function marks(page: Page, chart: string, selector: string): Promise<{ cou
     count: paths.length,
     longest: Math.max(0, ...paths.map((p) => (p.getAttribute('d') ?? '').split(/[LM]/).length)),
   }));
+}
+
+/** Where a chart's SVG, its title and its axis labels lie, for layout checks. */
+interface ChartLayoutReport {
+  name: string;
+  card: { left: number; right: number };
+  svg: { left: number; right: number; top: number; bottom: number };
+  titles: { text: string; left: number; right: number; top: number; bottom: number }[];
+  /** Visible labels of the x axis, left to right. */
+  xLabels: { text: string; left: number; right: number }[];
+}
+
+async function chartLayouts(page: Page): Promise<ChartLayoutReport[]> {
+  return page.$$eval('figure.card', (cards) =>
+    cards.map((card) => {
+      const svg = card.querySelector('svg')!;
+      const box = (el: typeof card) => el.getBoundingClientRect();
+      // No DOM lib in this project's types: the page's own getComputedStyle.
+      const style = (el: typeof card) => (globalThis as unknown as { getComputedStyle(e: typeof card): { opacity: string } }).getComputedStyle(el);
+      const titles = [...svg.querySelectorAll('g.role-title text')].map((el) => ({ text: el.textContent ?? '', ...box(el).toJSON() }));
+      const xAxis = [...svg.querySelectorAll('g.role-axis')].find((g) => /^X-axis/.test(g.getAttribute('aria-label') ?? ''));
+      const xLabels = [...(xAxis?.querySelectorAll('g.role-axis-label text') ?? [])]
+        .filter((el) => Number(style(el).opacity) > 0 && el.getAttribute('opacity') !== '0')
+        .map((el) => ({ text: el.textContent ?? '', left: box(el).left, right: box(el).right }))
+        .sort((a, b) => a.left - b.left);
+      return { name: card.getAttribute('data-chart')!, card: box(card).toJSON(), svg: box(svg).toJSON(), titles, xLabels };
+    }),
+  );
+}
+
+/** Every chart fits its card, its title is drawn whole inside it, and no two x labels touch. */
+function checkLayouts(t: ExecutionContext, layouts: ChartLayoutReport[], when: string): void {
+  for (const c of layouts) {
+    t.true(c.svg.right <= c.card.right + 1, `${when}: ${c.name} is wider than its card (${c.svg.right} > ${c.card.right})`);
+    t.true(c.titles.length > 0 && c.titles[0]!.text.length > 0, `${when}: ${c.name} has a title`);
+    for (const title of c.titles) {
+      t.false(title.text.includes('…'), `${when}: ${c.name} title cut: ${title.text}`);
+      t.true(title.left >= c.svg.left - 1 && title.right <= c.svg.right + 1 && title.top >= c.svg.top - 1, `${when}: ${c.name} title "${title.text}" lies outside its chart`);
+      t.true(title.right <= c.card.right, `${when}: ${c.name} title "${title.text}" is clipped by its card`);
+    }
+    // The confusion matrix's class labels are slanted: their boxes overlap, the text does not.
+    for (let i = 1; c.name !== 'confusion' && i < c.xLabels.length; i++) {
+      t.true(c.xLabels[i]!.left >= c.xLabels[i - 1]!.right + 2, `${when}: ${c.name} x labels "${c.xLabels[i - 1]!.text}" and "${c.xLabels[i]!.text}" run together`);
+    }
+  }
 }
 
 test.serial('in Chromium the page draws the curves of a live run and follows appended events', async (t) => {
@@ -202,6 +328,14 @@ test.serial('in Chromium the page draws the curves of a live run and follows app
   t.is(members.count, 4, 'three workers, one of them twice after its failure');
   t.is(await page.getAttribute('#card-confusion', 'data-points'), '0');
   t.true(await page.$eval('#card-confusion', (el) => el.classList.contains('empty')));
+  t.true((await marks(page, 'learning-rate', 'g.mark-line.role-mark path')).longest >= 60, 'the learning-rate chart draws every step');
+  // The raw and the smoothed loss are named in a legend.
+  t.deepEqual(await page.$$eval('#chart-step-loss g.role-legend-label text', (els) => els.map((e) => e.textContent)), ['logged', 'smoothed']);
+  // An empty chart's legend does not sit under its note.
+  t.is(await page.$eval('#chart-confusion g.role-legend', (el) => (globalThis as unknown as { getComputedStyle(e: typeof el): { visibility: string } }).getComputedStyle(el).visibility), 'hidden');
+  // At 1400 x 1000, as first drawn: nothing clipped, no title cut, no labels run together.
+  await page.screenshot({ path: join(tmpdir(), 'drover-dashboard-live.png'), fullPage: true });
+  checkLayouts(t, await chartLayouts(page), 'first draw');
 
   await appendRunLog(logPath, events.slice(cut));
   await page.waitForSelector('body[data-status="completed"]', { timeout: WAIT_MS });
@@ -212,6 +346,10 @@ test.serial('in Chromium the page draws the curves of a live run and follows app
   t.true((await marks(page, 'epoch-loss', 'g.mark-line.role-mark path')).longest >= 4);
   t.true((await marks(page, 'step-loss', 'g.mark-line.role-mark path')).longest >= 120);
   t.is((await marks(page, 'confusion', 'g.mark-rect.role-mark path')).count, 100, 'a 10 x 10 confusion matrix');
+  t.regex((await page.textContent('#chart-confusion g.role-title'))!, /Confusion matrix, test split/, 'the matrix names its split');
+  // Workers present to the end stay 'active' (green) once the job has ended.
+  t.deepEqual(await page.$$eval('#chart-membership g.mark-rect.role-mark path', (els) => els.map((e) => e.getAttribute('fill'))).then((fills) => fills.filter((f) => f === '#2ca02c').length), 3);
+  checkLayouts(t, await chartLayouts(page), 'completed');
   t.regex((await page.textContent('#notices'))!, /The job completed\. Test accuracy 9\d\.\d\d%/);
   await page.screenshot({ path: join(tmpdir(), 'drover-dashboard.png'), fullPage: true });
   t.deepEqual(errors, [], 'no errors in the page');
@@ -229,5 +367,25 @@ test.serial('in Chromium the page waits for a log that does not exist yet', asyn
   await page.waitForSelector('#card-epoch-accuracy[data-points="2"]', { timeout: WAIT_MS });
   t.is(await page.getAttribute('#card-step-loss', 'data-points'), '5');
   t.is(await page.textContent('#status'), 'running');
+  // Five logged steps: the smoothed line follows them instead of flattening to their mean.
+  const [logged, smoothed] = await page.$$eval('#chart-step-loss g.mark-line.role-mark path', (els) => els.map((e) => e.getAttribute('d')));
+  t.is(smoothed, logged);
+  t.deepEqual(errors, [], 'no errors in the page');
+});
+
+test.serial('in Chromium a long run keeps its step and time labels apart and every title whole at 1400 x 1000', async (t) => {
+  const dir = await tempDir(t);
+  const logPath = join(dir, 'run.jsonl');
+  await writeRunLog(logPath, syntheticRunEvents({ epochs: 3, stepsPerEpoch: 400 }));
+  const d = await dashboard(t, logPath);
+  const { page, errors } = await openPage(t, d.url);
+  await page.waitForSelector('body[data-status="completed"]', { timeout: WAIT_MS });
+  await page.waitForSelector('body[data-step="1200"]', { timeout: WAIT_MS });
+  await page.screenshot({ path: join(tmpdir(), 'drover-dashboard-long.png'), fullPage: true });
+  const layouts = await chartLayouts(page);
+  const steps = layouts.find((c) => c.name === 'step-loss')!;
+  t.true(steps.xLabels.length >= 5, `step axis labels: ${steps.xLabels.map((l) => l.text).join(' ')}`);
+  t.true(layouts.find((c) => c.name === 'membership')!.xLabels.length >= 3);
+  checkLayouts(t, layouts, 'long run');
   t.deepEqual(errors, [], 'no errors in the page');
 });

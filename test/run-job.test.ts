@@ -1,7 +1,9 @@
 import test from 'ava';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { eventSink } from './helpers/event-sink.ts';
 import { parseJob } from '../src/config/job.ts';
 import { runJob } from '../src/train/run-job.ts';
@@ -68,4 +70,53 @@ test.serial('a folder job with augmentation and early stopping exports the resto
   // Image folders list classes in sorted order, as Keras does.
   t.deepEqual(loaded.classNames, [...SHAPE_CLASSES].sort());
   loaded.model.dispose();
+});
+
+test.serial('a transfer job stopped in its fine-tuning phase resumes in it and ends with the weights of an uninterrupted run', async (t) => {
+  const { dir, data } = await shapesFolder(t, 16, 48);
+  const job = (out: string) =>
+    parseJob({
+      name: 'transfer-resume',
+      backend: 'wasm',
+      data: { kind: 'folder', path: data, imageSize: [48, 48], validation: { fraction: 0.25 } },
+      model: {
+        transfer: {
+          backbone: 'nsfwjs:mobilenet_v2',
+          head: { pooling: 'avg', dropout: 0.2 },
+          fineTune: { from: 'block_16_expand', learningRate: 1e-4, epochs: 2 },
+        },
+      },
+      train: { epochs: 1, batchSize: 8, optimizer: { name: 'adam', learningRate: 0.005 }, logEvery: 1 },
+      output: { dir: path.join(dir, out) },
+    });
+  const whole = await runJob(job('whole'), { log: eventSink().log });
+  t.is(whole.fit.status, 'completed');
+
+  // Stopped after the second step of the fine-tuning phase (epoch 2), as Ctrl-C would.
+  const controller = new AbortController();
+  const events: Record<string, unknown>[] = [];
+  const stream = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) {
+        const event = JSON.parse(line) as Record<string, unknown>;
+        events.push(event);
+        if (event.event === 'step' && event.epoch === 2 && event.stepInEpoch === 2) controller.abort();
+      }
+      done();
+    },
+  });
+  const interrupted = await runJob(job('cut'), { log: pino({ level: 'info' }, stream), signal: controller.signal });
+  t.is(interrupted.fit.status, 'stopped');
+  t.is(interrupted.modelDir, undefined);
+  const stoppedAt = events.find((e) => e.event === 'job_end')!.steps as number;
+  const stepsPerEpoch = events.find((e) => e.event === 'job_start')!.stepsPerEpoch as number;
+  t.is(stoppedAt, stepsPerEpoch + 2, 'stopped right after the step during which the signal came, in the fine-tuning phase');
+
+  const resumed = eventSink();
+  const result = await runJob(job('cut'), { log: resumed.log, resume: true });
+  t.is(result.fit.status, 'completed');
+  t.deepEqual(resumed.events.find((e) => e.event === 'job_start')!.resumedFrom, { epoch: 1, step: stoppedAt });
+  t.is(resumed.events.find((e) => e.event === 'epoch')!.lr, 1e-4, 'the resumed run is in the fine-tuning phase');
+  const [a, b] = await Promise.all([readFile(path.join(dir, 'whole', 'model', 'weights.bin')), readFile(path.join(dir, 'cut', 'model', 'weights.bin'))]);
+  t.true(a.equals(b), 'same weights, bit for bit');
 });

@@ -25,7 +25,7 @@ test('a finished run reduces to its curves, throughput, step times, membership a
   t.true(perWorker('b') < 30 && perWorker('b') > 20);
   t.deepEqual(
     rows.membership.map((r) => `${r.worker}:${r.state}`),
-    ['a:left', 'b:failed', 'c:left', 'b:left'],
+    ['a:active', 'b:failed', 'c:active', 'b:active'],
   );
   t.is(rows.confusion.length, 100);
   const diagonal = rows.confusion.filter((r) => r.actual === r.predicted);

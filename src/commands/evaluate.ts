@@ -79,7 +79,7 @@ export async function evaluateModel(options: EvaluateOptions): Promise<ModelEval
       const mapping = classMapping(dataset.classNames, classifier.classNames, dataset.name);
       trainer = new Trainer(classifier.model, { optimizer: { name: 'sgd', learningRate: 0.01, momentum: 0, nesterov: false } });
       const before = dataset.skipCounts().total;
-      const result = await evaluateSplit(trainer, mapping ? relabel(chosen, mapping) : chosen, classifier.classNames.length, batchSize);
+      const result = await evaluateSplit(trainer, mapping ? relabel(chosen, mapping) : chosen, classifier.classNames.length, { batchSize });
       return {
         accuracy: result.accuracy,
         loss: result.loss,

@@ -70,6 +70,8 @@ export const jobSchema = z.strictObject({
       earlyStopping: earlyStoppingSchema.optional(),
       /** Log a `step` event every N steps. */
       logEvery: z.number().int().positive().default(10),
+      /** Single-process runs: also checkpoint every N steps (0: at each epoch's end and on stop only). */
+      checkpointEvery: z.number().int().min(0).default(0),
     })
     .default({
       epochs: 5,
@@ -77,6 +79,7 @@ export const jobSchema = z.strictObject({
       optimizer: { name: 'adam', learningRate: 0.001, beta1: 0.9, beta2: 0.999, epsilon: 1e-7 },
       schedule: { type: 'constant', warmupEpochs: 0 },
       logEvery: 10,
+      checkpointEvery: 0,
     }),
   output: z
     .strictObject({

@@ -10,19 +10,20 @@ import { buildReplicaModel } from '../model/replica-model.ts';
 import { unfreezeFrom } from '../model/transfer.ts';
 import { saveModel } from '../model/export.ts';
 import { PRESETS, type PresetName } from '../model/presets.ts';
-import { readWeights, weightManifest, writeWeights } from '../model/weights.ts';
+import { readWeights, weightManifest } from '../model/weights.ts';
 import type { LayerSpecInput } from '../model/layer-spec.ts';
 import { logEvent } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { jobStartFields, openJobDataset, samplePreparation } from '../train/run-job.ts';
 import { Trainer } from '../train/trainer.ts';
 import type { ReplicaModelSpec, ReplicaSpec } from '../wire/replica-spec.ts';
-import { checkpointPath, loadCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { checkpointPath, saveCheckpoint } from './checkpoint.ts';
 import { defaultClusterSpec, type ClusterSpec } from './cluster-spec.ts';
 import { Coordinator, type CoordinatorResult } from './coordinator.ts';
 import type { ShardedEvaluation } from './evaluation.ts';
 import { PhaseHost } from './phase-host.ts';
-import { clearPhaseMarker, jobPhases, phaseBoundary, readPhaseMarker, writePhaseMarker, type PhaseStart } from './phases.ts';
+import { clearPhaseMarker, jobPhases, phaseBoundary, writePhaseMarker, type PhaseStart } from './phases.ts';
+import { restoreCheckpoint, resumePoint } from './resume.ts';
 import { startCoordinatorServer } from './server.ts';
 import type * as tf from '@tensorflow/tfjs';
 
@@ -114,7 +115,7 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
       trainer?.optimizer.dispose();
       // A fresh optimizer over this phase's trainable weights, at its learning rate.
       trainer = new Trainer(model, { optimizer: { ...job.train.optimizer, learningRate: phase.learningRate } });
-      if (resume && resume === resumed?.checkpoint) restore(resume, resumed.file, trainer, { optimizer: resumed.optimizer });
+      if (resume && resume === resumed?.checkpoint) restoreCheckpoint(resume, resumed.file, trainer, { optimizer: resumed.optimizer });
       const replicaSpec: ReplicaSpec = {
         jobName: job.name,
         model: replicaModelSpec(job, dataset, phase.trainableFrom),
@@ -237,50 +238,4 @@ function samplesSpec(job: Job, dataset: Dataset, cluster: ClusterSpec): ReplicaS
     throw new ConfigError(`dataset ${dataset.name} has no spec a worker could decode its samples with; use cluster.dataTransport: shared`, 'cluster.dataTransport');
   }
   return { decoder: 'pipeline', transport: 'stream', dataset: openedSpec, inputShape: dataset.inputShape };
-}
-
-interface ResumePoint {
-  file: string;
-  checkpoint: Checkpoint;
-  /** Index of the phase the checkpoint belongs to. */
-  phase: number;
-  phaseStart: PhaseStart;
-  /** False at a phase's first step: the phase starts with a fresh optimizer. */
-  optimizer: boolean;
-}
-
-/**
- * The last checkpoint and the phase it belongs to: a checkpoint at or after the step where the
- * fine-tuning phase began (the phase marker says which) is that phase's; any other is the first's.
- */
-async function resumePoint(outputDir: string, job: Job, phaseCount: number): Promise<ResumePoint> {
-  const file = checkpointPath(outputDir);
-  const checkpoint = await loadCheckpoint(file);
-  if (checkpoint.state.jobName !== job.name) {
-    throw new CheckpointError(`${file} belongs to job "${checkpoint.state.jobName}", not "${job.name}"`, file);
-  }
-  const marker = await readPhaseMarker(outputDir);
-  if (marker && marker.jobId === checkpoint.state.jobId && checkpoint.state.step >= marker.start.step) {
-    if (marker.phase >= phaseCount) {
-      throw new CheckpointError(`${file} was saved in training phase ${marker.phase + 1}, but this job has ${phaseCount} (was model.transfer.fineTune removed?)`, file);
-    }
-    if (checkpoint.state.step > marker.start.step) return { file, checkpoint, phase: marker.phase, phaseStart: marker.start, optimizer: true };
-    // At the phase's first step: the earlier phase's optimizer and early-stopping state stay behind.
-    const start = phaseBoundary({ ...checkpoint.state, steps: checkpoint.state.step }, checkpoint.weights);
-    return { file, checkpoint: start, phase: marker.phase, phaseStart: marker.start, optimizer: false };
-  }
-  return { file, checkpoint, phase: 0, phaseStart: { step: 0, epoch: 0 }, optimizer: true };
-}
-
-/** Loads a checkpoint's weights (and optimizer state) into the model and this phase's optimizer. */
-function restore(checkpoint: Checkpoint, file: string, trainer: Trainer, what: { optimizer: boolean }): void {
-  try {
-    writeWeights(trainer.model, checkpoint.weights);
-    if (!what.optimizer) return;
-    type LayerVariable = { read(): tf.Variable };
-    trainer.optimizer.bind((trainer.model.trainableWeights as unknown as LayerVariable[]).map((w) => w.read()));
-    trainer.optimizer.setState(checkpoint.optimizer);
-  } catch (cause) {
-    throw new CheckpointError(`${file} does not fit this job's model: ${(cause as Error).message}`, file, { cause });
-  }
 }

@@ -9,7 +9,7 @@ import type { DatasetName } from './run-state.ts';
 /** A Vega-Lite spec as plain JSON (vega-lite's own types are checked when it compiles). */
 export type VegaLiteSpec = Record<string, unknown>;
 
-export const CHART_NAMES = ['epoch-loss', 'epoch-accuracy', 'step-loss', 'throughput', 'step-time', 'membership', 'confusion'] as const;
+export const CHART_NAMES = ['epoch-loss', 'epoch-accuracy', 'step-loss', 'learning-rate', 'throughput', 'step-time', 'confusion', 'membership'] as const;
 export type ChartName = (typeof CHART_NAMES)[number];
 
 export interface ChartDefinition {
@@ -30,12 +30,41 @@ const STATE_COLORS = { domain: ['active', 'left', 'failed'], range: ['#2ca02c', 
 const PHASE_COLORS = { domain: ['data wait', 'compute', 'transfer', 'reduce'], range: ['#bcbd22', '#1f77b4', '#9467bd', '#e377c2'] };
 
 /**
- * Neighbours on each side averaged by the smoothed step-level lines. A centred window does
- * not lag behind the raw series as a trailing mean does (which matters when `step` events
- * come only every N steps and there are few points).
+ * Neighbours on each side averaged by the smoothed step-level lines, at most. A centred window
+ * does not lag behind the raw series as a trailing mean does; it narrows when a run has few
+ * points (a run that logs every N steps), so that the line still follows the series instead
+ * of flattening it to its mean: about one point in each side per 8 points, up to this many.
  */
 export const SMOOTHING_HALF_WINDOW = 5;
-const SMOOTHING_FRAME = [-SMOOTHING_HALF_WINDOW, SMOOTHING_HALF_WINDOW];
+const POINTS_PER_NEIGHBOUR = 8;
+
+/**
+ * Transforms adding `smoothed` (centred mean of `field` over the nearest points, the window
+ * narrowed for short series, see SMOOTHING_HALF_WINDOW) and `window` (the points averaged).
+ */
+function smoothing(field: string, groupby: string[] = []): VegaLiteSpec[] {
+  const halves = Array.from({ length: SMOOTHING_HALF_WINDOW }, (_, i) => i + 1);
+  return [
+    { joinaggregate: [{ op: 'count', as: 'points' }], groupby },
+    ...halves.map((h) => ({ window: [{ op: 'mean', field, as: `mean${h}` }], frame: [-h, h], groupby, sort: [{ field: 'step' }] })),
+    { calculate: `min(${SMOOTHING_HALF_WINDOW}, floor(datum.points / ${POINTS_PER_NEIGHBOUR}))`, as: 'half' },
+    { calculate: `datum.half === 0 ? datum.${field} : ${halves.map((h) => `datum.half === ${h} ? datum.mean${h}`).join(' : ')} : datum.${field}`, as: 'smoothed' },
+    { calculate: '2 * datum.half + 1', as: 'window' },
+  ];
+}
+
+/**
+ * Ticks for an axis as wide as the chart, one per `spacing` pixels: from the width signal when
+ * the page sizes the chart (a top-level view has one), else from the fixed width (a report).
+ */
+function tickCount(layout: ChartLayout, spacing: number): VegaLiteSpec | number {
+  return layout.width === 'container' ? { expr: `ceil(width / ${spacing})` } : Math.ceil(layout.width / spacing);
+}
+
+/** Step axis: integer ticks spaced for their labels (5-digit steps must not run together). */
+function stepAxis(layout: ChartLayout): VegaLiteSpec {
+  return { tickMinStep: 1, format: 'd', tickCount: tickCount(layout, 90), labelOverlap: 'greedy', labelSeparation: 10, labelFlush: true };
+}
 
 function epochCurve(metric: 'loss' | 'accuracy', layout: ChartLayout): VegaLiteSpec {
   return {
@@ -45,7 +74,7 @@ function epochCurve(metric: 'loss' | 'accuracy', layout: ChartLayout): VegaLiteS
     data: { name: 'epochs' },
     mark: { type: 'line', point: { size: 40 }, strokeWidth: 2 },
     encoding: {
-      x: { field: 'epoch', type: 'quantitative', title: 'epoch', axis: { tickMinStep: 1, format: 'd' }, scale: { zero: false } },
+      x: { field: 'epoch', type: 'quantitative', title: 'epoch', axis: { tickMinStep: 1, format: 'd', labelOverlap: 'greedy', labelFlush: true }, scale: { zero: false } },
       y: { field: metric, type: 'quantitative', title: metric, scale: { zero: false } },
       color: { field: 'split', type: 'nominal', title: null, scale: SPLIT_COLORS, legend: { orient: 'bottom' } },
       tooltip: [
@@ -58,33 +87,60 @@ function epochCurve(metric: 'loss' | 'accuracy', layout: ChartLayout): VegaLiteS
 }
 
 function stepLoss(layout: ChartLayout): VegaLiteSpec {
-  const x = { field: 'step', type: 'quantitative', title: 'step', axis: { tickMinStep: 1, format: 'd' }, scale: { zero: false } };
+  const x = { field: 'step', type: 'quantitative', title: 'step', axis: stepAxis(layout), scale: { zero: false } };
+  // Two lines, named in a legend: what was logged, and its centred mean.
+  const lines = { domain: ['logged', 'smoothed'], range: ['#9ecae1', '#1f77b4'] };
   return {
-    title: 'Training loss per step',
+    title: { text: 'Training loss per step', subtitle: 'logged: the loss of each logged step (train.logEvery); smoothed: centred mean of the nearest logged steps' },
     width: layout.width,
     height: layout.height,
     data: { name: 'steps' },
-    transform: [{ window: [{ op: 'mean', field: 'loss', as: 'smoothed' }], frame: SMOOTHING_FRAME, sort: [{ field: 'step' }] }],
+    transform: smoothing('loss'),
     layer: [
       {
-        mark: { type: 'line', color: '#1f77b4', opacity: 0.3, strokeWidth: 1 },
-        encoding: { x, y: { field: 'loss', type: 'quantitative', title: 'loss', scale: { zero: false } } },
+        mark: { type: 'line', strokeWidth: 1 },
+        encoding: {
+          x,
+          y: { field: 'loss', type: 'quantitative', title: 'loss', scale: { zero: false } },
+          color: { datum: 'logged', type: 'nominal', title: null, scale: lines, legend: { orient: 'top-right', direction: 'horizontal', fillColor: 'rgba(255,255,255,0.8)' } },
+        },
       },
       {
-        mark: { type: 'line', color: '#1f77b4', strokeWidth: 2 },
+        mark: { type: 'line', strokeWidth: 2 },
         encoding: {
           x,
           y: { field: 'smoothed', type: 'quantitative' },
+          color: { datum: 'smoothed', type: 'nominal' },
           tooltip: [
             { field: 'step', type: 'quantitative' },
             { field: 'epoch', type: 'quantitative' },
             { field: 'loss', type: 'quantitative', format: '.4f' },
-            { field: 'smoothed', type: 'quantitative', format: '.4f', title: `mean of ${2 * SMOOTHING_HALF_WINDOW + 1} points` },
+            { field: 'smoothed', type: 'quantitative', format: '.4f' },
+            { field: 'window', type: 'quantitative', title: 'points averaged' },
             { field: 'steps', type: 'quantitative', title: 'steps per point' },
           ],
         },
       },
     ],
+  };
+}
+
+function learningRate(layout: ChartLayout): VegaLiteSpec {
+  return {
+    title: { text: 'Learning rate', subtitle: 'as the schedule set it for each logged step' },
+    width: layout.width,
+    height: layout.height,
+    data: { name: 'steps' },
+    mark: { type: 'line', strokeWidth: 2, interpolate: 'step-after', color: '#8c564b' },
+    encoding: {
+      x: { field: 'step', type: 'quantitative', title: 'step', axis: stepAxis(layout), scale: { zero: false } },
+      y: { field: 'lr', type: 'quantitative', title: 'learning rate', axis: { format: '.1e' }, scale: { zero: false, padding: 8 } },
+      tooltip: [
+        { field: 'step', type: 'quantitative' },
+        { field: 'epoch', type: 'quantitative' },
+        { field: 'lr', type: 'quantitative', format: '.3e', title: 'learning rate' },
+      ],
+    },
   };
 }
 
@@ -94,12 +150,10 @@ function throughput(layout: ChartLayout): VegaLiteSpec {
     width: layout.width,
     height: layout.height,
     data: { name: 'throughput' },
-    transform: [
-      { window: [{ op: 'mean', field: 'imgPerSec', as: 'smoothed' }], frame: SMOOTHING_FRAME, groupby: ['worker'], sort: [{ field: 'step' }] },
-    ],
+    transform: smoothing('imgPerSec', ['worker']),
     mark: { type: 'line', strokeWidth: 1.5 },
     encoding: {
-      x: { field: 'step', type: 'quantitative', title: 'step', axis: { tickMinStep: 1, format: 'd' }, scale: { zero: false } },
+      x: { field: 'step', type: 'quantitative', title: 'step', axis: stepAxis(layout), scale: { zero: false } },
       y: { field: 'smoothed', type: 'quantitative', title: 'images/s (smoothed)' },
       color: { field: 'worker', type: 'nominal', title: null, legend: { orient: 'bottom' } },
       tooltip: [
@@ -117,10 +171,10 @@ function stepTime(layout: ChartLayout): VegaLiteSpec {
     width: layout.width,
     height: layout.height,
     data: { name: 'stepTime' },
-    transform: [{ window: [{ op: 'mean', field: 'ms', as: 'smoothed' }], frame: SMOOTHING_FRAME, groupby: ['phase'], sort: [{ field: 'step' }] }],
+    transform: smoothing('ms', ['phase']),
     mark: { type: 'area', opacity: 0.85 },
     encoding: {
-      x: { field: 'step', type: 'quantitative', title: 'step', axis: { tickMinStep: 1, format: 'd' }, scale: { zero: false } },
+      x: { field: 'step', type: 'quantitative', title: 'step', axis: stepAxis(layout), scale: { zero: false } },
       y: { field: 'smoothed', type: 'quantitative', stack: 'zero', title: 'ms (smoothed)' },
       color: { field: 'phase', type: 'nominal', title: null, scale: PHASE_COLORS, legend: { orient: 'bottom' } },
       order: { field: 'order', type: 'quantitative' },
@@ -143,7 +197,7 @@ function membership(layout: ChartLayout): VegaLiteSpec {
       {
         mark: { type: 'bar', cornerRadius: 2, height: { band: 0.7 } },
         encoding: {
-          x: { field: 'start', type: 'temporal', title: 'time', axis: { format: '%H:%M:%S' } },
+          x: { field: 'start', type: 'temporal', title: 'time', axis: { format: '%H:%M:%S', tickCount: tickCount(layout, 110), labelOverlap: 'greedy', labelSeparation: 12, labelFlush: true } },
           x2: { field: 'end' },
           y: { field: 'worker', type: 'nominal', title: null, sort: null },
           color: { field: 'state', type: 'nominal', title: null, scale: STATE_COLORS, legend: { orient: 'bottom' } },
@@ -169,10 +223,17 @@ function membership(layout: ChartLayout): VegaLiteSpec {
   };
 }
 
-function confusion(title: string): VegaLiteSpec {
+/**
+ * The title names the split the matrix is of: given (the report knows it), or read from the
+ * rows (the page's last evaluation may be a validation or the test split).
+ */
+function confusion(title: string | undefined): VegaLiteSpec {
   const axis = { labelAngle: 0, labelLimit: 130 };
+  const fromRows =
+    "length(data('confusion')) > 0 ? 'Confusion matrix, ' + data('confusion')[0].split + ' split' + " +
+    "(data('confusion')[0].epoch ? ' (epoch ' + data('confusion')[0].epoch + ')' : '') + ', ' + format(data('confusion')[0].samples, ',') + ' samples' : 'Confusion matrix'";
   return {
-    title,
+    title: title ?? { text: { expr: fromRows } },
     width: { step: 40 },
     height: { step: 28 },
     data: { name: 'confusion' },
@@ -215,22 +276,23 @@ function confusion(title: string): VegaLiteSpec {
 }
 
 /** Every chart of the dashboard, each with the dataset it reads. */
-export function chartDefinitions(layout: ChartLayout, confusionTitle = 'Confusion matrix (last evaluation)'): ChartDefinition[] {
+export function chartDefinitions(layout: ChartLayout, confusionTitle?: string): ChartDefinition[] {
   return [
     { name: 'epoch-loss', dataset: 'epochs', spec: epochCurve('loss', layout) },
     { name: 'epoch-accuracy', dataset: 'epochs', spec: epochCurve('accuracy', layout) },
     { name: 'step-loss', dataset: 'steps', spec: stepLoss(layout) },
+    { name: 'learning-rate', dataset: 'steps', spec: learningRate(layout) },
     { name: 'throughput', dataset: 'throughput', spec: throughput(layout) },
     { name: 'step-time', dataset: 'stepTime', spec: stepTime(layout) },
-    { name: 'membership', dataset: 'membership', spec: membership(layout) },
     { name: 'confusion', dataset: 'confusion', spec: confusion(confusionTitle) },
+    { name: 'membership', dataset: 'membership', spec: membership(layout) },
   ];
 }
 
 /** Look shared by page and report: light, quiet axes, readable titles. */
 export const CHART_CONFIG = {
   font: 'DejaVu Sans, Liberation Sans, Helvetica, Arial, sans-serif',
-  title: { fontSize: 13, anchor: 'start', offset: 8 },
+  title: { fontSize: 13, anchor: 'start', offset: 8, subtitleFontSize: 11, subtitleColor: '#69707d' },
   axis: { labelFontSize: 11, titleFontSize: 11, gridColor: '#ececec' },
   legend: { labelFontSize: 11 },
   view: { stroke: '#e0e0e0' },

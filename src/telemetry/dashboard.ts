@@ -5,6 +5,7 @@ import { createServer } from 'node:http';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { createRequire } from 'node:module';
 import type { AddressInfo } from 'node:net';
+import { hostname, networkInterfaces } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, DroverError } from '../errors.ts';
@@ -34,6 +35,8 @@ export interface Dashboard {
 
 export const DEFAULT_DASHBOARD_PORT = 8377;
 const OPTION_KEYS = new Set(['logPath', 'port', 'host', 'pollMs']);
+/** Open pages at once: each one replays the log, so a scanner opening thousands must not. */
+const MAX_STREAMS = 32;
 /** A comment line on idle streams so proxies and browsers keep the connection. */
 const KEEPALIVE_MS = 15_000;
 
@@ -75,6 +78,45 @@ function validate(options: DashboardOptions): void {
   if (options.pollMs !== undefined && !(Number.isFinite(options.pollMs) && options.pollMs >= 10)) {
     throw new ConfigError(`pollMs must be a number >= 10, got ${String(options.pollMs)}`, 'pollMs');
   }
+}
+
+/**
+ * The path of a request target in origin form (`/path?query`), or undefined for anything else
+ * (`*`, absolute form, `//`, bad escapes, control characters): those get a 400.
+ */
+export function requestPath(target: string | undefined): string | undefined {
+  if (target === undefined || !target.startsWith('/') || target.startsWith('//')) return undefined;
+  const raw = target.split(/[?#]/, 1)[0]!;
+  let path: string;
+  try {
+    path = decodeURIComponent(raw);
+  } catch {
+    return undefined;
+  }
+  if (/[\u0000-\u001f\u007f\\]/.test(path)) return undefined;
+  return path;
+}
+
+/** Host names a request may carry: loopback names, the bound host, and this machine's addresses when bound to all. */
+function allowedHostNames(bound: string): Set<string> {
+  const names = new Set(['localhost', '127.0.0.1', '::1']);
+  const wildcard = bound === '0.0.0.0' || bound === '::';
+  if (!wildcard) names.add(bound.toLowerCase());
+  else {
+    // Reached from another machine by address or by this machine's name: those cannot be rebound.
+    names.add(hostname().toLowerCase());
+    for (const list of Object.values(networkInterfaces())) for (const entry of list ?? []) names.add(entry.address.toLowerCase());
+  }
+  return names;
+}
+
+/** The Host header without its port, compared with the allowed names ([v6] literals unbracketed). */
+export function hostAllowed(header: string | undefined, allowed: ReadonlySet<string>): boolean {
+  if (header === undefined || header === '') return false;
+  const match = /^(?:\[([0-9a-f:.]+)\]|([^:[\]]+))(?::(\d{1,5}))?$/i.exec(header.trim());
+  if (!match) return false;
+  const name = (match[1] ?? match[2]!).toLowerCase().replace(/\.$/, '');
+  return allowed.has(name);
 }
 
 /** One Server-Sent Event; waits for the socket to drain so a slow page cannot pile up memory. */
@@ -154,25 +196,63 @@ export async function startDashboard(options: DashboardOptions): Promise<Dashboa
     }
   };
 
-  const server = createServer((req, res) => {
-    const path = new URL(req.url ?? '/', 'http://localhost').pathname;
+  const allowedHosts = allowedHostNames(host);
+  const handle = (req: IncomingMessage, res: ServerResponse): void => {
+    const reply = (status: number, text: string, headers: Record<string, string> = {}): void => {
+      res.writeHead(status, { 'content-type': 'text/plain; charset=utf-8', 'x-content-type-options': 'nosniff', ...headers }).end(`${text}\n`);
+    };
+    const hosts = req.headersDistinct.host ?? [];
+    if (hosts.length !== 1 || !hostAllowed(hosts[0], allowedHosts)) {
+      // DNS rebinding: a page on another site may resolve its own name to this address.
+      reply(421, 'unknown host: the dashboard answers to localhost, 127.0.0.1, [::1] and the name it was bound to');
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
-      res.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end('method not allowed\n');
+      reply(405, 'method not allowed', { allow: 'GET, HEAD' });
+      return;
+    }
+    const path = requestPath(req.url);
+    if (path === undefined) {
+      reply(400, 'bad request target');
       return;
     }
     const fail = (error: unknown): void => {
-      if (!res.headersSent) res.writeHead(500, { 'content-type': 'text/plain' });
-      res.end(`dashboard error: ${(error as Error).message}\n`);
+      if (res.headersSent) res.destroy();
+      else reply(500, `dashboard error: ${(error as Error).message}`);
     };
     if (path === '/favicon.ico') res.writeHead(204).end();
     else if (path === '/api/stream' && req.method === 'HEAD') res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8' }).end();
-    else if (path === '/api/stream') serveStream(req, res).catch(fail);
-    else if (path === '/api/charts') {
+    else if (path === '/api/stream') {
+      if (streams.size >= MAX_STREAMS) reply(429, `too many open pages (${MAX_STREAMS}): close one`, { 'retry-after': '5' });
+      else serveStream(req, res).catch(fail);
+    } else if (path === '/api/charts') {
       const body = JSON.stringify({ logPath, charts });
       res.writeHead(200, { 'content-type': 'application/json; charset=utf-8', 'cache-control': 'no-cache' }).end(body);
-    } else if (path === '/index.html' || assets[path]) serveAsset(path === '/index.html' ? '/' : path, res).catch(fail);
-    else res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n');
+    } else if (path === '/index.html' || Object.hasOwn(assets, path)) serveAsset(path === '/index.html' ? '/' : path, res).catch(fail);
+    else reply(404, 'not found');
+  };
+
+  const server = createServer((req, res) => {
+    // A peer that resets its connection must not become an unhandled 'error' event.
+    req.on('error', () => {});
+    res.on('error', () => {});
+    try {
+      handle(req, res);
+    } catch {
+      // Nothing a request carries may end the process that serves it (a training run).
+      if (!res.headersSent) res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' }).end('bad request\n');
+      else res.destroy();
+    }
   });
+  // Requests the HTTP parser refuses (bad header, bad method, oversized head): a 4xx, then close.
+  server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+    if (socket.writable && !socket.destroyed) {
+      const status = error.code === 'HPE_HEADER_OVERFLOW' ? '431 Request Header Fields Too Large' : '400 Bad Request';
+      socket.end(`HTTP/1.1 ${status}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    } else socket.destroy();
+  });
+  server.headersTimeout = 10_000;
+  server.requestTimeout = 30_000;
 
   const port = options.port ?? DEFAULT_DASHBOARD_PORT;
   try {

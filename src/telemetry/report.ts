@@ -95,6 +95,8 @@ function learningCurvesSpec(state: RunState): VegaLiteSpec {
       title: { text: `Learning curves: ${runTitle(state)}`, subtitle: subtitle.join(' - '), fontSize: 15 },
       vconcat: [{ hconcat: [charts.get('epoch-loss')!, charts.get('epoch-accuracy')!] }, wide],
       spacing: 28,
+      // The epoch curves colour splits, the step chart logged vs smoothed: separate scales and legends.
+      resolve: { scale: { color: 'independent' }, legend: { color: 'independent' } },
     },
     { epochs: state.rows.epochs, steps: state.rows.steps },
   );

@@ -79,6 +79,10 @@ export interface ConfusionRow {
   count: number;
   /** count / samples of the actual class (recall on the diagonal). */
   rate: number;
+  /** The split evaluated, its epoch (a validation) and its sample count: the chart's title names them. */
+  split: 'validation' | 'test';
+  epoch?: number;
+  samples: number;
 }
 
 export interface ChartRows {
@@ -434,8 +438,8 @@ export class RunState {
         s.testAccuracy = e.testAccuracy;
         s.modelDir = e.modelDir;
         s.error = e.error;
+        // Members until the end stay 'active' (green): they did not leave, the job ended.
         this.extendActive(at);
-        for (const row of this.active.values()) row.state = 'left';
         this.active.clear();
         this.replaced.add('membership');
         break;
@@ -572,7 +576,16 @@ export function confusionRows(e: EvaluationEvent): ConfusionRow[] {
   e.confusion.forEach((counts, i) => {
     const total = counts.reduce((a, b) => a + b, 0);
     counts.forEach((count, j) => {
-      rows.push({ key: i * counts.length + j, actual: e.classNames[i]!, predicted: e.classNames[j]!, count, rate: total > 0 ? count / total : 0 });
+      rows.push({
+        key: i * counts.length + j,
+        actual: e.classNames[i]!,
+        predicted: e.classNames[j]!,
+        count,
+        rate: total > 0 ? count / total : 0,
+        split: e.split,
+        ...(e.epoch !== undefined ? { epoch: e.epoch } : {}),
+        samples: e.n,
+      });
     });
   });
   return rows;

@@ -1,3 +1,4 @@
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { DataSplit } from '../data/types.ts';
 import type { Trainer } from './trainer.ts';
 
@@ -9,8 +10,19 @@ export interface Evaluation {
   confusion: number[][];
 }
 
-/** Evaluates a split in batches; loss is the sample-weighted mean. */
-export async function evaluateSplit(trainer: Trainer, split: DataSplit, classes: number, batchSize = 256): Promise<Evaluation> {
+export interface EvaluateOptions {
+  /** Samples per forward pass. Default 256. */
+  batchSize?: number;
+  /** Stops between batches when aborted; the result then covers only the batches evaluated. */
+  signal?: AbortSignal;
+}
+
+/**
+ * Evaluates a split in batches; loss is the sample-weighted mean. Yields to the event loop
+ * between batches, so a long evaluation does not hold up signals or the dashboard.
+ */
+export async function evaluateSplit(trainer: Trainer, split: DataSplit, classes: number, options: EvaluateOptions = {}): Promise<Evaluation> {
+  const batchSize = options.batchSize ?? 256;
   const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
   let lossSum = 0;
   let correct = 0;
@@ -25,6 +37,8 @@ export async function evaluateSplit(trainer: Trainer, split: DataSplit, classes:
     n += result.n;
     for (let i = 0; i < batch.n; i++) confusion[batch.y[i]!]![result.predicted[i]!]! += 1;
     batch.release?.();
+    await nextTurn();
+    if (options.signal?.aborted) break;
   }
   return { loss: n ? lossSum / n : NaN, accuracy: n ? correct / n : NaN, n, confusion };
 }

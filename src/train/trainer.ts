@@ -30,6 +30,8 @@ export interface TrainerOptions {
    * so a seeded run repeats exactly. Absent: tfjs's unseeded stream.
    */
   dropoutSeed?: number;
+  /** Training passes already run with these masks (a resumed run continues the mask sequence). Default 0. */
+  passesDone?: number;
 }
 
 type SeededLayer = { seed?: number };
@@ -73,6 +75,7 @@ export class Trainer {
   ) {
     this.optimizer = createOptimizer(options.optimizer);
     this.dropoutSeed = options.dropoutSeed;
+    this.passes = options.passesDone ?? 0;
     this.dropouts = options.dropoutSeed === undefined ? [] : dropoutLayers(model);
     this.trainable = model.trainableWeights as unknown as TrainableVariable[];
     this.gradientManifest = weightManifest(model).filter((w) => w.trainable);

@@ -9,12 +9,15 @@ const EMPTY_NOTES = {
   'epoch-loss': 'Appears after the first epoch.',
   'epoch-accuracy': 'Appears after the first epoch.',
   'step-loss': 'Appears with the first step.',
+  'learning-rate': 'Appears with the first step.',
   throughput: 'Appears with the first step.',
   'step-time': 'Appears with the first step.',
-  membership: 'Appears when a worker joins.',
-  confusion: 'Appears after the final evaluation.',
+  membership: 'Appears when a worker joins (runs with workers).',
+  confusion: 'Appears after an evaluation with a confusion matrix.',
 };
-const WIDE = new Set(['step-loss', 'membership', 'confusion']);
+const WIDE = new Set(['step-loss', 'membership']);
+/** A confusion matrix of more classes than this gets the whole row. */
+const WIDE_CONFUSION_CLASSES = 12;
 
 const $ = (id) => document.getElementById(id);
 const charts = [];
@@ -50,7 +53,9 @@ async function createCharts() {
   const { charts: definitions, logPath } = await response.json();
   setText('log-path', logPath);
   const main = $('charts');
-  for (const definition of definitions) {
+  // Every card first: the grid's columns are final before any chart measures its width
+  // (a chart measured alone in the grid got the whole row, then was clipped to its column).
+  const cards = definitions.map((definition) => {
     const card = document.createElement('figure');
     card.className = `card empty${WIDE.has(definition.name) ? ' wide' : ''}`;
     card.id = `card-${definition.name}`;
@@ -64,12 +69,30 @@ async function createCharts() {
     note.textContent = EMPTY_NOTES[definition.name] ?? 'No data yet.';
     card.append(container, note);
     main.append(card);
+    return { definition, card, container };
+  });
+  for (const { definition, card, container } of cards) {
+    const spec = { ...definition.spec };
+    const followsWidth = spec.width === 'container';
+    // The card's own width, not the window's: Vega's 'container' width follows window resizes only.
+    if (followsWidth) spec.width = Math.max(200, Math.floor(container.clientWidth));
     // Only errors: Vega-Lite warns about harmless layout choices (fit with a step height).
-    const compiled = vegaLite.compile(definition.spec, { logger: vega.logger(vega.Error) }).spec;
+    const compiled = vegaLite.compile(spec, { logger: vega.logger(vega.Error) }).spec;
     const view = new vega.View(vega.parse(compiled), { renderer: 'svg', container, hover: true });
-    charts.push({ name: definition.name, dataset: definition.dataset, view, card });
+    charts.push({ name: definition.name, dataset: definition.dataset, view, card, container, followsWidth, width: spec.width });
   }
   await Promise.all(charts.map((c) => c.view.runAsync()));
+  // Columns change width with the window, a scroll bar, or a card turning wide: redraw to fit.
+  const observer = new ResizeObserver(() => {
+    for (const chart of charts) {
+      if (!chart.followsWidth) continue;
+      const width = Math.max(200, Math.floor(chart.container.clientWidth));
+      if (width === chart.width) continue;
+      chart.width = width;
+      chart.view.width(width).runAsync();
+    }
+  });
+  for (const chart of charts) observer.observe(chart.card);
 }
 
 /**
@@ -100,6 +123,7 @@ async function applyUpdate(update) {
     const points = update.sizes?.[chart.dataset] ?? 0;
     chart.card.dataset.points = String(points);
     chart.card.classList.toggle('empty', points === 0);
+    if (chart.name === 'confusion') chart.card.classList.toggle('wide', points > WIDE_CONFUSION_CLASSES ** 2);
   }
   latest = update;
   renderSummary(update.summary, update.log);

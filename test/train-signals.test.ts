@@ -1,0 +1,111 @@
+import test from 'ava';
+import type { ExecutionContext } from 'ava';
+import { existsSync } from 'node:fs';
+import { readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { loadCheckpoint } from '../src/coordinator/checkpoint.ts';
+import { spawnDrover, tempDir, type ChildHandle } from './helpers/cluster.ts';
+
+// Ctrl-C / SIGTERM of single-process `drover train` (the default command): real child
+// processes, real signals, real files.
+
+/** A small job with dropout, a validation split and Adam: every piece of state a resume must restore. */
+async function writeJob(dir: string, overrides: { backend: string; epochs: number; denseUnits?: number; out: string }): Promise<string> {
+  const file = path.join(dir, `job-${path.basename(overrides.out)}.yaml`);
+  await writeFile(
+    file,
+    [
+      'name: signals',
+      'seed: 11',
+      `backend: ${overrides.backend}`,
+      `data: { kind: shapes, dir: ${JSON.stringify(`${overrides.out}-shapes`)}, perClass: 40, size: 16 }`,
+      'model:',
+      '  layers:',
+      '    - { type: conv2d, filters: 4, kernelSize: 3 }',
+      '    - { type: maxPool }',
+      '    - { type: flatten }',
+      '    - { type: dropout, rate: 0.25 }',
+      `    - { type: dense, units: ${overrides.denseUnits ?? 16} }`,
+      `train: { epochs: ${overrides.epochs}, batchSize: 8, optimizer: { name: adam, learningRate: 0.003 }, logEvery: 1 }`,
+      `output: { dir: ${JSON.stringify(overrides.out)} }`,
+    ].join('\n'),
+  );
+  return file;
+}
+
+async function train(t: ExecutionContext, args: string[]): Promise<ChildHandle> {
+  return spawnDrover(t, ['train', ...args], { CI: 'true', DROVER_LOG_LEVEL: 'info' });
+}
+
+/** Files a crash or a cut write would leave behind. */
+async function leftovers(dir: string): Promise<string[]> {
+  return (await readdir(dir, { recursive: true })).filter((f) => /tmp/.test(path.basename(f)));
+}
+
+test('Ctrl-C stops a cpu-backend run after the step in progress with a checkpoint and exit 130, and --resume ends with the weights of an uninterrupted run', async (t) => {
+  const dir = await tempDir(t, 'drover-signals-');
+  const whole = path.join(dir, 'whole');
+  const cut = path.join(dir, 'cut');
+  const wholeJob = await writeJob(dir, { backend: 'cpu', epochs: 3, out: whole });
+  const cutJob = await writeJob(dir, { backend: 'cpu', epochs: 3, out: cut });
+
+  const reference = await train(t, ['--config', wholeJob]);
+  const interrupted = await train(t, ['--config', cutJob]);
+  await interrupted.sink.waitFor((l) => l.event === 'step', 'the first step', 120_000);
+  interrupted.kill('SIGINT');
+  t.is(await interrupted.exited, 130, 'exit code of an interrupted command');
+  const lines = interrupted.sink.lines;
+  const warned = lines.findIndex((l) => /interrupted: stopping/.test(String(l.msg)));
+  t.true(warned >= 0, 'the interruption is logged');
+  t.deepEqual(lines.slice(warned).filter((l) => l.event === 'step'), [], 'no step starts after the signal is seen');
+  const end = interrupted.sink.events('job_end')[0]!;
+  t.is(end.status, 'stopped');
+  const total = 3 * Math.ceil((4 * 40 * 0.7) / 8);
+  t.true((end.steps as number) < total, `stopped at step ${String(end.steps)} of ${total}`);
+  const saved = interrupted.sink.events('checkpoint').at(-1)!;
+  t.is(saved.step, end.steps, 'the checkpoint holds the last step');
+  const checkpoint = await loadCheckpoint(path.join(cut, 'checkpoint.drover'));
+  t.is(checkpoint.state.step, end.steps as number);
+  t.true(checkpoint.optimizer.slots.length > 0, 'Adam state is saved');
+  t.false(existsSync(path.join(cut, 'model')), 'a stopped run exports nothing');
+  t.deepEqual(await leftovers(cut), []);
+
+  const resumed = await train(t, ['--config', cutJob, '--resume']);
+  t.is(await resumed.exited, 0, resumed.stderr());
+  const start = resumed.sink.events('job_start')[0]!;
+  t.deepEqual(start.resumedFrom, { epoch: checkpoint.state.epoch, step: checkpoint.state.step });
+  t.is(resumed.sink.events('step')[0]!.step, (end.steps as number) + 1, 'the resumed run continues at the next step');
+  const resumedEnd = resumed.sink.events('job_end')[0]!;
+  t.is(resumedEnd.status, 'completed');
+  t.is(resumedEnd.steps, total);
+  t.is(resumedEnd.epochs, 3);
+
+  t.is(await reference.exited, 0, reference.stderr());
+  const referenceEnd = reference.sink.events('job_end')[0]!;
+  t.is(referenceEnd.testAccuracy, resumedEnd.testAccuracy);
+  const [a, b] = await Promise.all([readFile(path.join(whole, 'model', 'weights.bin')), readFile(path.join(cut, 'model', 'weights.bin'))]);
+  t.true(a.equals(b), 'interrupted + resumed ends with the same weights, bit for bit, as the uninterrupted run');
+  // Each epoch's record is the same too (loss sums carried through the checkpoint).
+  const epochs = (sink: ChildHandle['sink']) => sink.events('epoch').map((e) => [e.epoch, e.loss, e.valLoss]);
+  t.deepEqual(epochs(interrupted.sink).concat(epochs(resumed.sink)), epochs(reference.sink));
+});
+
+test('SIGTERM, then a second signal while the checkpoint is written, leaves a whole checkpoint, no model and no temporary file', async (t) => {
+  const dir = await tempDir(t, 'drover-signals-');
+  const out = path.join(dir, 'out');
+  // A wide dense layer (~16 MB of weights, 3x with Adam's slots): the checkpoint takes a while to write.
+  const job = await writeJob(dir, { backend: 'wasm', epochs: 50, denseUnits: 16_000, out });
+  const run = await train(t, ['--config', job]);
+  await run.sink.waitFor((l) => l.event === 'step', 'the first step', 120_000);
+  run.kill('SIGTERM');
+  await run.sink.waitFor((l) => /interrupted: stopping/.test(String(l.msg)), 'the interruption');
+  run.kill('SIGINT');
+  t.is(await run.exited, 130);
+  t.log(run.sink.lines.some((l) => /finishing the checkpoint/.test(String(l.msg))) ? 'the second signal came during the write' : 'the second signal came outside the write');
+  t.false(existsSync(path.join(out, 'model')), 'nothing exported');
+  t.deepEqual(await leftovers(out), [], 'no half-written file');
+  if (existsSync(path.join(out, 'checkpoint.drover'))) {
+    const checkpoint = await loadCheckpoint(path.join(out, 'checkpoint.drover'));
+    t.true(checkpoint.state.step >= 1);
+  }
+});
