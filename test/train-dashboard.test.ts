@@ -1,6 +1,6 @@
 import test from 'ava';
 import { once } from 'node:events';
-import { writeFile } from 'node:fs/promises';
+import { realpath, writeFile } from 'node:fs/promises';
 import { connect } from 'node:net';
 import path from 'node:path';
 import { spawnDrover, tempDir } from './helpers/cluster.ts';
@@ -86,7 +86,7 @@ test('after the job ends, --dashboard keeps serving the finished run until Ctrl-
   t.regex(String(notice.msg), /until Ctrl-C/);
   t.is((await fetch(url)).status, 200);
   const charts = (await (await fetch(new URL('api/charts', url))).json()) as { logPath: string };
-  t.is(charts.logPath, path.join(dir, 'out', 'run.jsonl'));
+  t.is(charts.logPath, await realpath(path.join(dir, 'out', 'latest', 'run.jsonl')), 'the run folder latest points at');
   t.is(run.process.exitCode, null, 'still running');
   run.kill('SIGINT');
   t.is(await run.exited, 0, 'the job completed: Ctrl-C only closed the page');

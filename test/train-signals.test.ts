@@ -64,11 +64,11 @@ test('Ctrl-C stops a cpu-backend run after the step in progress with a checkpoin
   t.true((end.steps as number) < total, `stopped at step ${String(end.steps)} of ${total}`);
   const saved = interrupted.sink.events('checkpoint').at(-1)!;
   t.is(saved.step, end.steps, 'the checkpoint holds the last step');
-  const checkpoint = await loadCheckpoint(path.join(cut, 'checkpoint.drover'));
+  const checkpoint = await loadCheckpoint(path.join(cut, 'latest', 'checkpoint.drover'));
   t.is(checkpoint.state.step, end.steps as number);
   t.true(checkpoint.optimizer.slots.length > 0, 'Adam state is saved');
-  t.false(existsSync(path.join(cut, 'model')), 'a stopped run exports nothing');
-  t.deepEqual(await leftovers(cut), []);
+  t.false(existsSync(path.join(cut, 'latest', 'model')), 'a stopped run exports nothing');
+  t.deepEqual(await leftovers(path.join(cut, 'latest')), []);
 
   const resumed = await train(t, ['--config', cutJob, '--resume']);
   t.is(await resumed.exited, 0, resumed.stderr());
@@ -83,7 +83,7 @@ test('Ctrl-C stops a cpu-backend run after the step in progress with a checkpoin
   t.is(await reference.exited, 0, reference.stderr());
   const referenceEnd = reference.sink.events('job_end')[0]!;
   t.is(referenceEnd.testAccuracy, resumedEnd.testAccuracy);
-  const [a, b] = await Promise.all([readFile(path.join(whole, 'model', 'weights.bin')), readFile(path.join(cut, 'model', 'weights.bin'))]);
+  const [a, b] = await Promise.all([readFile(path.join(whole, 'latest', 'model', 'weights.bin')), readFile(path.join(cut, 'latest', 'model', 'weights.bin'))]);
   t.true(a.equals(b), 'interrupted + resumed ends with the same weights, bit for bit, as the uninterrupted run');
   // Each epoch's record is the same too (loss sums carried through the checkpoint).
   const epochs = (sink: ChildHandle['sink']) => sink.events('epoch').map((e) => [e.epoch, e.loss, e.valLoss]);
@@ -102,10 +102,10 @@ test('SIGTERM, then a second signal while the checkpoint is written, leaves a wh
   run.kill('SIGINT');
   t.is(await run.exited, 130);
   t.log(run.sink.lines.some((l) => /finishing the checkpoint/.test(String(l.msg))) ? 'the second signal came during the write' : 'the second signal came outside the write');
-  t.false(existsSync(path.join(out, 'model')), 'nothing exported');
-  t.deepEqual(await leftovers(out), [], 'no half-written file');
-  if (existsSync(path.join(out, 'checkpoint.drover'))) {
-    const checkpoint = await loadCheckpoint(path.join(out, 'checkpoint.drover'));
+  t.false(existsSync(path.join(out, 'latest', 'model')), 'nothing exported');
+  t.deepEqual(await leftovers(path.join(out, 'latest')), [], 'no half-written file');
+  if (existsSync(path.join(out, 'latest', 'checkpoint.drover'))) {
+    const checkpoint = await loadCheckpoint(path.join(out, 'latest', 'checkpoint.drover'));
     t.true(checkpoint.state.step >= 1);
   }
 });
