@@ -22,6 +22,8 @@ export interface RunFeedOptions {
   env?: NodeJS.ProcessEnv;
   /** Progress bar redraw interval; see ProgressOptions. */
   minRedrawMs?: number;
+  /** Also hand every JSON line (info and above) to this stream: the metrics endpoint's reader. */
+  tap?: DestinationStream;
 }
 
 export interface RunFeed {
@@ -36,7 +38,7 @@ export interface RunFeed {
 }
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-const FEED_OPTION_KEYS = new Set(['stdout', 'logFile', 'appendLog', 'level', 'progress', 'env', 'minRedrawMs']);
+const FEED_OPTION_KEYS = new Set(['stdout', 'logFile', 'appendLog', 'level', 'progress', 'env', 'minRedrawMs', 'tap']);
 
 /** True when the environment says we run under continuous integration (CI=1, CI=true, ...). */
 export function isCi(env: NodeJS.ProcessEnv): boolean {
@@ -97,6 +99,7 @@ export async function createRunFeed(options: RunFeedOptions = {}): Promise<RunFe
     streams.push({ level, stream: file });
   }
 
+  if (options.tap !== undefined) streams.push({ level: 'info', stream: options.tap });
   const logger = createLogger({ level, destination: pino.multistream(streams) });
   let closed: Promise<void> | undefined;
   return {
