@@ -57,7 +57,7 @@ export class CoordinatorMetrics {
 
   constructor() {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'drover_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'drover_' });
     this.steps = new Counter({ name: 'drover_steps_total', help: 'Optimizer steps this coordinator process completed', registers });
     this.step = new Gauge({ name: 'drover_step', help: 'Last completed step of the job (continues across a resume)', registers });
     this.epoch = new Gauge({ name: 'drover_epoch', help: 'Epoch of the last completed step', registers });
