@@ -57,7 +57,8 @@ test.serial('the image trains a 2-worker job on a private network: SIGTERM check
   // The same command both times, as a Job's pod template runs it after a restart.
   const startCoordinator = async (): Promise<{ sink: EventSink; stop: () => void }> => {
     containers.push(coordinatorName);
-    await podman.exec(['run', '-d', '--name', coordinatorName, '--network', network, '--network-alias', 'coordinator',
+    // --read-only: as readOnlyRootFilesystem in deploy/k8s (podman keeps a tmpfs on /tmp).
+    await podman.exec(['run', '-d', '--read-only', '--name', coordinatorName, '--network', network, '--network-alias', 'coordinator',
       '-p', '127.0.0.1::7070', '-p', '127.0.0.1::9464', '-v', `${data}:/data`, '-e', `DROVER_TOKEN=${TOKEN}`,
       image, 'coordinator', '--config', '/data/job.json', '--resume', 'auto', '--metrics-port', '9464']);
     const sink = new EventSink();
@@ -67,7 +68,7 @@ test.serial('the image trains a 2-worker job on a private network: SIGTERM check
   const startWorker = async (name: string, args: string[], env: Record<string, string>): Promise<EventSink> => {
     const container = `drover-${name}-${id}`;
     containers.push(container);
-    await podman.exec(['run', '-d', '--name', container, '--network', network, '-e', `DROVER_TOKEN=${TOKEN}`,
+    await podman.exec(['run', '-d', '--read-only', '--name', container, '--network', network, '-e', `DROVER_TOKEN=${TOKEN}`,
       ...Object.entries(env).flatMap(([k, v]) => ['-e', `${k}=${v}`]), image, 'worker', '--name', name, '--reconnect-ms', '300000', ...args]);
     const sink = new EventSink();
     t.teardown(followLogs(podman, container, sink));
