@@ -2,7 +2,7 @@ import test from 'ava';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FASHION_MNIST_DIR } from '../src/data/idx.ts';
-import { spawnDrover, spawnWorker, tempDir } from './helpers/cluster.ts';
+import { smallFashionMnist, spawnDrover, spawnWorker, startCoordinator, tempDir, testJob } from './helpers/cluster.ts';
 
 const BATCH = 32;
 
@@ -50,4 +50,19 @@ test.serial('drover coordinator --resume auto starts fresh without a checkpoint,
   t.is(await second.exited, 0);
   t.is(await worker.exited, 0, 'the worker that waited finishes with the job');
   t.true(worker.sink.lines.some((l) => /waiting for it to resume/.test(String(l.msg))));
+});
+
+test.serial('a drover worker stopped by SIGTERM leaves the job and exits 143, so a Kubernetes Job runs its index again', async (t) => {
+  const dir = await tempDir(t);
+  const dataset = await smallFashionMnist(128);
+  t.teardown(() => dataset.close());
+  // minWorkers 2: the one worker joins and waits, the job does not end under it.
+  const coordinator = await startCoordinator(t, testJob(dir, { cluster: { minWorkers: 2 } }), { dataset });
+  const worker = spawnWorker(t, coordinator.port, { name: 'terminated', args: ['--simulate-compute-ms', '1', '--wait-for-resume'] });
+  await worker.sink.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('joined job'), 'the worker to join');
+  worker.kill('SIGTERM');
+  t.is(await worker.exited, 143);
+  const left = await coordinator.sink.waitFor((l) => l.event === 'worker_leave', 'the worker to leave');
+  t.regex(String(left.reason), /signal/);
+  t.true(worker.sink.lines.some((l) => l.msg === 'worker finished: stopped'));
 });
