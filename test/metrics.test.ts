@@ -3,6 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { runCoordinator } from '../src/coordinator/run-coordinator.ts';
 import { FASHION_MNIST_DIR } from '../src/data/idx.ts';
+import { logEvent } from '../src/telemetry/events.ts';
 import { createRunFeed } from '../src/telemetry/feed.ts';
 import { startMetricsServer } from '../src/telemetry/metrics.ts';
 import { EventSink, smallFashionMnist, spawnDrover, spawnWorker, tempDir, testJob } from './helpers/cluster.ts';
@@ -103,4 +104,19 @@ test('a metrics port that is taken is the socket error, and a bad option a Confi
   await t.throwsAsync(startMetricsServer({ port: 70000 }), { code: 'DROVER_ERR_CONFIG' });
   const notFound = await fetch(first.url.replace('/metrics', '/'));
   t.is(notFound.status, 404);
+});
+
+test('metrics still see the events when DROVER_LOG_LEVEL=warn quiets the log', async (t) => {
+  const metrics = await startMetricsServer({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => metrics.close());
+  const stdout = new EventSink();
+  const feed = await createRunFeed({ stdout: stdout as unknown as NodeJS.WriteStream, progress: 'never', level: 'warn', tap: metrics.stream });
+  logEvent(feed.logger, 'worker_join', { worker: 'w1', step: 0 });
+  logEvent(feed.logger, 'step', { epoch: 1, step: 1, stepInEpoch: 1, loss: 0.5, accuracy: 0.75, lr: 0.01, imgPerSec: 100, n: 32, dataWaitMs: 1, computeMs: 2, transferMs: 3, reduceMs: 4 });
+  await feed.close();
+  const { samples } = parseExposition(await metrics.registry.metrics());
+  t.is(sampleValue(samples, 'drover_steps_total'), 1);
+  t.is(sampleValue(samples, 'drover_workers_alive'), 1);
+  t.is(sampleValue(samples, 'drover_step_phase_seconds', { phase: 'reduce' }), 0.004);
+  t.is(stdout.events('step').length, 0, 'stdout stays at warn');
 });

@@ -99,8 +99,15 @@ export async function createRunFeed(options: RunFeedOptions = {}): Promise<RunFe
     streams.push({ level, stream: file });
   }
 
-  if (options.tap !== undefined) streams.push({ level: 'info', stream: options.tap });
-  const logger = createLogger({ level, destination: pino.multistream(streams) });
+  // The tap reads the events (info and above) even when DROVER_LOG_LEVEL=warn quiets stdout and
+  // the file: the logger then lets info through, and each stream keeps its own level.
+  let loggerLevel: string = level;
+  if (options.tap !== undefined) {
+    streams.push({ level: 'info', stream: options.tap });
+    const value = pino.levels.values[level];
+    if (value !== undefined && value > pino.levels.values.info!) loggerLevel = 'info';
+  }
+  const logger = createLogger({ level: loggerLevel, destination: pino.multistream(streams) });
   let closed: Promise<void> | undefined;
   return {
     logger,

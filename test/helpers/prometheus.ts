@@ -25,8 +25,10 @@ export function parseExposition(text: string): { samples: Sample[]; types: Map<s
     if (!match) throw new Error(`not a Prometheus sample line: ${JSON.stringify(line)}`);
     const labels: Record<string, string> = {};
     for (const pair of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]!] = pair[2]!;
-    const value = match[3] === '+Inf' ? Infinity : match[3] === '-Inf' ? -Infinity : Number(match[3]);
-    if (Number.isNaN(value) && match[3] !== 'NaN') throw new Error(`bad sample value in ${JSON.stringify(line)}`);
+    // Prometheus parses values with Go's ParseFloat: NaN and Inf in any case (prom-client writes "Nan").
+    const raw = match[3]!.toLowerCase();
+    const value = raw === 'nan' ? NaN : raw === '+inf' || raw === 'inf' ? Infinity : raw === '-inf' ? -Infinity : Number(raw);
+    if (Number.isNaN(value) && raw !== 'nan') throw new Error(`bad sample value in ${JSON.stringify(line)}`);
     samples.push({ name: match[1]!, labels, value });
   }
   return { samples, types };
