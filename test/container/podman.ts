@@ -1,4 +1,4 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile, spawn, type ChildProcess, type StdioOptions } from 'node:child_process';
 import { once } from 'node:events';
 import { access, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -13,7 +13,7 @@ const run = promisify(execFile);
  * and no default ulimits where the host's hard limits are lower than its defaults.
  */
 export class Podman {
-  private constructor(private readonly env: NodeJS.ProcessEnv, readonly confDir: string) {}
+  private constructor(private readonly env: NodeJS.ProcessEnv, private readonly confDir: string) {}
 
   static async create(): Promise<Podman> {
     const confDir = await mkdtemp(path.join(os.tmpdir(), 'drover-podman-'));
@@ -33,9 +33,14 @@ export class Podman {
     }
   }
 
-  /** Runs podman with its output streamed to `logFile`-less stderr of the test (long builds show progress). */
+  /** Starts podman with this configuration. */
+  spawn(args: string[], stdio: StdioOptions): ChildProcess {
+    return spawn('podman', args, { env: this.env, stdio });
+  }
+
+  /** Runs podman with its output on the test's own (a long build shows its progress); rejects on a non-zero exit. */
   async stream(args: string[], timeoutMs: number): Promise<void> {
-    const child = spawn('podman', args, { env: this.env, stdio: ['ignore', 'inherit', 'inherit'] });
+    const child = this.spawn(args, ['ignore', 'inherit', 'inherit']);
     const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
     const [code] = (await once(child, 'exit')) as [number | null];
     clearTimeout(timer);
@@ -68,7 +73,7 @@ export async function debootstrapBase(podman: Podman, name: string, suite: strin
     // What a slim image leaves out: package lists and caches.
     for (const dir of ['var/lib/apt/lists', 'var/cache/apt']) await rm(path.join(root, dir), { recursive: true, force: true });
     const tar = spawn('tar', ['-C', root, '-c', '.'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    const importer = spawn('podman', ['import', '-', name], { env: { ...process.env, CONTAINERS_CONF: path.join(podman.confDir, 'containers.conf') }, stdio: [tar.stdout!, 'ignore', 'inherit'] });
+    const importer = podman.spawn(['import', '-', name], [tar.stdout!, 'ignore', 'inherit']);
     const [code] = (await once(importer, 'exit')) as [number | null];
     if (code !== 0) throw new Error(`podman import of ${name} exited ${code}`);
   } finally {
@@ -86,7 +91,7 @@ export async function caBundle(): Promise<string | undefined> {
 
 /** Follows a container's output (`podman logs -f`) into a sink of JSON lines; stopped by the returned function. */
 export function followLogs(podman: Podman, container: string, sink: { push(text: string): void; finish(reason: string): void }): () => void {
-  const child = spawn('podman', ['logs', '-f', container], { env: { ...process.env, CONTAINERS_CONF: path.join(podman.confDir, 'containers.conf') }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = podman.spawn(['logs', '-f', container], ['ignore', 'pipe', 'pipe']);
   child.stdout!.setEncoding('utf8').on('data', (text: string) => sink.push(text));
   child.stderr!.setEncoding('utf8').on('data', (text: string) => sink.push(text));
   child.once('exit', () => sink.finish(`container ${container} stopped`));
