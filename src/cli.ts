@@ -114,8 +114,9 @@ async function withRunFeed(
   job: Job,
   flags: JobFlags & { resume?: boolean | 'auto' },
   run: (log: Logger, signal: AbortSignal) => Promise<unknown>,
-  tap?: Writable,
+  extras: { tap?: Writable; onSignal?: (name: 'SIGINT' | 'SIGTERM') => void } = {},
 ): Promise<void> {
+  const { tap } = extras;
   const { createRunFeed } = await import('./telemetry/feed.ts');
   const logFile = flags.log ?? (flags.dashboard !== undefined ? path.join(job.output.dir ?? path.join('runs', job.name), 'run.jsonl') : undefined);
   const feed = await createRunFeed({ logFile, appendLog: flags.resume === true || flags.resume === 'auto', ...(tap ? { tap } : {}) });
@@ -125,7 +126,7 @@ async function withRunFeed(
       dashboard = await startDashboard({ logPath: logFile, port: typeof flags.dashboard === 'number' ? flags.dashboard : DEFAULT_DASHBOARD_PORT });
       feed.logger.info({ url: dashboard.url }, `dashboard: ${dashboard.url}`);
     }
-    await run(feed.logger, interruptSignal(feed.logger));
+    await run(feed.logger, interruptSignal(feed.logger, extras.onSignal));
   } finally {
     await dashboard?.close();
     await feed.close();
@@ -187,15 +188,23 @@ export function buildProgram(): Command {
       const metrics = flags.metricsPort === undefined
         ? undefined
         : await (await import('./telemetry/metrics.ts')).startMetricsServer({ port: flags.metricsPort, host: flags.metricsHost ?? '0.0.0.0' });
+      let stoppedBy: 'SIGINT' | 'SIGTERM' | undefined;
+      let status: string | undefined;
       try {
         await withRunFeed(job, flags, async (log, signal) => {
           if (metrics) log.info({ metricsUrl: metrics.url, metricsPort: metrics.port }, `metrics: ${metrics.url}`);
           const { runCoordinator } = await import('./coordinator/run-coordinator.ts');
-          return runCoordinator({ job, port: flags.port, host: flags.host, minWorkers: flags.minWorkers, token: flags.token, resume: flags.resume, log, signal });
-        }, metrics?.stream);
+          const result = await runCoordinator({ job, port: flags.port, host: flags.host, minWorkers: flags.minWorkers, token: flags.token, resume: flags.resume, log, signal });
+          status = result.status;
+          return result;
+        }, { tap: metrics?.stream, onSignal: (name) => { stoppedBy = name; } });
       } finally {
         await metrics?.close();
       }
+      // Stopped by a signal before the job completed (checkpointed): exit 128 + signal number, so
+      // a Kubernetes Job counts the pod failed and starts another that resumes; 0 would end the
+      // Job as succeeded.
+      if (status === 'stopped' && stoppedBy) process.exitCode = stoppedBy === 'SIGTERM' ? 143 : 130;
     });
 
   program

@@ -32,7 +32,7 @@ test.serial('drover coordinator --resume auto starts fresh without a checkpoint,
   first.kill('SIGTERM'); // a deleted pod: finish the step, checkpoint, stop
   const stopped = await first.sink.waitFor((l) => l.event === 'job_end', 'the first run to stop');
   t.is(stopped.status, 'stopped');
-  t.is(await first.exited, 0);
+  t.is(await first.exited, 143, 'stopped, not completed: a Job must start it again');
   const stoppedAt = stopped.steps as number;
   t.true(stoppedAt >= 3 && stoppedAt < 40, `stopped mid-job at step ${stoppedAt}`);
   t.truthy(first.sink.events('checkpoint').find((l) => l.step === stoppedAt), 'a checkpoint of the last step on the way out');

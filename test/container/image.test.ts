@@ -91,11 +91,11 @@ test.serial('the image trains a 2-worker job on a private network: SIGTERM check
   t.true(sampleValue(scraped.samples, 'drover_steps_total') >= 3);
   t.is(sampleValue(scraped.samples, 'drover_workers_alive'), 2);
 
-  // 4. SIGTERM (podman stop, a pod deletion) reaches drover through tini: step, checkpoint, exit 0.
+  // 4. SIGTERM (podman stop, a pod deletion) reaches drover through tini: step, checkpoint, exit 143.
   await podman.exec(['stop', '-t', '60', coordinatorName], { timeoutMs: 90_000 });
   const stopped = await first.sink.waitFor((l) => l.event === 'job_end', 'the first run to stop');
   t.is(stopped.status, 'stopped');
-  t.is((await podman.exec(['inspect', '--format', '{{.State.ExitCode}}', coordinatorName])).trim(), '0');
+  t.is((await podman.exec(['inspect', '--format', '{{.State.ExitCode}}', coordinatorName])).trim(), '143', 'stopped, not completed');
   t.truthy(first.sink.events('checkpoint').find((l) => l.step === stopped.steps), 'checkpointed on the way out');
   await podman.exec(['rm', coordinatorName]);
   t.log(`first run (simulated workers, stopped at step ${stopped.steps}): ${seconds(since)} s`);
