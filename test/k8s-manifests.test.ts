@@ -59,6 +59,7 @@ test('the checks catch the mistakes that would break a deployment', async (t) =>
     ['Service selects workers', (o) => { named(o, 'Service', 'drover-coordinator').spec.selector['app.kubernetes.io/component'] = 'worker'; }, /does not select the coordinator pod/],
     ['no GPU', (o) => { delete named(o, 'Job', 'drover-workers').spec.template.spec.containers[0].resources.limits['nvidia.com/gpu']; }, /nvidia\.com\/gpu/],
     ['bad job file', (o) => { const c = named(o, 'ConfigMap', 'drover-job'); c.data['job.yaml'] += '\nbatchSize: 64\n'; }, /does not validate/],
+    ['deleted pods count as failures', (o) => { named(o, 'Job', 'drover-coordinator').spec.podFailurePolicy.rules.pop(); }, /coordinator: a pod stopped by SIGTERM/],
     ['probe on the metrics port', (o) => { named(o, 'Job', 'drover-coordinator').spec.template.spec.containers[0].readinessProbe.grpc.port = 9464; }, /readinessProbe/],
   ];
   for (const [what, edit, expected] of cases) {

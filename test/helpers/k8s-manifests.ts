@@ -145,7 +145,13 @@ type Container = {
 };
 type Probe = { grpc?: { port: number; service?: string } };
 type PodTemplate = { metadata?: { labels?: Record<string, string> }; spec: { containers: Container[]; volumes?: { name: string; persistentVolumeClaim?: { claimName: string }; configMap?: { name: string } }[]; subdomain?: string; restartPolicy?: string } };
-type JobSpec = { completionMode?: string; completions?: number; parallelism?: number; podFailurePolicy?: { rules: { action: string; onPodConditions?: { type: string }[] }[] }; template: PodTemplate };
+type JobSpec = {
+  completionMode?: string;
+  completions?: number;
+  parallelism?: number;
+  podFailurePolicy?: { rules: { action: string; onPodConditions?: { type: string }[]; onExitCodes?: { operator: string; values: number[] } }[] };
+  template: PodTemplate;
+};
 
 /** The coordinator's and the workers' job specs, from the two Jobs or from the JobSet. */
 export function jobSpecs(objects: K8sObject[]): { coordinator: JobSpec; workers: JobSpec } {
@@ -252,6 +258,8 @@ export function deploymentProblems(objects: K8sObject[], image: { workdir: strin
   if (String(worker.resources?.limits?.['nvidia.com/gpu']) !== '1') problems.push('workers: no nvidia.com/gpu: 1 limit');
   for (const [who, spec] of [['coordinator', coordinator], ['workers', workers]] as const) {
     if (!spec.podFailurePolicy?.rules.some((r) => r.action === 'Ignore' && r.onPodConditions?.some((c) => c.type === 'DisruptionTarget'))) problems.push(`${who}: disruptions are not ignored`);
+    // drover exits 143 when SIGTERM stopped it before the job completed (it checkpointed).
+    if (!spec.podFailurePolicy?.rules.some((r) => r.action === 'Ignore' && r.onExitCodes?.operator === 'In' && r.onExitCodes.values.includes(143))) problems.push(`${who}: a pod stopped by SIGTERM (exit 143) counts as a failure`);
   }
   if (!/graphics/.test(worker.env?.find((e) => e.name === 'NVIDIA_DRIVER_CAPABILITIES')?.value ?? '')) problems.push('workers: NVIDIA_DRIVER_CAPABILITIES lacks graphics (no Vulkan for WebGPU)');
   if (!worker.args?.includes('--wait-for-resume')) problems.push('workers: without --wait-for-resume they finish when the coordinator pod is deleted');
