@@ -30,6 +30,12 @@ test.serial('the image trains a 2-worker job on a private network: SIGTERM check
   t.teardown(() => podman.exec(['rmi', '-f', image]).then(() => {}, () => {}));
   t.log(`podman build: ${seconds(since)} s`);
   t.is((await podman.exec(['image', 'inspect', '--format', '{{.Config.User}}', image])).trim(), `${DROVER_UID}:${DROVER_UID}`, 'runs as non-root');
+  const inImage = (command: string[]): Promise<string> => podman.exec(['run', '--rm', '--entrypoint', command[0]!, image, ...command.slice(1)]).then((out) => out.trim());
+  const node = await inImage(['/usr/local/bin/node', '-p', 'process.release.lts ?? "none"']);
+  t.not(node, 'none', 'a Node LTS release');
+  t.log(`node in the image: ${await inImage(['/usr/local/bin/node', '--version'])} (${node})`);
+  t.regex(await inImage(['/bin/sh', '-c', 'ls /usr/lib/*/libvulkan.so.1 && ls /usr/lib/*/libdnnl.so.*']), /libvulkan\.so\.1[\s\S]*libdnnl/, 'the Vulkan loader and the oneDNN runtime');
+  t.is((await podman.exec(['image', 'inspect', '--format', '{{index .Config.Entrypoint 0}}', image])).trim(), '/usr/bin/tini', 'an init process forwards signals');
 
   // 2. A private network, and an output folder the image's user owns.
   const id = randomBytes(3).toString('hex');
