@@ -1,5 +1,6 @@
 import { once } from 'node:events';
 import path from 'node:path';
+import type { Writable } from 'node:stream';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DroverError } from './errors.ts';
 import { loadJobFile, parseJob, type Job } from './config/job.ts';
@@ -54,11 +55,18 @@ interface CoordinatorFlags extends JobFlags {
   host?: string;
   minWorkers?: number;
   token?: string;
-  resume?: boolean;
+  resume?: boolean | 'auto';
+  metricsPort?: number;
+  metricsHost?: string;
+}
+
+function resumeMode(value: string): 'auto' {
+  if (value !== 'auto') throw new InvalidArgumentError(`expected nothing or "auto", got "${value}"`);
+  return value;
 }
 
 interface WorkerFlags {
-  coordinator: string;
+  coordinator?: string;
   token?: string;
   tlsCa?: string;
   tls?: boolean;
@@ -67,6 +75,7 @@ interface WorkerFlags {
   name?: string;
   job?: string;
   reconnectMs?: number;
+  waitForResume?: boolean;
   log?: string;
   simulateComputeMs?: number;
   simulateMsPerSample?: number;
@@ -92,7 +101,7 @@ async function resolveJob(flags: JobFlags): Promise<Job> {
  * The job with output.dir set to this run's own folder (<job folder>/<run id>, `latest` moved
  * to it), or with --resume to the latest run's: a run never overwrites another's model.
  */
-async function inRunFolder(job: Job, resume: boolean | undefined): Promise<Job> {
+async function inRunFolder(job: Job, resume: boolean | 'auto' | undefined): Promise<Job> {
   const { openRunFolder } = await import('./train/run-folder.ts');
   const run = await openRunFolder(job.output.dir ?? path.join('runs', job.name), { resume });
   return { ...job, output: { ...job.output, dir: run.dir } };
@@ -102,7 +111,7 @@ async function inRunFolder(job: Job, resume: boolean | undefined): Promise<Job> 
  * Aborts on the first Ctrl-C or SIGTERM (finish the step, checkpoint, dismiss workers), exits
  * with 130 on the second: at once, or when the checkpoint or model being written is complete.
  */
-function interruptSignal(log: Logger): AbortSignal {
+function interruptSignal(log: Logger, onSignal?: (name: 'SIGINT' | 'SIGTERM') => void): AbortSignal {
   const controller = new AbortController();
   for (const name of ['SIGINT', 'SIGTERM'] as const) {
     process.on(name, () => {
@@ -111,6 +120,7 @@ function interruptSignal(log: Logger): AbortSignal {
         exitAfterWrites(130);
         return;
       }
+      onSignal?.(name);
       log.warn({ signal: name }, 'interrupted: stopping after the current step (Ctrl-C again to quit now)');
       controller.abort();
     });
@@ -123,10 +133,16 @@ function interruptSignal(log: Logger): AbortSignal {
  * --dashboard: <output dir>/run.jsonl, appended to when resuming) and the live dashboard on
  * it. Everything started here is closed however the job ends.
  */
-async function withRunFeed(job: Job, flags: JobFlags & { resume?: boolean }, run: (log: Logger, signal: AbortSignal) => Promise<unknown>): Promise<void> {
+async function withRunFeed(
+  job: Job,
+  flags: JobFlags & { resume?: boolean | 'auto' },
+  run: (log: Logger, signal: AbortSignal) => Promise<unknown>,
+  extras: { tap?: Writable; onSignal?: (name: 'SIGINT' | 'SIGTERM') => void } = {},
+): Promise<void> {
+  const { tap } = extras;
   const { createRunFeed } = await import('./telemetry/feed.ts');
   const logFile = flags.log ?? (flags.dashboard !== undefined ? path.join(job.output.dir ?? path.join('runs', job.name), 'run.jsonl') : undefined);
-  const feed = await createRunFeed({ logFile, appendLog: flags.resume === true });
+  const feed = await createRunFeed({ logFile, appendLog: flags.resume === true || flags.resume === 'auto', ...(tap ? { tap } : {}) });
   let dashboard: Dashboard | undefined;
   try {
     if (flags.dashboard !== undefined && logFile) {
@@ -135,7 +151,7 @@ async function withRunFeed(job: Job, flags: JobFlags & { resume?: boolean }, run
       feed.logger.info({ url: dashboard.url }, `dashboard: ${dashboard.url}`);
     }
     feed.logger.info({ outputDir: job.output.dir }, `run folder: ${job.output.dir}`);
-    const signal = interruptSignal(feed.logger);
+    const signal = interruptSignal(feed.logger, extras.onSignal);
     await run(feed.logger, signal);
     // Stopped by a signal: the shell's convention for an interrupted command.
     if (signal.aborted) process.exitCode = 130;
@@ -200,19 +216,38 @@ export function buildProgram(): Command {
     .option('--host <address>', 'interface to listen on (default: cluster.host, 0.0.0.0)')
     .option('--min-workers <n>', 'workers to wait for before training (default: cluster.minWorkers, 1)', positiveInt)
     .addOption(new Option('--token <secret>', 'shared secret workers must present (default: DROVER_TOKEN, then cluster.token)').env('DROVER_TOKEN'))
-    .option('--resume', 'continue from the last checkpoint of the job (after a crash or Ctrl-C)')
+    .option('--resume [auto]', 'continue from the last checkpoint of the job (after a crash or Ctrl-C); "auto": resume if a checkpoint exists, else start fresh (a restarted pod)', resumeMode)
+    .option('--metrics-port <n>', 'serve Prometheus metrics on http://<metrics host>:<n>/metrics (default: off; 0 = any free port)', port)
+    .option('--metrics-host <address>', 'interface of the metrics endpoint', '0.0.0.0')
     .action(async (flags: CoordinatorFlags) => {
       const job = await inRunFolder(await resolveJob(flags), flags.resume);
-      await withRunFeed(job, flags, async (log, signal) => {
-        const { runCoordinator } = await import('./coordinator/run-coordinator.ts');
-        return runCoordinator({ job, port: flags.port, host: flags.host, minWorkers: flags.minWorkers, token: flags.token, resume: flags.resume, log, signal });
-      });
+      // Metrics read the run's own event feed (docs/events.md), on a port of their own.
+      const metrics = flags.metricsPort === undefined
+        ? undefined
+        : await (await import('./telemetry/metrics.ts')).startMetricsServer({ port: flags.metricsPort, host: flags.metricsHost ?? '0.0.0.0' });
+      let stoppedBy: 'SIGINT' | 'SIGTERM' | undefined;
+      let status: string | undefined;
+      try {
+        await withRunFeed(job, flags, async (log, signal) => {
+          if (metrics) log.info({ metricsUrl: metrics.url, metricsPort: metrics.port }, `metrics: ${metrics.url}`);
+          const { runCoordinator } = await import('./coordinator/run-coordinator.ts');
+          const result = await runCoordinator({ job, port: flags.port, host: flags.host, minWorkers: flags.minWorkers, token: flags.token, resume: flags.resume, log, signal });
+          status = result.status;
+          return result;
+        }, { tap: metrics?.stream, onSignal: (name) => { stoppedBy = name; } });
+      } finally {
+        await metrics?.close();
+      }
+      // Stopped by a signal before the job completed (checkpointed): exit 128 + signal number, so
+      // a Kubernetes Job counts the pod failed and starts another that resumes; 0 would end the
+      // Job as succeeded.
+      if (status === 'stopped' && stoppedBy) process.exitCode = stoppedBy === 'SIGTERM' ? 143 : 130;
     });
 
   program
     .command('worker')
     .description('join a coordinator and compute gradients on the shards it assigns, until the job ends')
-    .requiredOption('--coordinator <host:port>', 'address of the coordinator')
+    .option('--coordinator <host:port>', 'address of the coordinator (default: DROVER_COORDINATOR, then MASTER_ADDR:MASTER_PORT, then PET_MASTER_ADDR:PET_MASTER_PORT)')
     .addOption(new Option('--token <secret>', 'shared secret of the job').env('DROVER_TOKEN'))
     .option('--tls-ca <file>', 'connect with TLS, trusting this CA certificate (PEM)')
     .option('--tls', 'connect with TLS, trusting the system roots')
@@ -221,17 +256,23 @@ export function buildProgram(): Command {
     .option('--name <name>', 'name shown in the coordinator\'s log (default: the id it assigns)')
     .option('--job <id>', 'join only this job id')
     .option('--reconnect-ms <ms>', 'keep trying to reach or rejoin the coordinator this long', nonNegativeInt)
+    .option('--wait-for-resume', 'when the coordinator stops the job before it completed, keep rejoining (for --reconnect-ms) until a restarted coordinator resumes it (Kubernetes)')
     .option('--log <file>', 'also write the JSON log here')
     // Benchmarks and scheduling tests: no tfjs, a fixed wait per task and zero gradients.
     .addOption(new Option('--simulate-compute-ms <ms>').argParser(nonNegativeInt).hideHelp())
     .addOption(new Option('--simulate-ms-per-sample <ms>').argParser(Number).hideHelp())
     .action(async (flags: WorkerFlags) => {
-      const [{ createRunFeed }, { runWorker }] = await Promise.all([import('./telemetry/feed.ts'), import('./worker/run-worker.ts')]);
+      const [{ createRunFeed }, { runWorker }, { resolveCoordinatorAddress }] = await Promise.all([
+        import('./telemetry/feed.ts'), import('./worker/run-worker.ts'), import('./worker/coordinator-address.ts'),
+      ]);
+      const coordinator = resolveCoordinatorAddress(flags.coordinator);
+      let stoppedBy: 'SIGINT' | 'SIGTERM' | undefined;
       // A worker has no progress of its own to draw: JSON lines, always.
       const feed = await createRunFeed({ logFile: flags.log, progress: 'never' });
       try {
+        feed.logger.info({ coordinator: coordinator.address, source: coordinator.source }, `coordinator ${coordinator.address} (from ${coordinator.source})`);
         const result = await runWorker({
-          coordinator: flags.coordinator,
+          coordinator: coordinator.address,
           token: flags.token,
           tls: flags.tlsCa ? { ca: flags.tlsCa } : flags.tls ? {} : undefined,
           backend: flags.backend,
@@ -239,12 +280,18 @@ export function buildProgram(): Command {
           name: flags.name,
           jobId: flags.job,
           reconnectMs: flags.reconnectMs,
+          waitForResume: flags.waitForResume,
           simulateComputeMs: flags.simulateComputeMs,
           simulateMsPerSample: flags.simulateMsPerSample,
           log: feed.logger,
-          signal: interruptSignal(feed.logger),
+          signal: interruptSignal(feed.logger, (name) => {
+            stoppedBy = name;
+          }),
         });
         feed.logger.info({ status: result.status, sessions: result.sessions, tasks: result.tasks }, `worker finished: ${result.status}`);
+        // Stopped by a signal, the job is not done: exit 128 + signal number as an unhandled
+        // signal would, so a Kubernetes Job counts the pod failed and runs it again.
+        if (result.status === 'stopped' && stoppedBy) process.exitCode = stoppedBy === 'SIGTERM' ? 143 : 130;
       } finally {
         await feed.close();
       }

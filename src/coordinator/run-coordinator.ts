@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { access } from 'node:fs/promises';
 import path from 'node:path';
 import { CheckpointError, ConfigError, DroverError } from '../errors.ts';
 import type { Job } from '../config/job.ts';
@@ -37,8 +38,11 @@ export interface CoordinatorRunOptions {
   minWorkers?: number;
   /** Overrides cluster.token (default: cluster.token, then DROVER_TOKEN). */
   token?: string;
-  /** Continue from the job's last checkpoint (output.dir/checkpoint.drover). */
-  resume?: boolean;
+  /**
+   * Continue from the job's last checkpoint (output.dir/checkpoint.drover). 'auto': when one
+   * exists, else start fresh (a restarted pod runs the same command either way).
+   */
+  resume?: boolean | 'auto';
   /** The opened dataset (tests, local clusters that opened it already); default: the job's data spec. */
   dataset?: Dataset;
   log: Logger;
@@ -94,8 +98,9 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
     const jobEpochs = phases.reduce((sum, phase) => sum + phase.epochs, 0);
     model = await buildReplicaModel(replicaModelSpec(job, dataset, null));
     const outputDir = jobOutputDir(job);
-    const resumed = options.resume ? await resumePoint(outputDir, job, phases.length) : undefined;
-    if (!options.resume) await clearPhaseMarker(outputDir);
+    const resuming = options.resume === 'auto' ? await checkpointToResume(outputDir, log) : options.resume === true;
+    const resumed = resuming ? await resumePoint(outputDir, job, phases.length) : undefined;
+    if (!resuming) await clearPhaseMarker(outputDir);
     const jobId = resumed?.checkpoint.state.jobId ?? `${job.name}-${randomBytes(3).toString('hex')}`;
     const host = new PhaseHost(jobId, token);
     const failOnAbort = (): void => {
@@ -155,6 +160,12 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
         // for its answer. Longer than the step deadline would not help: the deadline evicts first.
         const keepaliveTimeoutMs = Math.max(20_000, cluster.stepDeadlineMs);
         server = await startCoordinatorServer(host, { host: cluster.host, port: cluster.port, tls: cluster.tls, keepaliveTimeMs: 15_000, keepaliveTimeoutMs, log });
+        // Health: the job is loaded and workers may join; NOT_SERVING once it drains (Ctrl-C, SIGTERM).
+        const drain = (): void => server?.setServing(false);
+        if (!options.signal?.aborted) {
+          server.setServing(true);
+          options.signal?.addEventListener('abort', drain, { once: true });
+        }
         log.info({ host: cluster.host, port: server.port, jobId, tls: cluster.tls !== undefined }, `coordinator of job ${jobId} listening on ${cluster.host}:${server.port}`);
         options.onListening?.({ port: server.port, jobId });
         const label = job.model.transfer ? `transfer(${job.model.transfer.backbone})` : job.model.preset ?? 'layers';
@@ -174,6 +185,8 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
       resume = phaseBoundary({ jobId, jobName: job.name, seed: job.seed, steps: result.steps, history: result.history }, readWeights(model));
       await saveCheckpoint(checkpointPath(outputDir), resume);
     }
+    // Training is over: export, test and dismissal follow, no worker can join any more.
+    server?.setServing(false);
     if (!result || !coordinator) throw new CheckpointError(`the checkpoint in ${outputDir} is past the job's last phase: nothing to resume`, checkpointPath(outputDir));
     let test: ShardedEvaluation | undefined;
     let modelDir: string | undefined;
@@ -238,4 +251,17 @@ function samplesSpec(job: Job, dataset: Dataset, cluster: ClusterSpec): ReplicaS
     throw new ConfigError(`dataset ${dataset.name} has no spec a worker could decode its samples with; use cluster.dataTransport: shared`, 'cluster.dataTransport');
   }
   return { decoder: 'pipeline', transport: 'stream', dataset: openedSpec, inputShape: dataset.inputShape };
+}
+
+/** --resume auto: whether the output folder holds a checkpoint; says which way it went. */
+async function checkpointToResume(outputDir: string, log: Logger): Promise<boolean> {
+  const file = checkpointPath(outputDir);
+  try {
+    await access(file);
+  } catch {
+    log.info({ resume: 'auto', checkpoint: file, resuming: false }, `--resume auto: no checkpoint at ${file}, starting the job fresh`);
+    return false;
+  }
+  log.info({ resume: 'auto', checkpoint: file, resuming: true }, `--resume auto: resuming from ${file}`);
+  return true;
 }

@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from '../telemetry/logger.ts';
 import { DroverError, ProtocolError, ProtocolMismatchError } from '../errors.ts';
 import { checkToken } from '../wire/auth.ts';
@@ -73,9 +74,17 @@ export interface CoordinatorServerOptions {
   log: Logger;
 }
 
+/** The service name the coordinator reports in grpc.health.v1 (the empty name, the whole server, too). */
+export const HEALTH_SERVICE = 'drover.v1.Coordinator';
+
 export interface CoordinatorServer {
   /** The bound port (useful with port 0). */
   readonly port: number;
+  /**
+   * What grpc.health.v1 answers (to anyone, no token: kubelet's gRPC probes carry none):
+   * SERVING once the job is loaded and workers may join, NOT_SERVING before and while draining.
+   */
+  setServing(serving: boolean): void;
   /** Stops accepting, ends every session, and shuts down (forcefully after `graceMs`). */
   close(graceMs?: number): Promise<void>;
 }
@@ -146,13 +155,20 @@ export async function startCoordinatorServer(host: SessionHost, options: Coordin
   };
 
   server.addService(coordinatorService(), handlers);
+  const health = new HealthImplementation({ '': 'NOT_SERVING', [HEALTH_SERVICE]: 'NOT_SERVING' });
+  health.addToServer(server);
+  const setServing = (serving: boolean): void => {
+    for (const name of ['', HEALTH_SERVICE]) health.setStatus(name, serving ? 'SERVING' : 'NOT_SERVING');
+  };
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(`${options.host}:${options.port}`, serverCredentials(options.tls), (error, bound) => (error ? reject(error) : resolve(bound)));
   });
 
   return {
     port,
+    setServing,
     async close(graceMs = 2000): Promise<void> {
+      setServing(false);
       for (const link of links) link.close();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

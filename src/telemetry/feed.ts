@@ -22,6 +22,8 @@ export interface RunFeedOptions {
   env?: NodeJS.ProcessEnv;
   /** Progress bar redraw interval; see ProgressOptions. */
   minRedrawMs?: number;
+  /** Also hand every JSON line (info and above) to this stream: the metrics endpoint's reader. */
+  tap?: DestinationStream;
 }
 
 export interface RunFeed {
@@ -36,7 +38,7 @@ export interface RunFeed {
 }
 
 const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
-const FEED_OPTION_KEYS = new Set(['stdout', 'logFile', 'appendLog', 'level', 'progress', 'env', 'minRedrawMs']);
+const FEED_OPTION_KEYS = new Set(['stdout', 'logFile', 'appendLog', 'level', 'progress', 'env', 'minRedrawMs', 'tap']);
 
 /** True when the environment says we run under continuous integration (CI=1, CI=true, ...). */
 export function isCi(env: NodeJS.ProcessEnv): boolean {
@@ -97,7 +99,15 @@ export async function createRunFeed(options: RunFeedOptions = {}): Promise<RunFe
     streams.push({ level, stream: file });
   }
 
-  const logger = createLogger({ level, destination: pino.multistream(streams) });
+  // The tap reads the events (info and above) even when DROVER_LOG_LEVEL=warn quiets stdout and
+  // the file: the logger then lets info through, and each stream keeps its own level.
+  let loggerLevel: string = level;
+  if (options.tap !== undefined) {
+    streams.push({ level: 'info', stream: options.tap });
+    const value = pino.levels.values[level];
+    if (value !== undefined && value > pino.levels.values.info!) loggerLevel = 'info';
+  }
+  const logger = createLogger({ level: loggerLevel, destination: pino.multistream(streams) });
   let closed: Promise<void> | undefined;
   return {
     logger,

@@ -24,9 +24,15 @@ export interface RunFolder {
 /**
  * A new run's folder under `jobDir` (and `latest` moved to it), or with `resume` the latest
  * run's. A job folder from before run folders (its checkpoint directly inside) resumes in place.
+ * `resume: 'auto'` takes the latest run when it holds a checkpoint, else opens a new one.
  */
-export async function openRunFolder(jobDir: string, options: { resume?: boolean; now?: Date } = {}): Promise<RunFolder> {
-  if (options.resume) {
+export async function openRunFolder(jobDir: string, options: { resume?: boolean | 'auto'; now?: Date } = {}): Promise<RunFolder> {
+  if (options.resume === 'auto') {
+    // A restarted pod: continue the latest run where it left a checkpoint, else start a new one.
+    const runId = await latestRunId(jobDir);
+    if (runId !== undefined && (await exists(path.join(jobDir, runId, 'checkpoint.drover')))) return { jobDir, runId, dir: path.join(jobDir, runId), resumed: true };
+    if (await exists(path.join(jobDir, 'checkpoint.drover'))) return { jobDir, runId: '.', dir: jobDir, resumed: true };
+  } else if (options.resume) {
     const runId = await latestRunId(jobDir);
     if (runId !== undefined) return { jobDir, runId, dir: path.join(jobDir, runId), resumed: true };
     if (await exists(path.join(jobDir, 'checkpoint.drover'))) return { jobDir, runId: '.', dir: jobDir, resumed: true };

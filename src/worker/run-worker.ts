@@ -32,6 +32,12 @@ export interface WorkerOptions {
   /** With simulateComputeMs: wait this much longer per sample of the shard. */
   simulateMsPerSample?: number;
   log: Logger;
+  /**
+   * When the coordinator stops the job before it completed (Ctrl-C, SIGTERM, a deleted pod: it
+   * checkpoints), keep trying to rejoin for `reconnectMs` instead of returning 'dismissed', so a
+   * restarted coordinator (`--resume auto`) finds its workers. Default false.
+   */
+  waitForResume?: boolean;
   /** Leave the job and return (Ctrl-C). */
   signal?: AbortSignal;
 }
@@ -107,6 +113,11 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
         if (end.rejoin) {
           // The coordinator starts the job's next phase on the same port: join it at once.
           log.info({ worker: reply.workerId, reason: end.reason }, `coordinator ended this phase: ${end.reason}`);
+          fruitless = 0;
+          continue;
+        }
+        if (options.waitForResume && !end.jobCompleted) {
+          log.info({ worker: reply.workerId, reason: end.reason }, `coordinator stopped the job before it completed (${end.reason}); waiting for it to resume`);
           fruitless = 0;
           continue;
         }

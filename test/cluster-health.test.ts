@@ -1,0 +1,49 @@
+import test from 'ava';
+import * as grpc from '@grpc/grpc-js';
+import type { ClusterError } from '../src/errors.ts';
+import { HEALTH_SERVICE } from '../src/coordinator/server.ts';
+import { HealthProbe } from './helpers/health-client.ts';
+import { smallFashionMnist, spawnWorker, startCoordinator, tempDir, testJob } from './helpers/cluster.ts';
+
+const TOKEN = 'health-secret';
+
+test.serial('grpc.health.v1 answers SERVING to a client without the token once the job is loaded, and NOT_SERVING while it drains', async (t) => {
+  const dir = await tempDir(t);
+  const dataset = await smallFashionMnist(256);
+  t.teardown(() => dataset.close());
+  // minWorkers 2 and no worker: the coordinator waits, workers may join.
+  const coordinator = await startCoordinator(t, testJob(dir, { cluster: { minWorkers: 2 } }), { dataset, token: TOKEN });
+  const probe = new HealthProbe(`127.0.0.1:${coordinator.port}`);
+  t.teardown(() => probe.close());
+
+  t.is(await probe.check(''), 'SERVING', 'the whole server');
+  t.is(await probe.check(HEALTH_SERVICE), 'SERVING', 'the coordinator service by name');
+  const unknown = await t.throwsAsync<grpc.ServiceError>(probe.check('no.such.Service'));
+  t.is(unknown?.code, grpc.status.NOT_FOUND);
+
+  const watch = probe.watch('');
+  t.teardown(() => watch.stop());
+  t.is(await watch.next(), 'SERVING');
+  coordinator.stop(); // what SIGTERM does: finish the step, checkpoint, dismiss
+  t.is(await watch.next(), 'NOT_SERVING', 'draining turns the probe NOT_SERVING before the server closes');
+  // Stopped before any worker came: nothing trained, so the run ends with that error.
+  const stopped = await t.throwsAsync<ClusterError>(coordinator.result);
+  t.is(stopped?.code, 'DROVER_ERR_CLUSTER');
+});
+
+test.serial('a coordinator whose training is over reports NOT_SERVING while it exports and dismisses its workers', async (t) => {
+  const dir = await tempDir(t);
+  const dataset = await smallFashionMnist(128);
+  t.teardown(() => dataset.close());
+  const coordinator = await startCoordinator(t, testJob(dir, { cluster: { minWorkers: 1 } }), { dataset, token: TOKEN });
+  const probe = new HealthProbe(`127.0.0.1:${coordinator.port}`);
+  t.teardown(() => probe.close());
+  const watch = probe.watch(HEALTH_SERVICE);
+  t.teardown(() => watch.stop());
+  t.is(await watch.next(), 'SERVING');
+  spawnWorker(t, coordinator.port, { name: 'health', token: TOKEN, args: ['--simulate-compute-ms', '1'] });
+  t.is(await watch.next(120_000), 'NOT_SERVING');
+  const result = await coordinator.result;
+  t.is(result.status, 'completed');
+  t.true(coordinator.sink.events('step').length > 0, 'it trained before it stopped serving');
+});

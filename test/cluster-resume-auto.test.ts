@@ -1,0 +1,68 @@
+import test from 'ava';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { FASHION_MNIST_DIR } from '../src/data/idx.ts';
+import { smallFashionMnist, spawnDrover, spawnWorker, startCoordinator, tempDir, testJob } from './helpers/cluster.ts';
+
+const BATCH = 32;
+
+test.serial('drover coordinator --resume auto starts fresh without a checkpoint, and started again on the same output folder after a SIGTERM continues the job', async (t) => {
+  const dir = await tempDir(t);
+  const jobFile = path.join(dir, 'job.json');
+  await writeFile(jobFile, JSON.stringify({
+    name: 'resume-auto',
+    seed: 5,
+    backend: 'wasm',
+    data: { kind: 'idx', dir: FASHION_MNIST_DIR, limitTrain: 640 + 64, validationSize: 64, limitTest: 64 },
+    model: { layers: [{ type: 'flatten' }, { type: 'dense', units: 16 }] },
+    train: { epochs: 2, batchSize: BATCH, logEvery: 1, optimizer: { name: 'adam', learningRate: 0.002 } },
+    output: { dir: path.join(dir, 'out') },
+    cluster: { port: 0, host: '127.0.0.1', minWorkers: 1, checkpointEvery: 100, joinTimeoutMs: 60_000 },
+  }));
+
+  // The same command both times, as a Job's pod template runs it.
+  const first = spawnDrover(t, ['coordinator', '--config', jobFile, '--resume', 'auto']);
+  const fresh = await first.sink.waitFor((l) => l.resume === 'auto', 'the --resume auto decision');
+  t.false(fresh.resuming, 'no checkpoint yet: a fresh start');
+  const listening = await first.sink.waitFor((l) => typeof l.port === 'number', 'the first coordinator listening');
+  const port = listening.port as number;
+  // >= 100 ms a step, so the SIGTERM lands mid-job; --wait-for-resume: the worker waits for the restart.
+  const worker = spawnWorker(t, port, { name: 'patient', args: ['--simulate-compute-ms', '100', '--wait-for-resume'] });
+  await first.sink.waitFor((l) => l.event === 'step' && (l.step as number) >= 3, 'step 3 of the first run');
+  first.kill('SIGTERM'); // a deleted pod: finish the step, checkpoint, stop
+  const stopped = await first.sink.waitFor((l) => l.event === 'job_end', 'the first run to stop');
+  t.is(stopped.status, 'stopped');
+  t.is(await first.exited, 143, 'stopped, not completed: a Job must start it again');
+  const stoppedAt = stopped.steps as number;
+  t.true(stoppedAt >= 3 && stoppedAt < 40, `stopped mid-job at step ${stoppedAt}`);
+  t.truthy(first.sink.events('checkpoint').find((l) => l.step === stoppedAt), 'a checkpoint of the last step on the way out');
+
+  const second = spawnDrover(t, ['coordinator', '--config', jobFile, '--resume', 'auto', '--port', String(port)]);
+  const resumed = await second.sink.waitFor((l) => l.resume === 'auto', 'the second --resume auto decision');
+  t.true(resumed.resuming, 'the checkpoint is found');
+  const start = await second.sink.waitFor((l) => l.event === 'job_start', 'the resumed job_start');
+  t.is((start.resumedFrom as { step: number }).step, stoppedAt);
+  t.is(start.job, listening.jobId, 'the same job id, so the worker rejoins it');
+  const end = await second.sink.waitFor((l) => l.event === 'job_end', 'the resumed job to finish', 120_000);
+  t.is(end.status, 'completed');
+  t.is(end.steps, 40);
+  t.deepEqual(second.sink.events('step').map((l) => l.step), Array.from({ length: 40 - stoppedAt }, (_, i) => stoppedAt + 1 + i), 'continues after the stop, no step repeated or skipped');
+  t.is(await second.exited, 0);
+  t.is(await worker.exited, 0, 'the worker that waited finishes with the job');
+  t.true(worker.sink.lines.some((l) => /waiting for it to resume/.test(String(l.msg))));
+});
+
+test.serial('a drover worker stopped by SIGTERM leaves the job and exits 143, so a Kubernetes Job runs its index again', async (t) => {
+  const dir = await tempDir(t);
+  const dataset = await smallFashionMnist(128);
+  t.teardown(() => dataset.close());
+  // minWorkers 2: the one worker joins and waits, the job does not end under it.
+  const coordinator = await startCoordinator(t, testJob(dir, { cluster: { minWorkers: 2 } }), { dataset });
+  const worker = spawnWorker(t, coordinator.port, { name: 'terminated', args: ['--simulate-compute-ms', '1', '--wait-for-resume'] });
+  await worker.sink.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('joined job'), 'the worker to join');
+  worker.kill('SIGTERM');
+  t.is(await worker.exited, 143);
+  const left = await coordinator.sink.waitFor((l) => l.event === 'worker_leave', 'the worker to leave');
+  t.regex(String(left.reason), /signal/);
+  t.true(worker.sink.lines.some((l) => l.msg === 'worker finished: stopped'));
+});
