@@ -1,4 +1,4 @@
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { CheckpointError } from '../errors.ts';
 import type { SamplerPosition } from '../data/sampler.ts';
@@ -117,6 +117,40 @@ export async function saveCheckpoint(file: string, checkpoint: Checkpoint): Prom
     throw new CheckpointError(`cannot write checkpoint ${file}: ${(cause as Error).message}`, file, { cause });
   }
   return { bytes: prefix.length + offset };
+}
+
+/**
+ * Deletes the half-written temporaries (`<checkpoint>.tmp-<pid>`) a crash mid-save left in
+ * `outputDir`; those of a process still running (another writer) are left alone. Returns the
+ * paths removed.
+ */
+export async function removeStaleTemporaries(outputDir: string): Promise<string[]> {
+  const prefix = `${path.basename(checkpointPath(outputDir))}.tmp-`;
+  let names: string[];
+  try {
+    names = await readdir(outputDir);
+  } catch {
+    return []; // no output folder yet: nothing was left
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length));
+    if (Number.isInteger(pid) && pid !== process.pid && processRuns(pid)) continue;
+    const file = path.join(outputDir, name);
+    await rm(file, { force: true });
+    removed.push(file);
+  }
+  return removed;
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Reads a checkpoint written by saveCheckpoint; throws a CheckpointError naming what is wrong. */

@@ -152,6 +152,8 @@ export class Coordinator implements SessionHost {
   /** The last full broadcast, for workers that join: rebuilt when partial ones have moved past it. */
   private fullBroadcast: { version: number; messages: CoordinatorMessage[] } | undefined;
   private fatal: Error | undefined;
+  /** Workers sent Stop, and why: their sessions' end is a leave, not a loss. */
+  private readonly dismissed = new Map<string, string>();
   private readyWaiters: (() => void)[] = [];
   private noWorkerTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
@@ -180,16 +182,23 @@ export class Coordinator implements SessionHost {
       peer,
     );
     this.log.debug({ worker: record.id, address: peer }, `worker ${record.id} joined from ${peer}; waiting for its session`);
-    return { envelope: envelope(this.jobId), workerId: record.id, replicaSpecJson: JSON.stringify(this.options.replicaSpec), maxChunkBytes: MAX_CHUNK_BYTES };
+    return {
+      envelope: envelope(this.jobId),
+      workerId: record.id,
+      replicaSpecJson: JSON.stringify(this.options.replicaSpec),
+      maxChunkBytes: MAX_CHUNK_BYTES,
+      sessionKey: record.sessionKey,
+    };
   }
 
-  leave(workerId: string, reason: string): void {
+  leave(workerId: string, sessionKey: string, reason: string): void {
     if (!this.membership.has(workerId)) return;
+    this.membership.authenticate(workerId, sessionKey);
     this.removeWorker(workerId, 'leave', reason);
   }
 
-  openSession(workerId: string, link: WorkerLink): { handlers: SessionHandlers; limits: SessionLimits } {
-    const record = this.membership.get(workerId);
+  openSession(workerId: string, sessionKey: string, link: WorkerLink): { handlers: SessionHandlers; limits: SessionLimits } {
+    const record = this.membership.authenticate(workerId, sessionKey);
     if (record.state === 'ready') throw new ProtocolError(`worker ${workerId} already has a session`);
     this.membership.markReady(workerId);
     this.links.set(workerId, link);
@@ -207,8 +216,11 @@ export class Coordinator implements SessionHost {
       failure: (failure) => this.onTaskFailure(workerId, failure),
       closed: (error) => {
         if (this.links.get(workerId) !== link) return;
-        if (error) this.removeWorker(workerId, 'fail', error.message, error);
-        else this.removeWorker(workerId, 'leave', 'session closed by the worker');
+        // Only a Leave RPC (or the end of a session the coordinator stopped) is a leave: a stream
+        // that ends otherwise, even cleanly, lost a worker that never said goodbye (kill -9 can
+        // close the stream before the connection error arrives).
+        if (this.dismissed.has(workerId)) this.removeWorker(workerId, 'leave', `stopped by the coordinator: ${this.dismissed.get(workerId)}`);
+        else this.removeWorker(workerId, 'fail', error ? error.message : 'session closed by the worker without leaving (process ended or connection lost)', error);
       },
     };
     return { handlers, limits: this.limits };
@@ -353,6 +365,7 @@ export class Coordinator implements SessionHost {
   /** Tells every worker the job is over and ends their sessions. */
   async dismissWorkers(reason: string, completed: boolean, rejoin = false): Promise<void> {
     const links = [...this.links.values()];
+    for (const link of links) this.dismissed.set(link.workerId, reason);
     for (const link of links) link.send([{ envelope: envelope(this.jobId), stop: { reason, jobCompleted: completed, rejoin } }]);
     await Promise.race([Promise.all(links.map((l) => l.flushed())), delay(2000)]);
     for (const link of links) link.close();

@@ -17,7 +17,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import { jobStartFields, openJobDataset, samplePreparation } from '../train/run-job.ts';
 import { Trainer } from '../train/trainer.ts';
 import type { ReplicaModelSpec, ReplicaSpec } from '../wire/replica-spec.ts';
-import { checkpointPath, loadCheckpoint, saveCheckpoint, type Checkpoint } from './checkpoint.ts';
+import { checkpointPath, loadCheckpoint, removeStaleTemporaries, saveCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { defaultClusterSpec, type ClusterSpec } from './cluster-spec.ts';
 import { Coordinator, type CoordinatorResult } from './coordinator.ts';
 import type { ShardedEvaluation } from './evaluation.ts';
@@ -93,6 +93,7 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
     const jobEpochs = phases.reduce((sum, phase) => sum + phase.epochs, 0);
     model = await buildReplicaModel(replicaModelSpec(job, dataset, null));
     const outputDir = jobOutputDir(job);
+    for (const file of await removeStaleTemporaries(outputDir)) log.warn({ path: file }, `removed ${file}: a checkpoint half-written when an earlier run stopped`);
     const resumed = options.resume ? await resumePoint(outputDir, job, phases.length) : undefined;
     if (!options.resume) await clearPhaseMarker(outputDir);
     const jobId = resumed?.checkpoint.state.jobId ?? `${job.name}-${randomBytes(3).toString('hex')}`;

@@ -25,6 +25,8 @@ export interface SessionOptions {
   call: SessionCall;
   jobId: string;
   workerId: string;
+  /** The secret of the JoinReply that gave `workerId`. */
+  sessionKey: string;
   replica: ComputeReplica;
   decoder: ShardDecoder;
   log: Logger;
@@ -81,7 +83,7 @@ export class WorkerSession {
     call.on('data', (message: CoordinatorMessage__Output) => this.onMessage(message));
     call.on('error', (error: ServiceError) => this.end({ kind: 'broken', error: fromServiceError(error, 'session') }));
     call.on('end', () => this.end({ kind: 'broken', error: new ProtocolError('the coordinator ended the session') }));
-    this.writer.send([{ envelope: this.envelope, ready: { workerId: options.workerId } }]);
+    this.writer.send([{ envelope: this.envelope, ready: { workerId: options.workerId, sessionKey: options.sessionKey } }]);
   }
 
   /** Ends the session from this side (Ctrl-C, leave). */
