@@ -93,6 +93,12 @@ export async function saveCheckpoint(file: string, checkpoint: Checkpoint): Prom
     optimizer: { iterations: checkpoint.optimizer.iterations, blobs: optimizerBlobs },
     ...(best && bestBlobs ? { bestWeights: { manifest: best.manifest, blobs: bestBlobs } } : {}),
   };
+  // A poisoned state would make --resume carry the poison on: the last good checkpoint stays.
+  const names = [...weightBlobs, ...optimizerBlobs, ...(bestBlobs ?? [])].map((ref) => ref.name);
+  arrays.forEach((values, i) => {
+    const bad = values.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) throw new CheckpointError(`refused to write checkpoint ${file}: ${names[i]} value ${bad} is ${values[bad]}; the previous checkpoint is kept`, file);
+  });
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const prefix = Buffer.alloc(Math.ceil((MAGIC.length + 4 + json.length) / 4) * 4);
   MAGIC.copy(prefix, 0);

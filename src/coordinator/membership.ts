@@ -96,10 +96,10 @@ export class Membership {
     return [...this.workers.values()].filter((w) => w.state === 'ready');
   }
 
-  /** Folds a measured shard into the worker's throughput estimate. */
-  recordThroughput(id: string, n: number, computeMs: number): void {
+  /** Folds a measured shard (n samples in `ms`, assignment to result) into the worker's throughput estimate. */
+  recordThroughput(id: string, n: number, ms: number): void {
     const record = this.workers.get(id);
-    if (record) record.throughput = updateThroughput(record.throughput, n, computeMs);
+    if (record) record.throughput = updateThroughput(record.throughput, n, ms);
   }
 
   /** Notes that a worker completed a task now. */

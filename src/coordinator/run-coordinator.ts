@@ -201,7 +201,7 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
     const droverError = error instanceof DroverError ? error : undefined;
     logEvent(log, 'job_end', {
       status: 'failed',
-      epochs: 0,
+      epochs: coordinator?.epochsDone ?? 0,
       steps: coordinator?.stepsDone ?? 0,
       seconds: (performance.now() - started) / 1000,
       error: error instanceof Error ? error.message : String(error),

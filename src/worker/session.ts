@@ -275,6 +275,7 @@ export class WorkerSession {
               predicted: result.predicted,
               timings: { dataWaitMs, computeMs, transferMs, decodeMs: task.decodeMs },
               skipped: batch.skipped ?? [],
+              skipReasons: skipReasonsOf(batch),
             },
           },
         ]);
@@ -283,7 +284,7 @@ export class WorkerSession {
         this.writer.send([
           {
             envelope: this.envelope,
-            gradient: { taskId: assignment.taskId, step: assignment.step, weightsVersion: assignment.weightsVersion, loss: 0, correct: 0, n: 0, gradients: null, buffers: null, skipped: batch.skipped ?? [] },
+            gradient: { taskId: assignment.taskId, step: assignment.step, weightsVersion: assignment.weightsVersion, loss: 0, correct: 0, n: 0, gradients: null, buffers: null, skipped: batch.skipped ?? [], skipReasons: skipReasonsOf(batch) },
           },
         ]);
       } else {
@@ -309,6 +310,7 @@ export class WorkerSession {
               gradients: gradients.header,
               buffers: buffers?.header ?? null,
               skipped: batch.skipped ?? [],
+              skipReasons: skipReasonsOf(batch),
             },
           },
         ];
@@ -332,4 +334,9 @@ export class WorkerSession {
     this.options.log.warn({ task: taskId, code }, `task ${taskId} failed: ${message}`);
     this.writer.send([{ envelope: this.envelope, failure: { taskId, code, message } }]);
   }
+}
+
+/** The batch's skip reasons as the wire carries them (the coordinator logs them with the samples' paths). */
+function skipReasonsOf(batch: Batch): { sampleId: number; reason: string; detail: string }[] {
+  return (batch.skipReasons ?? []).map((s) => ({ sampleId: s.id, reason: s.reason, detail: s.detail ?? '' }));
 }
