@@ -701,6 +701,10 @@ export class Coordinator implements SessionHost {
           if (result.weightsVersion !== task.weightsVersion) {
             throw new WeightsError(`${from}: computed on weights v${result.weightsVersion}, the task needs v${task.weightsVersion}`);
           }
+          // A prefetched task answered before its weights went out was not computed on them.
+          if (this.published === undefined || task.weightsVersion > this.published) {
+            throw new WeightsError(`${from}: a result for weights v${task.weightsVersion}, which were not sent yet`);
+          }
           checkSkipped(result.skipped, result.n, task, from);
           if (result.n > 0) {
             if (!gradients) throw new WeightsError(`${from}: ${result.n} samples but no gradients`);
