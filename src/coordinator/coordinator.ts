@@ -117,6 +117,9 @@ const MAX_FAILURES_IN_A_ROW = 3;
 /** Messages about tasks a worker does not hold after which it is evicted (a late one at a stop is normal). */
 const MAX_PROTOCOL_VIOLATIONS = 3;
 
+/** Withdrawn task ids remembered (oldest forgotten first). */
+const MAX_WITHDRAWN_REMEMBERED = 1024;
+
 /** Longest skip reason and detail a worker may report (longer ones are cut). */
 const MAX_SKIP_REASON = 64;
 const MAX_SKIP_DETAIL = 300;
@@ -168,6 +171,8 @@ export class Coordinator implements SessionHost {
   private readonly failuresInARow = new Map<string, number>();
   /** Messages about tasks a worker did not hold, per worker. */
   private readonly violations = new Map<string, number>();
+  /** Tasks withdrawn from their workers when an unfinished round closed (a stop): late results for them are expected. */
+  private readonly withdrawn = new Map<string, string>();
   /**
    * Since when no healthy worker is left (the last one was evicted for failing its tasks or
    * breaking the protocol) and no task was done: the job fails once this is older than the
@@ -463,6 +468,8 @@ export class Coordinator implements SessionHost {
     this.rounds.delete(state.round);
     state.reducer?.dispose();
     for (const task of state.round.outstanding()) {
+      if (task.workerId !== undefined) this.withdrawn.set(task.id, task.workerId);
+      if (this.withdrawn.size > MAX_WITHDRAWN_REMEMBERED) this.withdrawn.delete(this.withdrawn.keys().next().value!);
       this.taskRounds.delete(task.id);
       this.attempts.delete(task.id);
     }
@@ -783,6 +790,11 @@ export class Coordinator implements SessionHost {
     if (holder === workerId) return state;
     if (holder !== undefined) {
       this.refuse(workerId, new ProtocolError(`worker ${workerId} sent ${what} for task ${taskId}, which belongs to ${holder}`));
+      return undefined;
+    }
+    if (this.withdrawn.get(taskId) === workerId) {
+      this.withdrawn.delete(taskId);
+      this.log.debug({ worker: workerId, task: taskId }, `worker ${workerId} sent ${what} for task ${taskId}, withdrawn when its round closed: dropped`);
       return undefined;
     }
     const count = (this.violations.get(workerId) ?? 0) + 1;
