@@ -102,7 +102,7 @@ test('a worker that fails every task is evicted and named; its shards go to the 
 test('with no healthy worker left for the step deadline the job fails, and job_end counts the epochs done', async (t) => {
   const dir = await tempDir(t);
   const dataset = await smallFashionMnist(128);
-  const job = testJob(dir, { train: { epochs: 3, batchSize: 64, logEvery: 1, optimizer: { name: 'sgd', learningRate: 0.05 } }, cluster: { minWorkers: 1, token: TOKEN, stepDeadlineMs: 1500 } });
+  const job = testJob(dir, { train: { epochs: 3, batchSize: 64, logEvery: 1, optimizer: { name: 'sgd', learningRate: 0.05 } }, cluster: { minWorkers: 1, token: TOKEN, stepDeadlineMs: 4000 } });
   const coordinator = await startCoordinator(t, job, { dataset, token: TOKEN });
   const rogue = await joinRogue(`127.0.0.1:${coordinator.port}`, TOKEN, 'turns-bad');
   t.teardown(rogue.close);
@@ -113,7 +113,7 @@ test('with no healthy worker left for the step deadline the job fails, and job_e
       else rogue.send({ failure: { taskId: task.taskId, code: 'DROVER_ERR_DATASET', message: 'disk gone' } });
     }
   })();
-  await t.throwsAsync(coordinator.result, { message: /no healthy worker for 1500 ms \(cluster.stepDeadlineMs\): worker .*turns-bad was evicted: failed 3 tasks in a row/ });
+  await t.throwsAsync(coordinator.result, { message: /no healthy worker for 4000 ms \(cluster.stepDeadlineMs\): worker .*turns-bad was evicted: failed 3 tasks in a row/ });
   const [end] = coordinator.sink.events('job_end');
   t.is(end!.status, 'failed');
   t.is(end!.epochs, 1);

@@ -20,7 +20,7 @@ export interface Rogue {
   /** Resolves with the status the coordinator ended the session with. */
   readonly ended: Promise<ServiceError>;
   send(message: Omit<WorkerMessage, 'envelope'>): void;
-  /** Every task assignment received so far, then each new one, each once its weights were announced (until the session ends). */
+  /** Every task assignment received, each once the weights it names were announced (until the session ends). */
   tasks(): AsyncGenerator<TaskAssignment__Output>;
   /** Sends a gradient result of `value` everywhere for a task (all its samples used). */
   answer(task: TaskAssignment__Output, options?: { value?: number; computeMs?: number }): void;
@@ -66,10 +66,14 @@ export async function joinRogue(address: string, token: string | undefined, name
     ended,
     send,
     async *tasks() {
-      let next = 0;
+      const done = new Set<TaskAssignment__Output>();
       while (!over) {
-        // In order, each once the weights it names were announced (as a real worker computes).
-        while (next < assignments.length && assignments[next]!.weightsVersion <= weights) yield assignments[next++]!;
+        // In arrival order, each once the weights it names were announced (as a real worker computes).
+        for (const task of assignments) {
+          if (done.has(task) || task.weightsVersion > weights) continue;
+          done.add(task);
+          yield task;
+        }
         await new Promise<void>((resolve) => {
           wake = resolve;
         });
