@@ -264,6 +264,16 @@ test('contributions offered in any order are summed in rank order: the sums are 
 test('one measurement moves a throughput estimate by a bounded factor, however extreme it is', (t) => {
   t.is(updateThroughput(2, 32, 1e-6), 2 + 0.3 * (4 - 2), 'a claimed near-zero time counts as twice the estimate');
   t.is(updateThroughput(2, 1, 1e6), 2 + 0.3 * (1 - 2), 'a huge time counts as half the estimate');
+  // A newcomer starts from the others' mean, as it was planned, and moves from there by a bounded step.
+  const members = new Membership(3);
+  const caps = { backend: 'wasm', device: 'cpu', threads: 1, hostname: 'h', pid: 1 };
+  const [a, b] = [members.admit(caps, 'a', 'p'), members.admit(caps, 'b', 'p')];
+  members.markReady(a.id);
+  members.markReady(b.id);
+  members.recordThroughput(a.id, 32, 16);
+  t.is(a.throughput, 2, 'the first worker measured sets the scale');
+  members.recordThroughput(b.id, 64, 1e-6);
+  t.is(b.throughput, 2 + 0.3 * (4 - 2));
   let estimate: number | undefined = 1;
   for (let step = 0; step < 5; step++) {
     const next: number = updateThroughput(estimate, 64, 1e-9)!;

@@ -99,7 +99,12 @@ export class Membership {
   /** Folds a measured shard (n samples in `ms`, assignment to result) into the worker's throughput estimate. */
   recordThroughput(id: string, n: number, ms: number): void {
     const record = this.workers.get(id);
-    if (record) record.throughput = updateThroughput(record.throughput, n, ms);
+    if (!record) return;
+    // A newcomer was planned at the others' mean speed (see shareWeights): its first measurement
+    // moves it from there by a bounded step too.
+    const others = this.live().filter((w) => w.id !== id && w.throughput !== undefined).map((w) => w.throughput!);
+    const prior = record.throughput ?? (others.length > 0 ? others.reduce((a, b) => a + b, 0) / others.length : undefined);
+    record.throughput = updateThroughput(prior, n, ms);
   }
 
   /** Notes that a worker completed a task now. */
