@@ -87,6 +87,23 @@ export class TrainingError extends DroverError {
   }
 }
 
+/**
+ * An optimizer step that would make a weight or an optimizer slot non-finite (a finite but huge
+ * gradient overflows Adam's second moment): refused before anything is written. `target` names
+ * the first weight or slot that would have overflowed.
+ */
+export class NonFiniteUpdateError extends DroverError {
+  override readonly code = 'DROVER_ERR_NON_FINITE_UPDATE';
+  constructor(
+    message: string,
+    readonly target: string,
+    options: DroverErrorOptions = {},
+  ) {
+    super(message, options);
+    this.name = 'NonFiniteUpdateError';
+  }
+}
+
 /** A run log (JSON lines) that cannot be read, or holds nothing to report. */
 export class RunLogError extends DroverError {
   override readonly code = 'DROVER_ERR_RUN_LOG';

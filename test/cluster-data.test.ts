@@ -15,7 +15,7 @@ test.before(async () => {
   await initBackend('wasm');
 });
 
-test('image files travel as their encoded bytes and are decoded in the workers\' pools; an undecodable one is a counted skip', async (t) => {
+test('image files travel as their encoded bytes and are decoded in the workers\' pools; an undecodable one is a counted skip in the coordinator\'s run log', async (t) => {
   const dir = await tempDir(t);
   const root = path.join(dir, 'images');
   await makeImageFolder(root, { cats: 20, dogs: 20 }, 16, 'png');
@@ -37,6 +37,12 @@ test('image files travel as their encoded bytes and are decoded in the workers\'
   const skips = sinks.flatMap((s) => s.events('data_skip'));
   t.is(skips.length, 1);
   t.is(skips[0]!.reason, 'unsupported_format');
+  // The coordinator's run log (what the dashboard and reports read) has it too, by its path.
+  const logged = coordinator.sink.events('data_skip');
+  t.is(logged.length, 1);
+  t.is(logged[0]!.path, path.join(root, 'dogs', 'broken.png'));
+  t.is(logged[0]!.reason, 'unsupported_format');
+  t.regex(String(logged[0]!.worker), /^w\d-w[01]$/);
   t.is(result.steps, 1);
 
   // Decoding on the workers gives exactly the batch the coordinator's own pipeline gives.

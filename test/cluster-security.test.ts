@@ -81,7 +81,7 @@ async function rogue(address: string, jobId = '') {
   });
   const ended = new Promise<ServiceError>((resolve) => call.on('error', resolve));
   const jobEnvelope = envelope(reply.envelope!.jobId);
-  call.write({ envelope: jobEnvelope, ready: { workerId: reply.workerId } });
+  call.write({ envelope: jobEnvelope, ready: { workerId: reply.workerId, sessionKey: reply.sessionKey } });
   return {
     reply,
     call,

@@ -231,3 +231,53 @@ test('contributions added together equal the same contributions added one by one
   t.is(b.n, 28);
   a.grads.forEach((sum, i) => Array.from(sum).forEach((v, j) => t.true(Math.abs(v - b.grads[i]![j]!) <= 1e-6 * Math.max(1, Math.abs(v)))));
 });
+
+test('contributions offered in any order are summed in rank order: the sums are bit-identical', (t) => {
+  // Values whose float32 sums depend on the order they are added in.
+  const shards = Array.from({ length: 7 }, (_, k) => ({ loss: 0.1 * k, correct: 0, n: 3 + k, grads: tensors([1e7 * (k % 2 ? 1 : -1), 0.1 * k, 1 / (k + 3), 3.3], [k / 7, 1e-3 * k]), buffers: [] }));
+  const sumInOrder = (order: number[], withdrawn: number[] = []): Float32Array[] => {
+    const reducer = new GradientReducer(manifest, [], undefined, 42);
+    for (let rank = 1; rank <= 8; rank++) reducer.expect(rank);
+    const released: number[] = [];
+    for (const rank of withdrawn) reducer.withdraw(rank);
+    for (const k of order) reducer.offer(k + 1, { shard: shards[k]!, from: `w${k}` }, () => released.push(k));
+    t.is(reducer.waiting, 0);
+    t.deepEqual(released.sort(), [...order].sort(), 'each contribution released once summed');
+    return reducer.result().grads;
+  };
+  const forward = sumInOrder([0, 1, 2, 3, 4, 5, 6], [8]);
+  for (const order of [[6, 5, 4, 3, 2, 1, 0], [3, 0, 6, 1, 5, 2, 4], [2, 1, 0, 4, 3, 6, 5]]) {
+    const other = sumInOrder(order, [8]);
+    forward.forEach((sum, i) => t.deepEqual(other[i], sum, `order ${order}`));
+  }
+  // A contribution that never comes keeps the ones after it waiting; withdrawing it lets them in.
+  const reducer = new GradientReducer(manifest, [], undefined, 42);
+  [1, 2, 3].forEach((rank) => reducer.expect(rank));
+  reducer.offer(2, { shard: shards[1]!, from: 'b' });
+  reducer.offer(3, { shard: shards[2]!, from: 'c' });
+  t.is(reducer.samples, 0);
+  reducer.withdraw(1);
+  t.is(reducer.samples, shards[1]!.n + shards[2]!.n);
+  t.throws(() => reducer.offer(1, { shard: shards[0]!, from: 'a' }), { instanceOf: WeightsError, message: /no contribution of rank 1/ });
+});
+
+test('one measurement moves a throughput estimate by a bounded factor, however extreme it is', (t) => {
+  t.is(updateThroughput(2, 32, 1e-6), 2 + 0.3 * (4 - 2), 'a claimed near-zero time counts as twice the estimate');
+  t.is(updateThroughput(2, 1, 1e6), 2 + 0.3 * (1 - 2), 'a huge time counts as half the estimate');
+  // A newcomer starts from the others' mean, as it was planned, and moves from there by a bounded step.
+  const members = new Membership(3);
+  const caps = { backend: 'wasm', device: 'cpu', threads: 1, hostname: 'h', pid: 1 };
+  const [a, b] = [members.admit(caps, 'a', 'p'), members.admit(caps, 'b', 'p')];
+  members.markReady(a.id);
+  members.markReady(b.id);
+  members.recordThroughput(a.id, 32, 16);
+  t.is(a.throughput, 2, 'the first worker measured sets the scale');
+  members.recordThroughput(b.id, 64, 1e-6);
+  t.is(b.throughput, 2 + 0.3 * (4 - 2));
+  let estimate: number | undefined = 1;
+  for (let step = 0; step < 5; step++) {
+    const next: number = updateThroughput(estimate, 64, 1e-9)!;
+    t.true(next / estimate! <= 1.3 + 1e-12);
+    estimate = next;
+  }
+});

@@ -1,4 +1,4 @@
-import { mkdir, open, readFile, rename, rm } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { CheckpointError } from '../errors.ts';
 import type { SamplerPosition } from '../data/sampler.ts';
@@ -93,6 +93,12 @@ export async function saveCheckpoint(file: string, checkpoint: Checkpoint): Prom
     optimizer: { iterations: checkpoint.optimizer.iterations, blobs: optimizerBlobs },
     ...(best && bestBlobs ? { bestWeights: { manifest: best.manifest, blobs: bestBlobs } } : {}),
   };
+  // A poisoned state would make --resume carry the poison on: the last good checkpoint stays.
+  const names = [...weightBlobs, ...optimizerBlobs, ...(bestBlobs ?? [])].map((ref) => ref.name);
+  arrays.forEach((values, i) => {
+    const bad = values.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) throw new CheckpointError(`refused to write checkpoint ${file}: ${names[i]} value ${bad} is ${values[bad]}; the previous checkpoint is kept`, file);
+  });
   const json = Buffer.from(JSON.stringify(header), 'utf8');
   const prefix = Buffer.alloc(Math.ceil((MAGIC.length + 4 + json.length) / 4) * 4);
   MAGIC.copy(prefix, 0);
@@ -117,6 +123,40 @@ export async function saveCheckpoint(file: string, checkpoint: Checkpoint): Prom
     throw new CheckpointError(`cannot write checkpoint ${file}: ${(cause as Error).message}`, file, { cause });
   }
   return { bytes: prefix.length + offset };
+}
+
+/**
+ * Deletes the half-written temporaries (`<checkpoint>.tmp-<pid>`) a crash mid-save left in
+ * `outputDir`; those of a process still running (another writer) are left alone. Returns the
+ * paths removed.
+ */
+export async function removeStaleTemporaries(outputDir: string): Promise<string[]> {
+  const prefix = `${path.basename(checkpointPath(outputDir))}.tmp-`;
+  let names: string[];
+  try {
+    names = await readdir(outputDir);
+  } catch {
+    return []; // no output folder yet: nothing was left
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue;
+    const pid = Number(name.slice(prefix.length));
+    if (Number.isInteger(pid) && pid !== process.pid && processRuns(pid)) continue;
+    const file = path.join(outputDir, name);
+    await rm(file, { force: true });
+    removed.push(file);
+  }
+  return removed;
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 /** Reads a checkpoint written by saveCheckpoint; throws a CheckpointError naming what is wrong. */

@@ -8,6 +8,22 @@ export const tlsSpecSchema = z.strictObject({
 });
 export type TlsSpec = z.infer<typeof tlsSpecSchema>;
 
+/** Optional checks on gradients beyond finiteness (see src/coordinator/gradient-guard.ts). */
+export const gradientGuardSpecSchema = z.strictObject({
+  /** Scale the step's averaged gradient down to this global L2 norm when it is larger. */
+  clipNorm: z.number().positive().optional(),
+  /**
+   * Refuse a worker's contribution whose gradient norm exceeds this many times the median of the
+   * recent accepted ones (the worker is evicted and its shard reassigned).
+   */
+  maxNormRatio: z.number().gt(1).optional(),
+  /** How many recent contribution norms the median is taken over. */
+  window: z.number().int().min(4).default(64),
+  /** Contributions accepted before the ratio check starts (the median needs a history). */
+  warmup: z.number().int().min(1).default(8),
+});
+export type GradientGuardSpec = z.infer<typeof gradientGuardSpecSchema>;
+
 /**
  * The `cluster:` section of a job file: how the coordinator serves, waits for, times and trusts
  * its workers. Every field has a default, so a job without the section runs distributed too.
@@ -35,6 +51,7 @@ export const clusterSpecSchema = z.strictObject({
   /** Shared secret workers present; DROVER_TOKEN in the environment is used when absent. */
   token: z.string().min(8, 'use a token of at least 8 characters').optional(),
   tls: tlsSpecSchema.optional(),
+  gradientGuard: gradientGuardSpecSchema.optional(),
 });
 
 export type ClusterSpec = z.infer<typeof clusterSpecSchema>;

@@ -1,4 +1,5 @@
-import { ClusterError, DeadlineError, DroverError, ProtocolError, WeightsError } from '../errors.ts';
+import { ClusterError, DeadlineError, DroverError, NonFiniteUpdateError, ProtocolError, WeightsError } from '../errors.ts';
+import { SkipLog } from '../data/skips.ts';
 import { Sampler, type SampledBatch } from '../data/sampler.ts';
 import type { Dataset, DataSplit } from '../data/types.ts';
 import type { WeightEntry, WeightSet } from '../model/weights.ts';
@@ -11,6 +12,7 @@ import type { Trainer } from '../train/trainer.ts';
 import type { CoordinatorMessage } from '../wire/generated/drover/v1/CoordinatorMessage.ts';
 import type { EvaluationResult__Output } from '../wire/generated/drover/v1/EvaluationResult.ts';
 import type { GradientResult__Output } from '../wire/generated/drover/v1/GradientResult.ts';
+import type { SkippedSample__Output } from '../wire/generated/drover/v1/SkippedSample.ts';
 import type { JoinReply } from '../wire/generated/drover/v1/JoinReply.ts';
 import type { JoinRequest__Output } from '../wire/generated/drover/v1/JoinRequest.ts';
 import type { Shard } from '../wire/generated/drover/v1/Shard.ts';
@@ -25,7 +27,8 @@ import type { ClusterSpec } from './cluster-spec.ts';
 import { EarlyStopping, type EarlyStoppingSpec } from './early-stopping.ts';
 import { EvaluationAccumulator, type ShardedEvaluation } from './evaluation.ts';
 import { Membership } from './membership.ts';
-import { GradientReducer, type Contribution } from './reducer.ts';
+import { GradientGuard } from './gradient-guard.ts';
+import { GradientReducer } from './reducer.ts';
 import { Round, type SplitName, type Task } from './round.ts';
 import { shardSource, type ShardSource } from './sample-source.ts';
 import { planShards } from './scheduler.ts';
@@ -108,8 +111,18 @@ interface RoundState {
 /** Samples of a split: shipped as encoded bytes (stream) or named by id (shared mounts). */
 type SampleSource = { kind: 'stream'; shards: ShardSource } | { kind: 'shared'; split: DataSplit };
 
-/** How many times one shard may come back as failed before the job gives up on it. */
-const MAX_TASK_ATTEMPTS = 4;
+/** Task failures in a row (no task done between) after which a worker is evicted. */
+const MAX_FAILURES_IN_A_ROW = 3;
+
+/** Messages about tasks a worker does not hold after which it is evicted (a late one at a stop is normal). */
+const MAX_PROTOCOL_VIOLATIONS = 3;
+
+/** Withdrawn task ids remembered (oldest forgotten first). */
+const MAX_WITHDRAWN_REMEMBERED = 1024;
+
+/** Longest skip reason and detail a worker may report (longer ones are cut). */
+const MAX_SKIP_REASON = 64;
+const MAX_SKIP_DETAIL = 300;
 
 /** Evaluation tasks a worker holds at once: one computing, one decoding. */
 const EVAL_TASKS_IN_FLIGHT = 2;
@@ -152,6 +165,25 @@ export class Coordinator implements SessionHost {
   /** The last full broadcast, for workers that join: rebuilt when partial ones have moved past it. */
   private fullBroadcast: { version: number; messages: CoordinatorMessage[] } | undefined;
   private fatal: Error | undefined;
+  /** Workers sent Stop, and why: their sessions' end is a leave, not a loss. */
+  private readonly dismissed = new Map<string, string>();
+  /** Task failures in a row, per worker. */
+  private readonly failuresInARow = new Map<string, number>();
+  /** Messages about tasks a worker did not hold, per worker. */
+  private readonly violations = new Map<string, number>();
+  /** Tasks withdrawn from their workers when an unfinished round closed (a stop): late results for them are expected. */
+  private readonly withdrawn = new Map<string, string>();
+  /**
+   * Since when no healthy worker is left (the last one was evicted for failing its tasks or
+   * breaking the protocol) and no task was done: the job fails once this is older than the
+   * step deadline.
+   */
+  private unhealthySince: { at: number; reason: string } | undefined;
+  private readonly guard: GradientGuard | undefined;
+  /** Samples workers could not decode, logged with their paths. */
+  private readonly remoteSkips: SkipLog;
+  /** Epochs completed (history of this run, earlier phases included). */
+  private history: EpochRecord[] = [];
   private readyWaiters: (() => void)[] = [];
   private noWorkerTimer: NodeJS.Timeout | undefined;
   private watchdog: NodeJS.Timeout | undefined;
@@ -167,6 +199,8 @@ export class Coordinator implements SessionHost {
     this.bufferManifest = this.weightManifest.filter((w) => !w.trainable);
     const bytes = (entries: WeightEntry[]): number => entries.reduce((sum, w) => sum + 4 * w.shape.reduce((a, b) => a * b, 1), 0);
     this.limits = { gradientBytes: bytes(this.gradientManifest), bufferBytes: bytes(this.bufferManifest) };
+    this.guard = options.cluster.gradientGuard ? new GradientGuard(options.cluster.gradientGuard) : undefined;
+    this.remoteSkips = new SkipLog(this.log);
   }
 
   // ---- SessionHost: called by the transport ----
@@ -180,16 +214,23 @@ export class Coordinator implements SessionHost {
       peer,
     );
     this.log.debug({ worker: record.id, address: peer }, `worker ${record.id} joined from ${peer}; waiting for its session`);
-    return { envelope: envelope(this.jobId), workerId: record.id, replicaSpecJson: JSON.stringify(this.options.replicaSpec), maxChunkBytes: MAX_CHUNK_BYTES };
+    return {
+      envelope: envelope(this.jobId),
+      workerId: record.id,
+      replicaSpecJson: JSON.stringify(this.options.replicaSpec),
+      maxChunkBytes: MAX_CHUNK_BYTES,
+      sessionKey: record.sessionKey,
+    };
   }
 
-  leave(workerId: string, reason: string): void {
+  leave(workerId: string, sessionKey: string, reason: string): void {
     if (!this.membership.has(workerId)) return;
+    this.membership.authenticate(workerId, sessionKey);
     this.removeWorker(workerId, 'leave', reason);
   }
 
-  openSession(workerId: string, link: WorkerLink): { handlers: SessionHandlers; limits: SessionLimits } {
-    const record = this.membership.get(workerId);
+  openSession(workerId: string, sessionKey: string, link: WorkerLink): { handlers: SessionHandlers; limits: SessionLimits } {
+    const record = this.membership.authenticate(workerId, sessionKey);
     if (record.state === 'ready') throw new ProtocolError(`worker ${workerId} already has a session`);
     this.membership.markReady(workerId);
     this.links.set(workerId, link);
@@ -207,8 +248,11 @@ export class Coordinator implements SessionHost {
       failure: (failure) => this.onTaskFailure(workerId, failure),
       closed: (error) => {
         if (this.links.get(workerId) !== link) return;
-        if (error) this.removeWorker(workerId, 'fail', error.message, error);
-        else this.removeWorker(workerId, 'leave', 'session closed by the worker');
+        // Only a Leave RPC (or the end of a session the coordinator stopped) is a leave: a stream
+        // that ends otherwise, even cleanly, lost a worker that never said goodbye (kill -9 can
+        // close the stream before the connection error arrives).
+        if (this.dismissed.has(workerId)) this.removeWorker(workerId, 'leave', `stopped by the coordinator: ${this.dismissed.get(workerId)}`);
+        else this.removeWorker(workerId, 'fail', error ? error.message : 'session closed by the worker without leaving (process ended or connection lost)', error);
       },
     };
     return { handlers, limits: this.limits };
@@ -227,6 +271,7 @@ export class Coordinator implements SessionHost {
     const jobEpochs = options.jobEpochs ?? options.epochs;
     const scheduleContext = { baseRate: options.learningRate, stepsPerEpoch, totalSteps: stepsPerEpoch * (options.epochs - phaseStart.epoch) };
     const history: EpochRecord[] = resume ? [...resume.state.history] : [];
+    this.history = history;
     const stopper = options.earlyStopping ? new EarlyStopping(options.earlyStopping, resume?.state.earlyStopping, resume?.bestWeights) : undefined;
     let progress: EpochProgress = resume?.state.epochProgress ?? { lossSum: 0, correct: 0, seen: 0, seconds: 0 };
     this.step = resume?.state.step ?? 0;
@@ -273,7 +318,23 @@ export class Coordinator implements SessionHost {
             continue;
           }
           const reduced = current.reducer!.result();
-          trainer.applyGradients(reduced.grads, lr);
+          const clip = this.guard?.clip(reduced.grads);
+          if (clip?.clipped) this.log.debug({ step, norm: clip.norm, clipNorm: this.guard!.spec.clipNorm }, `step ${step}: gradient norm ${clip.norm.toPrecision(3)} clipped to ${this.guard!.spec.clipNorm}`);
+          try {
+            trainer.applyGradients(reduced.grads, lr);
+          } catch (error) {
+            if (!(error instanceof NonFiniteUpdateError)) throw error;
+            // Weights and optimizer state are as before the step: it is skipped, training goes on.
+            const workers = [...new Set(current.reports.map((r) => r.worker))];
+            logEvent(this.log, 'update_refused', { step, epoch, target: error.target, code: error.code, workers, reason: error.message },
+              `step ${step}: update refused: ${error.message} (gradients from ${workers.join(', ')})`);
+            if (this.spareSums.length < 2) this.spareSums.push(reduced.grads);
+            this.step = step;
+            this.version++;
+            this.publishWeights({ buffers: false });
+            this.closeRound(current);
+            continue;
+          }
           // The optimizer has copied them: the arrays can take the sums of a later step.
           if (this.spareSums.length < 2) this.spareSums.push(reduced.grads);
           if (reduced.buffers) this.writeBuffers(reduced.buffers);
@@ -353,6 +414,7 @@ export class Coordinator implements SessionHost {
   /** Tells every worker the job is over and ends their sessions. */
   async dismissWorkers(reason: string, completed: boolean, rejoin = false): Promise<void> {
     const links = [...this.links.values()];
+    for (const link of links) this.dismissed.set(link.workerId, reason);
     for (const link of links) link.send([{ envelope: envelope(this.jobId), stop: { reason, jobCompleted: completed, rejoin } }]);
     await Promise.race([Promise.all(links.map((l) => l.flushed())), delay(2000)]);
     for (const link of links) link.close();
@@ -362,6 +424,11 @@ export class Coordinator implements SessionHost {
   /** Optimizer steps applied so far. */
   get stepsDone(): number {
     return this.step;
+  }
+
+  /** Epochs completed so far (earlier phases included). */
+  get epochsDone(): number {
+    return this.history.length;
   }
 
   /** Workers now taking tasks. */
@@ -399,7 +466,10 @@ export class Coordinator implements SessionHost {
 
   private closeRound(state: RoundState): void {
     this.rounds.delete(state.round);
+    state.reducer?.dispose();
     for (const task of state.round.outstanding()) {
+      if (task.workerId !== undefined) this.withdrawn.set(task.id, task.workerId);
+      if (this.withdrawn.size > MAX_WITHDRAWN_REMEMBERED) this.withdrawn.delete(this.withdrawn.keys().next().value!);
       this.taskRounds.delete(task.id);
       this.attempts.delete(task.id);
     }
@@ -417,8 +487,11 @@ export class Coordinator implements SessionHost {
    * a time as they finish (memory stays bounded and faster workers take more). With no live
    * worker the samples wait for one.
    */
-  private assign(state: RoundState, ids: Uint32Array, attempt = 1): void {
-    const live = this.membership.live();
+  private assign(state: RoundState, ids: Uint32Array, attempt = 1, exclude?: string): void {
+    const all = this.membership.live();
+    // A task that failed goes to another worker when there is one.
+    const others = exclude === undefined ? all : all.filter((w) => w.id !== exclude);
+    const live = others.length > 0 ? others : all;
     if (state.round.kind === 'evaluate') {
       const size = this.options.cluster.evalTaskSize;
       for (let start = 0; start < ids.length; start += size) this.track(state.round.addTask(ids.subarray(start, start + size), undefined), state, attempt);
@@ -453,6 +526,7 @@ export class Coordinator implements SessionHost {
   private track(task: Task, state: RoundState, attempt: number): void {
     this.taskRounds.set(task.id, state);
     this.attempts.set(task.id, attempt);
+    state.reducer?.expect(task.rank);
   }
 
   /** Gives parked tasks of a round to the workers now live. */
@@ -462,19 +536,15 @@ export class Coordinator implements SessionHost {
       this.feed(state);
       return;
     }
-    for (const task of state.round.takeUnassigned()) {
-      const attempt = this.attempts.get(task.id) ?? 1;
-      this.taskRounds.delete(task.id);
-      this.attempts.delete(task.id);
-      this.assign(state, task.ids, attempt);
-    }
+    for (const task of state.round.takeUnassigned()) this.replan(state, task, this.attempts.get(task.id) ?? 1);
   }
 
-  /** Plans a withdrawn task's samples again (another worker, or the same one for a retry). */
-  private replan(state: RoundState, task: Task, attempt: number): void {
+  /** Plans a withdrawn task's samples again (on another worker than `exclude` when there is one). */
+  private replan(state: RoundState, task: Task, attempt: number, exclude?: string): void {
     this.taskRounds.delete(task.id);
     this.attempts.delete(task.id);
-    this.assign(state, task.ids, attempt);
+    state.reducer?.withdraw(task.rank);
+    this.assign(state, task.ids, attempt, exclude);
   }
 
   private dispatch(task: Task, state: RoundState): void {
@@ -599,7 +669,8 @@ export class Coordinator implements SessionHost {
     gradientsDone: Promise<ReceivedTransfer> | undefined,
     buffersDone: Promise<ReceivedTransfer> | undefined,
   ): Promise<void> {
-    const state = this.taskRounds.get(result.taskId);
+    // Checked at the header: bytes for a task the worker does not hold are read and dropped.
+    const state = this.heldRound(workerId, result.taskId, 'gradients');
     let gradients: ReceivedTransfer | undefined;
     let buffers: ReceivedTransfer | undefined;
     try {
@@ -607,63 +678,70 @@ export class Coordinator implements SessionHost {
     } catch {
       return; // the session broke mid-transfer: its close handler reassigns the task
     }
+    if (!state) {
+      gradients?.release();
+      buffers?.release();
+      return;
+    }
     // Workers' transfers share the connection fairly, so a step's gradients tend to complete
-    // together: they are summed in one batch, once the I/O at hand is read.
+    // together: they are checked in one batch, once the I/O at hand is read.
     this.arrived.push({ workerId, state, result, gradients, buffers, receivedAt: performance.now() });
     if (this.arrived.length === 1) setImmediate(() => this.takeArrived());
   }
 
-  /** Checks the gradients that arrived and sums the good ones together; refuses the bad ones' workers. */
+  /**
+   * Checks the gradients that arrived and offers the good ones to their step's reducer, which
+   * sums them in task order (four per pass) whatever order they came in; refuses the bad ones' workers.
+   */
   private takeArrived(): void {
     const batch = this.arrived;
     this.arrived = [];
-    try {
-      const toAdd: { item: ArrivedGradient; state: RoundState; task: Task; contribution: Contribution }[] = [];
-      for (const item of batch) {
-        const { workerId, state, result, gradients, buffers } = item;
+    for (const item of batch) {
+      const { workerId, state, result, gradients, buffers } = item;
+      let offered = false;
+      try {
         // Checked after the transfer: the task may have been reassigned while its bytes arrived.
-        if (!state || this.rounds.get(state.round) !== state || !this.links.has(workerId)) continue;
+        if (!state || this.rounds.get(state.round) !== state || !this.links.has(workerId) || !state.round.isOpen(result.taskId)) continue;
         const from = `worker ${workerId}, task ${result.taskId}, step ${result.step}`;
         try {
           const task = state.round.find(result.taskId, workerId);
           if (result.weightsVersion !== task.weightsVersion) {
             throw new WeightsError(`${from}: computed on weights v${result.weightsVersion}, the task needs v${task.weightsVersion}`);
           }
-          checkSkipped(result.skipped, result.n, task, from);
-          if (result.n === 0) {
-            this.completeTask(state, task, workerId, result.timings, item.receivedAt, 0);
-            continue;
+          // A prefetched task answered before its weights went out was not computed on them.
+          if (this.published === undefined || task.weightsVersion > this.published) {
+            throw new WeightsError(`${from}: a result for weights v${task.weightsVersion}, which were not sent yet`);
           }
-          if (!gradients) throw new WeightsError(`${from}: ${result.n} samples but no gradients`);
-          const shard = { loss: result.loss, correct: result.correct, n: result.n, grads: gradients.tensors, buffers: buffers?.tensors ?? [] };
-          state.reducer!.check(shard, from, task.ids.length);
-          toAdd.push({ item, state, task, contribution: { shard, from, maxN: task.ids.length } });
+          checkSkipped(result.skipped, result.n, task, from);
+          if (result.n > 0) {
+            if (!gradients) throw new WeightsError(`${from}: ${result.n} samples but no gradients`);
+            const shard = { loss: result.loss, correct: result.correct, n: result.n, grads: gradients.tensors, buffers: buffers?.tensors ?? [] };
+            state.reducer!.check(shard, from, task.ids.length);
+            if (this.guard?.checksContributions) this.guard.checkContribution(shard.grads.map((g) => g.data), from);
+            state.reducer!.offer(task.rank, { shard, from, maxN: task.ids.length }, () => {
+              gradients.release();
+              buffers?.release();
+            });
+            offered = true;
+          }
+          this.recordRemoteSkips(workerId, state, result.skipped, result.skipReasons);
+          this.completeTask(state, task, workerId, result.timings, item.receivedAt, result.n);
         } catch (error) {
           this.refuse(workerId, error);
         }
-      }
-      // A worker refused above lost its other tasks too: none of its results may be summed.
-      const live = toAdd.filter(({ item, state, task }) => this.links.has(item.workerId) && state.round.isOpen(task.id));
-      for (const state of new Set(live.map((a) => a.state))) {
-        const mine = live.filter((a) => a.state === state);
-        const errors = state.reducer!.addMany(mine.map((a) => a.contribution));
-        mine.forEach(({ item, task }, k) => {
-          if (errors[k] !== undefined) this.refuse(item.workerId, errors[k]);
-          else if (this.rounds.get(state.round) === state) this.completeTask(state, task, item.workerId, item.result.timings, item.receivedAt, item.result.n);
-        });
-      }
-    } finally {
-      // Summed (or refused): the receive buffers can take the next transfers.
-      for (const item of batch) {
-        item.gradients?.release();
-        item.buffers?.release();
+      } finally {
+        // Not kept by the reducer: the receive buffers can take the next transfers.
+        if (!offered) {
+          gradients?.release();
+          buffers?.release();
+        }
       }
     }
   }
 
   private onEvaluation(workerId: string, result: EvaluationResult__Output): void {
-    const state = this.taskRounds.get(result.taskId);
-    if (!state || this.rounds.get(state.round) !== state) return;
+    const state = this.heldRound(workerId, result.taskId, 'an evaluation result');
+    if (!state) return;
     const from = `worker ${workerId}, evaluation task ${result.taskId}`;
     try {
       const task = state.round.find(result.taskId, workerId);
@@ -672,42 +750,107 @@ export class Coordinator implements SessionHost {
       const all = state.labels.get(task.id)!;
       const labels = skipped.size === 0 ? all : all.filter((_, i) => !skipped.has(task.ids[i]!));
       state.evaluation!.add(result, labels, from);
+      this.recordRemoteSkips(workerId, state, result.skipped, result.skipReasons);
       this.completeTask(state, task, workerId, result.timings, performance.now(), result.n);
     } catch (error) {
       this.refuse(workerId, error);
     }
   }
 
+  /**
+   * A task the worker could not do goes to another worker (the same one only when it is alone);
+   * a worker that fails MAX_FAILURES_IN_A_ROW tasks in a row is evicted and named.
+   */
   private onTaskFailure(workerId: string, failure: TaskFailure__Output): void {
-    const state = this.taskRounds.get(failure.taskId);
+    const state = this.heldRound(workerId, failure.taskId, 'a task failure');
     if (!state) return;
-    let task: Task;
-    try {
-      task = state.round.find(failure.taskId, workerId);
-    } catch (error) {
-      this.refuse(workerId, error);
-      return;
-    }
+    const task = state.round.find(failure.taskId, workerId);
     const attempt = this.attempts.get(task.id) ?? 1;
-    this.log.warn({ worker: workerId, task: task.id, code: failure.code, attempt }, `worker ${workerId} could not do task ${task.id}: ${failure.message}`);
+    const inARow = (this.failuresInARow.get(workerId) ?? 0) + 1;
+    this.failuresInARow.set(workerId, inARow);
+    const code = failure.code.slice(0, 64);
+    const message = failure.message.slice(0, 500);
+    this.log.warn({ worker: workerId, task: task.id, code, attempt, inARow }, `worker ${workerId} could not do task ${task.id}: ${message}`);
     state.round.cancel(task);
-    if (attempt >= MAX_TASK_ATTEMPTS) {
-      this.fail(new ClusterError(`task ${task.id} of step ${task.step} failed ${attempt} times; last: ${failure.code}: ${failure.message}`));
-      return;
+    if (inARow >= MAX_FAILURES_IN_A_ROW) {
+      this.evictUnhealthy(workerId, `failed ${inARow} tasks in a row; last: ${code}: ${message}`, new ClusterError(`worker ${workerId} failed ${inARow} tasks in a row (last: ${code}): evicted`));
     }
-    this.replan(state, task, attempt + 1);
+    this.replan(state, task, attempt + 1, workerId);
+  }
+
+  /**
+   * The round of a task `workerId` holds, or undefined after dealing with a message about a task
+   * it does not hold: one held by another worker is a forgery (evicted at once); one not
+   * outstanding at all is a protocol violation, logged, and evicted after MAX_PROTOCOL_VIOLATIONS.
+   */
+  private heldRound(workerId: string, taskId: string, what: string): RoundState | undefined {
+    if (!this.links.has(workerId)) return undefined;
+    const state = this.taskRounds.get(taskId);
+    const holder = state && this.rounds.get(state.round) === state ? state.round.holder(taskId) : undefined;
+    if (holder === workerId) return state;
+    if (holder !== undefined) {
+      this.refuse(workerId, new ProtocolError(`worker ${workerId} sent ${what} for task ${taskId}, which belongs to ${holder}`));
+      return undefined;
+    }
+    if (this.withdrawn.get(taskId) === workerId) {
+      this.withdrawn.delete(taskId);
+      this.log.debug({ worker: workerId, task: taskId }, `worker ${workerId} sent ${what} for task ${taskId}, withdrawn when its round closed: dropped`);
+      return undefined;
+    }
+    const count = (this.violations.get(workerId) ?? 0) + 1;
+    this.violations.set(workerId, count);
+    const reason = `sent ${what} for task ${String(taskId).slice(0, 80)}, which it does not hold (never assigned, done or withdrawn)`;
+    logEvent(this.log, 'protocol_violation', { worker: workerId, task: String(taskId).slice(0, 80), reason, count, step: this.step },
+      `worker ${workerId} ${reason} (${count} of at most ${MAX_PROTOCOL_VIOLATIONS})`);
+    if (count >= MAX_PROTOCOL_VIOLATIONS) {
+      this.evictUnhealthy(workerId, `${count} protocol violations; last: ${reason}`, new ProtocolError(`worker ${workerId}: ${count} messages about tasks it does not hold: evicted`));
+    }
+    return undefined;
+  }
+
+  /** Evicts a misbehaving worker; with no live worker left, the no-healthy-worker clock starts. */
+  private evictUnhealthy(workerId: string, reason: string, error: DroverError): void {
+    this.removeWorker(workerId, 'fail', reason, error);
+    if (this.membership.live().length === 0 && this.unhealthySince === undefined) {
+      this.unhealthySince = { at: performance.now(), reason: `worker ${workerId} was evicted: ${reason}` };
+    }
+  }
+
+  /** Logs the samples a worker could not decode with their paths, as the coordinator's own skips are. */
+  private recordRemoteSkips(workerId: string, state: RoundState, skipped: readonly number[], reasons: readonly SkippedSample__Output[]): void {
+    if (skipped.length === 0) return;
+    const why = new Map(reasons.map((r) => [r.sampleId, r]));
+    const split = state.source.kind === 'stream' ? state.source.shards.split : state.source.split;
+    const source = `${this.options.dataset.name}/${state.round.split}`;
+    for (const id of skipped) {
+      const reason = why.get(id);
+      this.remoteSkips.record({
+        source,
+        path: describeSample(split, id) ?? `${source} #${id}`,
+        reason: clean(reason?.reason, MAX_SKIP_REASON) || 'undecodable',
+        detail: clean(reason?.detail, MAX_SKIP_DETAIL) || undefined,
+        id,
+        worker: workerId,
+      });
+    }
   }
 
   private completeTask(state: RoundState, task: Task, workerId: string | undefined, timings: Timings__Output | null, receivedAt: number, used = task.ids.length): void {
     state.round.complete(task);
     this.taskRounds.delete(task.id);
     this.attempts.delete(task.id);
+    if (used === 0) state.reducer?.withdraw(task.rank);
     if (workerId !== undefined) {
       this.membership.recordProgress(workerId, receivedAt);
+      this.failuresInARow.delete(workerId);
+      this.unhealthySince = undefined;
       if (used > 0) {
         const computeMs = timings?.computeMs ?? 0;
         state.reports.push({ worker: workerId, n: used, computeMs, dataWaitMs: timings?.dataWaitMs ?? 0, receivedAt });
-        if (task.kind === 'train') this.membership.recordThroughput(workerId, used, computeMs);
+        // Speed as the coordinator sees it (weights out or task assigned, to result in): a
+        // worker's own account of its compute time is not trusted for balancing.
+        const measuredMs = receivedAt - Math.max(task.assignedAt, state.round.startedAt ?? task.assignedAt);
+        if (task.kind === 'train') this.membership.recordThroughput(workerId, used, measuredMs);
       }
     }
     if (state.round.done) state.resolve();
@@ -746,6 +889,10 @@ export class Coordinator implements SessionHost {
   private checkDeadlines(): void {
     const now = performance.now();
     const deadline = this.options.cluster.stepDeadlineMs;
+    if (this.unhealthySince && now - this.unhealthySince.at > deadline && this.rounds.size > 0) {
+      this.fail(new ClusterError(`no healthy worker for ${deadline} ms (cluster.stepDeadlineMs): ${this.unhealthySince.reason}`));
+      return;
+    }
     for (const worker of this.membership.stale(now - STALE_JOIN_MS)) {
       // Joined but never opened its session: its slot is freed; it may join again.
       this.membership.remove(worker.id);
@@ -831,6 +978,21 @@ export class Coordinator implements SessionHost {
     });
     logEvent(this.log, 'checkpoint', { step: this.step, epoch, path: file, bytes }, `checkpoint at step ${this.step} -> ${file}`);
   }
+}
+
+/** How a split names sample `id` in logs (its file path where it has one). */
+function describeSample(split: DataSplit, id: number): string | undefined {
+  const samples = (split as { samples?: { describe?(index: number): string } }).samples;
+  try {
+    return samples?.describe?.(id);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A peer's string, printable and bounded. */
+function clean(text: string | undefined, max: number): string {
+  return (text ?? '').replace(/[^\x20-\x7e]/g, '?').slice(0, max);
 }
 
 /** A result's skipped ids must be ids of its shard, and account for the samples it did not use. */

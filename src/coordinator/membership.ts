@@ -1,4 +1,5 @@
-import { ClusterError, UnknownWorkerError } from '../errors.ts';
+import { randomBytes, timingSafeEqual } from 'node:crypto';
+import { AuthError, ClusterError, UnknownWorkerError } from '../errors.ts';
 import { updateThroughput, type ScheduledWorker } from './scheduler.ts';
 
 /** What a worker told the coordinator when it joined. */
@@ -24,6 +25,8 @@ export interface WorkerRecord extends ScheduledWorker {
   joinedMono: number;
   /** When it last completed a task, or became ready (performance.now()): deadlines count from here. */
   progressAt: number;
+  /** Secret issued at Join: only its holder may open this id's session or leave as this id. */
+  sessionKey: string;
 }
 
 /**
@@ -44,7 +47,7 @@ export class Membership {
     this.counter++;
     const clean = name.replace(/[^\w.-]/g, '').slice(0, 40);
     const id = clean ? `w${this.counter}-${clean}` : `w${this.counter}`;
-    const record: WorkerRecord = { id, name: name || id, address, capabilities, state: 'joined', joinedAt: Date.now(), joinedMono: performance.now(), progressAt: 0, throughput: undefined };
+    const record: WorkerRecord = { id, name: name || id, address, capabilities, state: 'joined', joinedAt: Date.now(), joinedMono: performance.now(), progressAt: 0, throughput: undefined, sessionKey: randomBytes(24).toString('base64url') };
     this.workers.set(id, record);
     return record;
   }
@@ -53,6 +56,20 @@ export class Membership {
   get(id: string): WorkerRecord {
     const record = this.workers.get(id);
     if (!record) throw new UnknownWorkerError(`worker ${id} is not a member of this job (it left, was evicted, or joined an earlier coordinator): join again`);
+    return record;
+  }
+
+  /**
+   * The member `id` when `key` is its session key; throws AuthError otherwise. Every worker holds
+   * the cluster's token, so the token alone cannot say which worker a peer is.
+   */
+  authenticate(id: string, key: string): WorkerRecord {
+    const record = this.get(id);
+    const expected = Buffer.from(record.sessionKey);
+    const given = Buffer.from(key);
+    if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      throw new AuthError(`wrong or missing session key for worker ${id}: a worker may open only its own session and leave only as itself`);
+    }
     return record;
   }
 
@@ -79,10 +96,15 @@ export class Membership {
     return [...this.workers.values()].filter((w) => w.state === 'ready');
   }
 
-  /** Folds a measured shard into the worker's throughput estimate. */
-  recordThroughput(id: string, n: number, computeMs: number): void {
+  /** Folds a measured shard (n samples in `ms`, assignment to result) into the worker's throughput estimate. */
+  recordThroughput(id: string, n: number, ms: number): void {
     const record = this.workers.get(id);
-    if (record) record.throughput = updateThroughput(record.throughput, n, computeMs);
+    if (!record) return;
+    // A newcomer was planned at the others' mean speed (see shareWeights): its first measurement
+    // moves it from there by a bounded step too.
+    const others = this.live().filter((w) => w.id !== id && w.throughput !== undefined).map((w) => w.throughput!);
+    const prior = record.throughput ?? (others.length > 0 ? others.reduce((a, b) => a + b, 0) / others.length : undefined);
+    record.throughput = updateThroughput(prior, n, ms);
   }
 
   /** Notes that a worker completed a task now. */

@@ -25,12 +25,12 @@ export class PhaseHost implements SessionHost {
     return this.coordinator().join(request, peer);
   }
 
-  leave(workerId: string, reason: string): void {
-    this.coordinator().leave(workerId, reason);
+  leave(workerId: string, sessionKey: string, reason: string): void {
+    this.coordinator().leave(workerId, sessionKey, reason);
   }
 
-  openSession(workerId: string, link: WorkerLink): { handlers: SessionHandlers; limits: SessionLimits } {
-    return this.coordinator().openSession(workerId, link);
+  openSession(workerId: string, sessionKey: string, link: WorkerLink): { handlers: SessionHandlers; limits: SessionLimits } {
+    return this.coordinator().openSession(workerId, sessionKey, link);
   }
 
   private coordinator(): Coordinator {

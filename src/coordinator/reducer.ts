@@ -22,6 +22,9 @@ export interface Contribution {
   maxN?: number;
 }
 
+/** Contributions summed in one pass over the sums. */
+const GROUP = 4;
+
 /** The step's result: the global-batch mean gradient and metrics. */
 export interface ReducedStep {
   grads: Float32Array[];
@@ -54,6 +57,10 @@ export class GradientReducer {
   private lossSum = 0;
   private correctSum = 0;
   private covered = 0;
+  /** Ranks of the round's tasks that may still contribute (ordered summation). */
+  private readonly expected = new Set<number>();
+  /** Checked contributions waiting for the ones ranked before them. */
+  private readonly offered = new Map<number, { shard: ShardGradients; release: (() => void) | undefined }>();
 
   constructor(
     private readonly gradientManifest: readonly WeightEntry[],
@@ -86,6 +93,63 @@ export class GradientReducer {
     if (shard.buffers.length > 0) checkTensors(this.bufferManifest, shard.buffers, `${from} batch-norm statistics`);
   }
 
+  /**
+   * Ordered summation (what makes two runs bit-identical): the sums are built in rank order,
+   * whatever order results arrive in, GROUP ranks per pass. Each task of the round is announced
+   * with `expect(rank)`; its result is `offer`ed (checked at once, summed when every rank before
+   * it in its group and the groups before are in) or it is `withdraw`n (reassigned, no samples).
+   */
+  expect(rank: number): void {
+    this.expected.add(rank);
+  }
+
+  /** A task that will not contribute (reassigned, failed, or every sample skipped). */
+  withdraw(rank: number): void {
+    if (!this.expected.delete(rank)) return;
+    const held = this.offered.get(rank);
+    this.offered.delete(rank);
+    held?.release?.();
+    this.drain();
+  }
+
+  /**
+   * Checks a contribution (throws a WeightsError, changing nothing, when it is bad) and sums it
+   * in its turn. `release` is called once its values are in the sums (or the reducer is disposed).
+   */
+  offer(rank: number, contribution: Contribution, release?: () => void): void {
+    if (!this.expected.has(rank) || this.offered.has(rank)) throw new WeightsError(`${contribution.from}: no contribution of rank ${rank} is awaited`);
+    this.check(contribution.shard, contribution.from, contribution.maxN);
+    this.offered.set(rank, { shard: contribution.shard, release });
+    this.drain();
+  }
+
+  /** Whether announced contributions are not summed yet. */
+  get waiting(): number {
+    return this.expected.size;
+  }
+
+  /** Releases contributions never summed (the round was abandoned). */
+  dispose(): void {
+    for (const held of this.offered.values()) held.release?.();
+    this.offered.clear();
+    this.expected.clear();
+  }
+
+  /** Sums the next groups of GROUP ranks while every rank of the group is in. */
+  private drain(): void {
+    for (;;) {
+      const ranks = [...this.expected].sort((a, b) => a - b).slice(0, GROUP);
+      if (ranks.length === 0 || !ranks.every((rank) => this.offered.has(rank))) return;
+      const held = ranks.map((rank) => this.offered.get(rank)!);
+      this.sum(held.map((h) => h.shard));
+      for (const rank of ranks) {
+        this.expected.delete(rank);
+        this.offered.delete(rank);
+      }
+      for (const h of held) h.release?.();
+    }
+  }
+
   /** Checks a contribution, then adds it (sum of g * n); throws, changing nothing, when it is bad. */
   add(shard: ShardGradients, from: string, maxN?: number): void {
     const [error] = this.addMany([{ shard, from, maxN }]);
@@ -107,11 +171,15 @@ export class GradientReducer {
         return error;
       }
     });
-    const good = contributions.filter((_, k) => errors[k] === undefined).map((c) => c.shard);
+    this.sum(contributions.filter((_, k) => errors[k] === undefined).map((c) => c.shard));
+    return errors;
+  }
+
+  /** Adds checked contributions, in the order given, GROUP per pass. */
+  private sum(good: readonly ShardGradients[]): void {
     const weights = good.map((shard) => (this.expectedSamples ? shard.n / this.expectedSamples : shard.n));
     this.sums.forEach((sum, i) => accumulateMany(sum, good.map((shard) => shard.grads[i]!.data as Float32Array), weights));
     for (const shard of good) this.count(shard);
-    return errors;
   }
 
   private count(shard: ShardGradients): void {
@@ -128,6 +196,7 @@ export class GradientReducer {
 
   /** The weighted means over every contribution added (call once, when the step's round is done). */
   result(): ReducedStep {
+    if (this.expected.size > 0) throw new WeightsError(`${this.expected.size} contribution(s) of the step are still awaited`);
     if (this.covered === 0) throw new WeightsError('no sample of the step could be used: nothing to average');
     const scale = 1 / this.covered;
     const rescale = this.expectedSamples ? this.expectedSamples / this.covered : scale;

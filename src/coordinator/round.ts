@@ -19,6 +19,8 @@ export interface RoundOptions {
 export interface Task extends Omit<RoundOptions, 'expected'> {
   id: string;
   ids: Uint32Array;
+  /** Its place in the round (1, 2, ...): contributions are summed in this order, whatever order they arrive in. */
+  rank: number;
   /** The worker computing it; undefined while it waits for one. */
   workerId: string | undefined;
   /** When it was handed to its current worker (ms, performance.now()). */
@@ -75,11 +77,17 @@ export class Round {
       epoch: this.epoch,
       augment: this.augment,
       ids,
+      rank: this.sequence,
       workerId,
       assignedAt: now,
     };
     this.open.set(task.id, task);
     return task;
+  }
+
+  /** The worker holding an outstanding task (undefined: waiting for one, or not outstanding). */
+  holder(taskId: string): string | undefined {
+    return this.open.get(taskId)?.workerId;
   }
 
   /** Whether a task is still outstanding. */

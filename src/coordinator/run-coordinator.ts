@@ -18,7 +18,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import { jobStartFields, openJobDataset, samplePreparation } from '../train/run-job.ts';
 import { Trainer } from '../train/trainer.ts';
 import type { ReplicaModelSpec, ReplicaSpec } from '../wire/replica-spec.ts';
-import { checkpointPath, saveCheckpoint } from './checkpoint.ts';
+import { checkpointPath, removeStaleTemporaries, saveCheckpoint } from './checkpoint.ts';
 import { defaultClusterSpec, type ClusterSpec } from './cluster-spec.ts';
 import { Coordinator, type CoordinatorResult } from './coordinator.ts';
 import type { ShardedEvaluation } from './evaluation.ts';
@@ -98,6 +98,7 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
     const jobEpochs = phases.reduce((sum, phase) => sum + phase.epochs, 0);
     model = await buildReplicaModel(replicaModelSpec(job, dataset, null));
     const outputDir = jobOutputDir(job);
+    for (const file of await removeStaleTemporaries(outputDir)) log.warn({ path: file }, `removed ${file}: a checkpoint half-written when an earlier run stopped`);
     const resuming = options.resume === 'auto' ? await checkpointToResume(outputDir, log) : options.resume === true;
     const resumed = resuming ? await resumePoint(outputDir, job, phases.length) : undefined;
     if (!resuming) await clearPhaseMarker(outputDir);
@@ -214,7 +215,7 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
     const droverError = error instanceof DroverError ? error : undefined;
     logEvent(log, 'job_end', {
       status: 'failed',
-      epochs: 0,
+      epochs: coordinator?.epochsDone ?? 0,
       steps: coordinator?.stepsDone ?? 0,
       seconds: (performance.now() - started) / 1000,
       error: error instanceof Error ? error.message : String(error),

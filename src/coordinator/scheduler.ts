@@ -4,7 +4,7 @@ import { proportionalSizes, splitShards } from '../data/sampler.ts';
 /** A worker as the scheduler sees it: an id and, once measured, its speed. */
 export interface ScheduledWorker {
   id: string;
-  /** Samples per millisecond of compute (EMA); undefined until its first result. */
+  /** Samples per millisecond from assignment to result, as the coordinator measures it (EMA); undefined until its first result. */
   throughput: number | undefined;
 }
 
@@ -40,9 +40,18 @@ export function planShards(ids: Uint32Array, workers: readonly ScheduledWorker[]
     .filter((plan) => plan.ids.length > 0);
 }
 
-/** Exponential moving average of a worker's throughput (samples per ms of compute). */
-export function updateThroughput(previous: number | undefined, n: number, computeMs: number, alpha = 0.3): number | undefined {
-  if (!(n > 0) || !(computeMs > 0) || !Number.isFinite(computeMs)) return previous;
-  const sample = n / computeMs;
-  return previous === undefined ? sample : previous + alpha * (sample - previous);
+/** A measurement counts at most this many times above or below the current estimate. */
+export const MAX_THROUGHPUT_JUMP = 2;
+
+/**
+ * Exponential moving average of a worker's throughput (samples per ms, as the coordinator
+ * measured it). One measurement moves the estimate by a bounded factor (at most
+ * 1 + alpha x (MAX_THROUGHPUT_JUMP - 1) up, 1 - alpha x (1 - 1 / MAX_THROUGHPUT_JUMP) down), so
+ * a worker's share of the batch changes by a bounded step per step whatever one step measured.
+ */
+export function updateThroughput(previous: number | undefined, n: number, ms: number, alpha = 0.3): number | undefined {
+  if (!(n > 0) || !(ms > 0) || !Number.isFinite(ms)) return previous;
+  if (previous === undefined) return n / ms;
+  const sample = Math.min(previous * MAX_THROUGHPUT_JUMP, Math.max(previous / MAX_THROUGHPUT_JUMP, n / ms));
+  return previous + alpha * (sample - previous);
 }

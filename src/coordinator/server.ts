@@ -59,9 +59,10 @@ export interface SessionHost {
   readonly jobId: string;
   readonly token: string | undefined;
   join(request: JoinRequest__Output, peer: string): JoinReply;
-  leave(workerId: string, reason: string): void;
-  /** Binds a session to a member; throws UnknownWorkerError for an id it does not know. */
-  openSession(workerId: string, link: WorkerLink): { handlers: SessionHandlers; limits: SessionLimits };
+  /** Ends a member's membership; throws AuthError unless `sessionKey` is the one its Join got. */
+  leave(workerId: string, sessionKey: string, reason: string): void;
+  /** Binds a session to a member; throws UnknownWorkerError for an id it does not know, AuthError for a wrong key. */
+  openSession(workerId: string, sessionKey: string, link: WorkerLink): { handlers: SessionHandlers; limits: SessionLimits };
 }
 
 export interface CoordinatorServerOptions {
@@ -133,7 +134,7 @@ export async function startCoordinatorServer(host: SessionHost, options: Coordin
       try {
         checkToken(call.metadata, host.token);
         checkEnvelope(call.request.envelope, host.jobId, false);
-        host.leave(call.request.workerId, call.request.reason || 'left');
+        host.leave(call.request.workerId, call.request.sessionKey, call.request.reason || 'left');
         callback(null, { envelope: envelope(host.jobId) });
       } catch (error) {
         callback(refuse('Leave', call.getPeer(), error));
@@ -220,7 +221,7 @@ function runSession(call: SessionCall, link: SessionLink, host: SessionHost, rec
       if (!session) {
         if (message.body !== 'ready' || !message.ready) throw new ProtocolError(`first message of a session must be "ready", got "${message.body}"`);
         link.workerId = message.ready.workerId;
-        session = host.openSession(message.ready.workerId, link);
+        session = host.openSession(message.ready.workerId, message.ready.sessionKey, link);
         const { gradientBytes, bufferBytes } = session.limits;
         assembler = new TransferAssembler(2 * (gradientBytes + bufferBytes) + 1024, receiveBuffers);
         return;

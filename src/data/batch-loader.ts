@@ -145,10 +145,12 @@ export class BatchLoader {
     }
     const failed = new Set<number>();
     const skipped: number[] = [];
+    const skipReasons: NonNullable<Batch['skipReasons']> = [];
     for (const f of failures) {
       failed.add(f.index);
       const id = ids ? ids[f.index]! : f.index;
       skipped.push(id);
+      skipReasons.push({ id, reason: f.reason, ...(f.detail ? { detail: f.detail } : {}) });
       const sample = samples[f.index]!;
       const path = options.describe ? options.describe(f.index) : 'path' in sample ? sample.path : `${this.source} #${id}`;
       this.skips.record({ source: this.source, path, reason: f.reason, detail: f.detail, errno: f.errno, id });
@@ -161,6 +163,6 @@ export class BatchLoader {
       if (k !== i) x.copyWithin(k * size, i * size, (i + 1) * size);
       y[k++] = labels[i]!;
     }
-    return { x: x.subarray(0, kept * size), y, n: kept, shape: this.shape, skipped };
+    return { x: x.subarray(0, kept * size), y, n: kept, shape: this.shape, skipped, skipReasons };
   }
 }

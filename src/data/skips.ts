@@ -16,6 +16,8 @@ export interface SkipRecord {
   errno?: string;
   /** Sample id within its split, when the sample has one. */
   id?: number;
+  /** The worker that met it, when a worker decoded the sample for the coordinator. */
+  worker?: string;
 }
 
 /** Running skip counts, by reason. */
@@ -53,6 +55,7 @@ export class SkipLog {
         code: SKIP_CODE,
         ...(skip.errno ? { errno: skip.errno } : {}),
         ...(skip.id !== undefined ? { id: skip.id } : {}),
+        ...(skip.worker !== undefined ? { worker: skip.worker } : {}),
         ...(skip.detail ? { detail: skip.detail } : {}),
         ...(repeat ? { repeat: true } : {}),
       },

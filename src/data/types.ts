@@ -17,6 +17,8 @@ export interface Batch {
    * smaller by as many); each was counted and logged as a `data_skip`. Absent when none.
    */
   skipped?: number[];
+  /** Why each skipped sample could not be decoded (same order as `skipped`). */
+  skipReasons?: { id: number; reason: string; detail?: string }[];
   /**
    * Hands `x`'s buffer back to the loader for reuse once its values were copied (e.g. into a
    * tensor): saves allocating and page-faulting a fresh buffer per batch. `x` must not be

@@ -152,6 +152,8 @@ export const dataSkipEventSchema = z.object({
   path: z.string(),
   reason: z.string(),
   code: z.string(),
+  /** The worker that met the bad sample, when a worker decoded it. */
+  worker: workerId.optional(),
 });
 
 const workerEventFields = {
@@ -166,6 +168,32 @@ const workerEventFields = {
 export const workerJoinEventSchema = z.object({ ...workerEventFields, event: z.literal('worker_join') });
 export const workerLeaveEventSchema = z.object({ ...workerEventFields, event: z.literal('worker_leave') });
 export const workerFailEventSchema = z.object({ ...workerEventFields, event: z.literal('worker_fail') });
+
+/** A worker sent a message about a task it does not hold; evicted after a few. */
+export const protocolViolationEventSchema = z.object({
+  ...base,
+  event: z.literal('protocol_violation'),
+  worker: workerId,
+  task: z.string(),
+  reason: z.string(),
+  /** Violations of this worker so far. */
+  count: positiveInt,
+  step: count.optional(),
+});
+
+/** An optimizer step refused because it would have made a weight or optimizer slot non-finite. */
+export const updateRefusedEventSchema = z.object({
+  ...base,
+  event: z.literal('update_refused'),
+  step: positiveInt,
+  epoch: positiveInt,
+  /** The first weight or slot that would have overflowed. */
+  target: z.string(),
+  code: z.string(),
+  /** Workers whose gradients made up the step. */
+  workers: z.array(workerId),
+  reason: z.string(),
+});
 
 export const jobEndEventSchema = z.object({
   ...base,
@@ -195,6 +223,8 @@ export const eventSchemas = {
   worker_join: workerJoinEventSchema,
   worker_leave: workerLeaveEventSchema,
   worker_fail: workerFailEventSchema,
+  protocol_violation: protocolViolationEventSchema,
+  update_refused: updateRefusedEventSchema,
   job_end: jobEndEventSchema,
 } as const;
 
@@ -320,7 +350,7 @@ export function eventTimeMs(event: { time?: string | number }): number | undefin
 
 /** pino levels by event: trouble is a warning, a failed job an error, the rest info. */
 function levelOf(name: EventName, fields: Record<string, unknown>): 'info' | 'warn' | 'error' {
-  if (name === 'worker_fail' || name === 'data_skip') return 'warn';
+  if (name === 'worker_fail' || name === 'data_skip' || name === 'protocol_violation' || name === 'update_refused') return 'warn';
   if (name === 'job_end' && fields.status === 'failed') return 'error';
   return 'info';
 }

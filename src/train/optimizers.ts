@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { WeightsError } from '../errors.ts';
+import { NonFiniteUpdateError, WeightsError } from '../errors.ts';
 import { fusedUpdate, hasFusedUpdate, registerFusedUpdateKernels, type UpdateAttrs } from '../model/update-kernels.ts';
 
 registerFusedUpdateKernels();
@@ -51,7 +51,12 @@ export interface Optimizer {
   /** Number of updates applied so far. */
   readonly iterations: number;
   /** One update: vars[i] -= f(grads[i]). Runs inside its own tidy; gradients are not disposed. */
-  apply(vars: readonly tf.Variable[], grads: readonly tf.Tensor[], learningRate: number): void;
+  /**
+   * One step. With `verify`, every new weight and slot value is computed first and checked
+   * finite; a step that would overflow any of them throws NonFiniteUpdateError and changes
+   * nothing (not even the iteration count).
+   */
+  apply(vars: readonly tf.Variable[], grads: readonly tf.Tensor[], learningRate: number, options?: { verify?: boolean }): void;
   /** State for a checkpoint: every slot, plus `iterations`. */
   getState(): { iterations: number; slots: OptimizerSlot[] };
   /** Restores state taken by getState on an optimizer for the same variables. */
@@ -101,6 +106,27 @@ function slotKinds(spec: OptimizerSpec): SlotKind[] {
   }
 }
 
+/** A new value for a variable (weight or slot), named for messages. */
+interface Write {
+  target: tf.Variable;
+  value: tf.Tensor;
+  what: string;
+}
+
+/**
+ * Throws NonFiniteUpdateError naming the first value that is not finite. One reduction per
+ * tensor and one read in all: sum(x * 0) is 0 for finite x and NaN as soon as one x is not.
+ */
+function verifyFinite(writes: readonly Write[]): void {
+  if (writes.length === 0) return;
+  const flags = tf.stack(writes.map(({ value }) => tf.sum(tf.mul(value, 0)))).dataSync();
+  const bad = flags.findIndex((f) => f !== 0);
+  if (bad >= 0) {
+    const what = writes[bad]!.what;
+    throw new NonFiniteUpdateError(`the update would make ${what} non-finite (a gradient too large for the optimizer): refused, nothing was written`, what);
+  }
+}
+
 class SlotOptimizer implements Optimizer {
   private slots: Map<SlotKind, tf.Variable[]> | undefined;
   private count = 0;
@@ -114,74 +140,85 @@ class SlotOptimizer implements Optimizer {
     return this.count;
   }
 
-  apply(vars: readonly tf.Variable[], grads: readonly tf.Tensor[], learningRate: number): void {
+  apply(vars: readonly tf.Variable[], grads: readonly tf.Tensor[], learningRate: number, options: { verify?: boolean } = {}): void {
     if (vars.length !== grads.length) {
       throw new WeightsError(`optimizer got ${grads.length} gradients for ${vars.length} variables`);
     }
     const slots = this.ensureSlots(vars);
-    this.count++;
-    const t = this.count;
+    const t = this.count + 1;
+    tf.tidy(() => {
+      const writes = this.updates(vars, grads, slots, learningRate, t);
+      if (options.verify) verifyFinite(writes);
+      for (const { target, value } of writes) target.assign(value);
+    });
+    this.count = t;
+  }
+
+  /** The step's new values, computed and not yet written (weights and their slots). */
+  private updates(vars: readonly tf.Variable[], grads: readonly tf.Tensor[], slots: Map<SlotKind, tf.Variable[]>, learningRate: number, t: number): Write[] {
     const spec = this.spec;
+    const writes: Write[] = [];
+    const write = (target: tf.Variable, value: tf.Tensor, what: string): void => {
+      writes.push({ target, value, what });
+    };
     if (this.fused && hasFusedUpdate()) {
       const attrs = updateAttrs(spec, learningRate, t);
       const kinds = slotKinds(spec);
-      tf.tidy(() => {
-        vars.forEach((variable, i) => {
-          const slotVars = kinds.map((kind) => slots.get(kind)![i]!);
-          const [weight, ...slotValues] = fusedUpdate(attrs, variable, grads[i]!, slotVars);
-          variable.assign(weight!);
-          slotVars.forEach((slot, j) => slot.assign(slotValues[j]!));
-        });
-      });
-      return;
-    }
-    tf.tidy(() => {
       vars.forEach((variable, i) => {
-        const g = grads[i]!;
-        switch (spec.name) {
-          case 'sgd':
-          case 'momentum': {
-            if (spec.momentum === 0) {
-              variable.assign(tf.sub(variable, tf.mul(g, learningRate)));
-              break;
-            }
-            // Keras: v = m*v - lr*g; w += v (nesterov: w += m*v - lr*g).
-            const velocity = slots.get('velocity')![i]!;
-            const v = tf.sub(tf.mul(velocity, spec.momentum), tf.mul(g, learningRate));
-            velocity.assign(v);
-            const step = spec.nesterov ? tf.sub(tf.mul(v, spec.momentum), tf.mul(g, learningRate)) : v;
-            variable.assign(tf.add(variable, step));
-            break;
-          }
-          case 'adam': {
-            const m = slots.get('m')![i]!;
-            const v = slots.get('v')![i]!;
-            const mNew = tf.add(tf.mul(m, spec.beta1), tf.mul(g, 1 - spec.beta1));
-            const vNew = tf.add(tf.mul(v, spec.beta2), tf.mul(tf.square(g), 1 - spec.beta2));
-            m.assign(mNew);
-            v.assign(vNew);
-            const lrT = (learningRate * Math.sqrt(1 - spec.beta2 ** t)) / (1 - spec.beta1 ** t);
-            variable.assign(tf.sub(variable, tf.div(tf.mul(mNew, lrT), tf.add(tf.sqrt(vNew), spec.epsilon))));
-            break;
-          }
-          case 'rmsprop': {
-            const ms = slots.get('ms')![i]!;
-            const msNew = tf.add(tf.mul(ms, spec.rho), tf.mul(tf.square(g), 1 - spec.rho));
-            ms.assign(msNew);
-            const scaled = tf.div(tf.mul(g, learningRate), tf.add(tf.sqrt(msNew), spec.epsilon));
-            if (spec.momentum > 0) {
-              const mom = slots.get('mom')![i]!;
-              const momNew = tf.add(tf.mul(mom, spec.momentum), scaled);
-              mom.assign(momNew);
-              variable.assign(tf.sub(variable, momNew));
-            } else {
-              variable.assign(tf.sub(variable, scaled));
-            }
-            break;
-          }
-        }
+        const slotVars = kinds.map((kind) => slots.get(kind)![i]!);
+        const [weight, ...slotValues] = fusedUpdate(attrs, variable, grads[i]!, slotVars);
+        write(variable, weight!, `weight ${variable.name}`);
+        slotVars.forEach((slot, j) => write(slot, slotValues[j]!, `slot ${kinds[j]}/${i} (of ${variable.name})`));
       });
+      return writes;
+    }
+    vars.forEach((variable, i) => {
+      const g = grads[i]!;
+      const name = variable.name;
+      switch (spec.name) {
+        case 'sgd':
+        case 'momentum': {
+          if (spec.momentum === 0) {
+            write(variable, tf.sub(variable, tf.mul(g, learningRate)), `weight ${name}`);
+            break;
+          }
+          // Keras: v = m*v - lr*g; w += v (nesterov: w += m*v - lr*g).
+          const velocity = slots.get('velocity')![i]!;
+          const v = tf.sub(tf.mul(velocity, spec.momentum), tf.mul(g, learningRate));
+          write(velocity, v, `slot velocity/${i} (of ${name})`);
+          const step = spec.nesterov ? tf.sub(tf.mul(v, spec.momentum), tf.mul(g, learningRate)) : v;
+          write(variable, tf.add(variable, step), `weight ${name}`);
+          break;
+        }
+        case 'adam': {
+          const m = slots.get('m')![i]!;
+          const v = slots.get('v')![i]!;
+          const mNew = tf.add(tf.mul(m, spec.beta1), tf.mul(g, 1 - spec.beta1));
+          const vNew = tf.add(tf.mul(v, spec.beta2), tf.mul(tf.square(g), 1 - spec.beta2));
+          write(m, mNew, `slot m/${i} (of ${name})`);
+          write(v, vNew, `slot v/${i} (of ${name})`);
+          const lrT = (learningRate * Math.sqrt(1 - spec.beta2 ** t)) / (1 - spec.beta1 ** t);
+          write(variable, tf.sub(variable, tf.div(tf.mul(mNew, lrT), tf.add(tf.sqrt(vNew), spec.epsilon))), `weight ${name}`);
+          break;
+        }
+        case 'rmsprop': {
+          const ms = slots.get('ms')![i]!;
+          const msNew = tf.add(tf.mul(ms, spec.rho), tf.mul(tf.square(g), 1 - spec.rho));
+          write(ms, msNew, `slot ms/${i} (of ${name})`);
+          const scaled = tf.div(tf.mul(g, learningRate), tf.add(tf.sqrt(msNew), spec.epsilon));
+          if (spec.momentum > 0) {
+            const mom = slots.get('mom')![i]!;
+            const momNew = tf.add(tf.mul(mom, spec.momentum), scaled);
+            write(mom, momNew, `slot mom/${i} (of ${name})`);
+            write(variable, tf.sub(variable, momNew), `weight ${name}`);
+          } else {
+            write(variable, tf.sub(variable, scaled), `weight ${name}`);
+          }
+          break;
+        }
+      }
     });
+    return writes;
   }
 
   getState(): { iterations: number; slots: OptimizerSlot[] } {

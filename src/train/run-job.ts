@@ -15,7 +15,7 @@ import { saveModel } from '../model/export.ts';
 import { PRESETS, type PresetName } from '../model/presets.ts';
 import { buildTransferModel, unfreezeFrom } from '../model/transfer.ts';
 import { readWeights } from '../model/weights.ts';
-import { checkpointPath, saveCheckpoint, type Checkpoint } from '../coordinator/checkpoint.ts';
+import { checkpointPath, removeStaleTemporaries, saveCheckpoint, type Checkpoint } from '../coordinator/checkpoint.ts';
 import { clearPhaseMarker, jobPhases, phaseBoundary, writePhaseMarker, type PhaseStart } from '../coordinator/phases.ts';
 import { restoreCheckpoint, resumePoint } from '../coordinator/resume.ts';
 import { CheckpointError } from '../errors.ts';
@@ -145,6 +145,7 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
     const checkpointFile = checkpointPath(outputDir);
     const phases = jobPhases(job);
     const totalEpochs = phases.reduce((sum, phase) => sum + phase.epochs, 0);
+    for (const file of await removeStaleTemporaries(outputDir)) log.warn({ path: file }, `removed ${file}: a checkpoint half-written when an earlier run stopped`);
     const resumed = options.resume ? await resumePoint(outputDir, job, phases.length) : undefined;
     if (!options.resume) await clearPhaseMarker(outputDir);
     const jobId = resumed?.checkpoint.state.jobId ?? `${job.name}-${randomBytes(3).toString('hex')}`;

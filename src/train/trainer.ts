@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { TrainingError, WeightsError } from '../errors.ts';
 import type { Batch } from '../data/types.ts';
 import type { WeightEntry } from '../model/weights.ts';
-import { assertFinite, weightManifest } from '../model/weights.ts';
+import { weightManifest } from '../model/weights.ts';
 import type { Optimizer, OptimizerSpec } from './optimizers.ts';
 import { createOptimizer } from './optimizers.ts';
 
@@ -108,15 +108,19 @@ export class Trainer {
     if (grads.length !== this.trainable.length) {
       throw new WeightsError(`got ${grads.length} gradients for ${this.trainable.length} trainable weights`);
     }
+    let largest = 0;
     grads.forEach((g, i) => {
       const entry = this.gradientManifest[i]!;
       const size = entry.shape.reduce((a, b) => a * b, 1);
       if (g.length !== size) throw new WeightsError(`gradient ${i} (${entry.name}) has ${g.length} values, expected ${size}`);
-      assertFinite(g, `gradient ${i} (${entry.name})`);
+      largest = Math.max(largest, largestMagnitude(g, `gradient ${i} (${entry.name})`));
     });
+    // Moderate gradients cannot overflow float32 weights or slots: only a step with a large one
+    // pays for computing every new value before writing it (NonFiniteUpdateError when one overflows).
+    const verify = largest * Math.max(1, Math.abs(learningRate)) > SAFE_UPDATE_MAGNITUDE;
     tf.tidy(() => {
       const tensors = grads.map((g, i) => tf.tensor(g, this.gradientManifest[i]!.shape, 'float32'));
-      this.optimizer.apply(this.variables(), tensors, learningRate);
+      this.optimizer.apply(this.variables(), tensors, learningRate, { verify });
     });
   }
 
@@ -221,4 +225,23 @@ function checkLoss(loss: number): number {
     throw new TrainingError(`loss is ${loss}: training diverged (lower the learning rate, check the input scaling)`);
   }
   return loss;
+}
+
+/**
+ * Above this (largest |gradient| x max(1, learning rate)) an optimizer step is checked before it
+ * is written. Below it, no rule drover has can overflow float32 (3.4e38): Adam's and RMSprop's
+ * second moments stay under 1e20, SGD and momentum move a weight by at most lr x 1e10 per step.
+ */
+const SAFE_UPDATE_MAGNITUDE = 1e10;
+
+/** The largest |value|; throws a WeightsError naming the first NaN or infinite one. */
+function largestMagnitude(values: Float32Array, what: string): number {
+  let largest = 0;
+  for (let j = 0; j < values.length; j++) {
+    const v = values[j]!;
+    if (!Number.isFinite(v)) throw new WeightsError(`${what}: value ${j} is ${v}`);
+    const magnitude = v < 0 ? -v : v;
+    if (magnitude > largest) largest = magnitude;
+  }
+  return largest;
 }

@@ -55,9 +55,9 @@ export class CoordinatorConnection {
   }
 
   /** Leaves politely so the coordinator reassigns at once rather than at the deadline. */
-  leave(jobId: string, workerId: string, reason: string): Promise<void> {
+  leave(jobId: string, workerId: string, sessionKey: string, reason: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.client.leave({ envelope: envelope(jobId), workerId, reason }, tokenMetadata(this.options.token), { deadline: this.deadline() }, (error) => {
+      this.client.leave({ envelope: envelope(jobId), workerId, sessionKey, reason }, tokenMetadata(this.options.token), { deadline: this.deadline() }, (error) => {
         if (error) reject(fromServiceError(error, `leave ${this.options.address}`));
         else resolve();
       });

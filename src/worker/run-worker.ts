@@ -100,9 +100,9 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       }
       sessions++;
       log.info({ worker: reply.workerId, job: jobId, coordinator: options.coordinator }, `joined job ${jobId} as ${reply.workerId}`);
-      const session = new WorkerSession({ call: connection.session(), jobId, workerId: reply.workerId, replica, decoder: decoder!, log: log.child({ worker: reply.workerId }) });
+      const session = new WorkerSession({ call: connection.session(), jobId, workerId: reply.workerId, sessionKey: reply.sessionKey, replica, decoder: decoder!, log: log.child({ worker: reply.workerId }) });
       const onAbort = (): void => {
-        void connection.leave(jobId, reply.workerId, 'worker stopped (signal)').catch(() => {}).finally(() => session.close());
+        void connection.leave(jobId, reply.workerId, reply.sessionKey, 'worker stopped (signal)').catch(() => {}).finally(() => session.close());
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       const end = await session.done;

@@ -25,6 +25,8 @@ export interface SessionOptions {
   call: SessionCall;
   jobId: string;
   workerId: string;
+  /** The secret of the JoinReply that gave `workerId`. */
+  sessionKey: string;
   replica: ComputeReplica;
   decoder: ShardDecoder;
   log: Logger;
@@ -81,7 +83,7 @@ export class WorkerSession {
     call.on('data', (message: CoordinatorMessage__Output) => this.onMessage(message));
     call.on('error', (error: ServiceError) => this.end({ kind: 'broken', error: fromServiceError(error, 'session') }));
     call.on('end', () => this.end({ kind: 'broken', error: new ProtocolError('the coordinator ended the session') }));
-    this.writer.send([{ envelope: this.envelope, ready: { workerId: options.workerId } }]);
+    this.writer.send([{ envelope: this.envelope, ready: { workerId: options.workerId, sessionKey: options.sessionKey } }]);
   }
 
   /** Ends the session from this side (Ctrl-C, leave). */
@@ -273,6 +275,7 @@ export class WorkerSession {
               predicted: result.predicted,
               timings: { dataWaitMs, computeMs, transferMs, decodeMs: task.decodeMs },
               skipped: batch.skipped ?? [],
+              skipReasons: skipReasonsOf(batch),
             },
           },
         ]);
@@ -281,7 +284,7 @@ export class WorkerSession {
         this.writer.send([
           {
             envelope: this.envelope,
-            gradient: { taskId: assignment.taskId, step: assignment.step, weightsVersion: assignment.weightsVersion, loss: 0, correct: 0, n: 0, gradients: null, buffers: null, skipped: batch.skipped ?? [] },
+            gradient: { taskId: assignment.taskId, step: assignment.step, weightsVersion: assignment.weightsVersion, loss: 0, correct: 0, n: 0, gradients: null, buffers: null, skipped: batch.skipped ?? [], skipReasons: skipReasonsOf(batch) },
           },
         ]);
       } else {
@@ -307,6 +310,7 @@ export class WorkerSession {
               gradients: gradients.header,
               buffers: buffers?.header ?? null,
               skipped: batch.skipped ?? [],
+              skipReasons: skipReasonsOf(batch),
             },
           },
         ];
@@ -330,4 +334,9 @@ export class WorkerSession {
     this.options.log.warn({ task: taskId, code }, `task ${taskId} failed: ${message}`);
     this.writer.send([{ envelope: this.envelope, failure: { taskId, code, message } }]);
   }
+}
+
+/** The batch's skip reasons as the wire carries them (the coordinator logs them with the samples' paths). */
+function skipReasonsOf(batch: Batch): { sampleId: number; reason: string; detail: string }[] {
+  return (batch.skipReasons ?? []).map((s) => ({ sampleId: s.id, reason: s.reason, detail: s.detail ?? '' }));
 }

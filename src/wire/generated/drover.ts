@@ -15,6 +15,7 @@ import type { LeaveReply as _drover_v1_LeaveReply, LeaveReply__Output as _drover
 import type { LeaveRequest as _drover_v1_LeaveRequest, LeaveRequest__Output as _drover_v1_LeaveRequest__Output } from './drover/v1/LeaveRequest.ts';
 import type { Ready as _drover_v1_Ready, Ready__Output as _drover_v1_Ready__Output } from './drover/v1/Ready.ts';
 import type { Shard as _drover_v1_Shard, Shard__Output as _drover_v1_Shard__Output } from './drover/v1/Shard.ts';
+import type { SkippedSample as _drover_v1_SkippedSample, SkippedSample__Output as _drover_v1_SkippedSample__Output } from './drover/v1/SkippedSample.ts';
 import type { Stop as _drover_v1_Stop, Stop__Output as _drover_v1_Stop__Output } from './drover/v1/Stop.ts';
 import type { TaskAssignment as _drover_v1_TaskAssignment, TaskAssignment__Output as _drover_v1_TaskAssignment__Output } from './drover/v1/TaskAssignment.ts';
 import type { TaskFailure as _drover_v1_TaskFailure, TaskFailure__Output as _drover_v1_TaskFailure__Output } from './drover/v1/TaskFailure.ts';
@@ -47,6 +48,7 @@ export interface ProtoGrpcType {
       Ready: MessageTypeDefinition<_drover_v1_Ready, _drover_v1_Ready__Output>
       SampleEncoding: EnumTypeDefinition
       Shard: MessageTypeDefinition<_drover_v1_Shard, _drover_v1_Shard__Output>
+      SkippedSample: MessageTypeDefinition<_drover_v1_SkippedSample, _drover_v1_SkippedSample__Output>
       Stop: MessageTypeDefinition<_drover_v1_Stop, _drover_v1_Stop__Output>
       TaskAssignment: MessageTypeDefinition<_drover_v1_TaskAssignment, _drover_v1_TaskAssignment__Output>
       TaskFailure: MessageTypeDefinition<_drover_v1_TaskFailure, _drover_v1_TaskFailure__Output>

@@ -1,6 +1,7 @@
 // Original file: proto/drover.proto
 
 import type { Timings as _drover_v1_Timings, Timings__Output as _drover_v1_Timings__Output } from '../../drover/v1/Timings.ts';
+import type { SkippedSample as _drover_v1_SkippedSample, SkippedSample__Output as _drover_v1_SkippedSample__Output } from '../../drover/v1/SkippedSample.ts';
 
 export interface EvaluationResult {
   'taskId'?: (string);
@@ -20,6 +21,7 @@ export interface EvaluationResult {
    * Sample ids of the shard that could not be decoded.
    */
   'skipped'?: (number)[];
+  'skipReasons'?: (_drover_v1_SkippedSample)[];
 }
 
 export interface EvaluationResult__Output {
@@ -40,4 +42,5 @@ export interface EvaluationResult__Output {
    * Sample ids of the shard that could not be decoded.
    */
   'skipped': (number)[];
+  'skipReasons': (_drover_v1_SkippedSample__Output)[];
 }

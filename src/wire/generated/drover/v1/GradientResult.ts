@@ -2,6 +2,7 @@
 
 import type { Timings as _drover_v1_Timings, Timings__Output as _drover_v1_Timings__Output } from '../../drover/v1/Timings.ts';
 import type { Transfer as _drover_v1_Transfer, Transfer__Output as _drover_v1_Transfer__Output } from '../../drover/v1/Transfer.ts';
+import type { SkippedSample as _drover_v1_SkippedSample, SkippedSample__Output as _drover_v1_SkippedSample__Output } from '../../drover/v1/SkippedSample.ts';
 
 export interface GradientResult {
   'taskId'?: (string);
@@ -27,6 +28,10 @@ export interface GradientResult {
    * Sample ids of the shard that could not be decoded (counted skips); n is smaller by as many.
    */
   'skipped'?: (number)[];
+  /**
+   * Why each skipped sample could not be decoded (the coordinator logs it with the sample's path).
+   */
+  'skipReasons'?: (_drover_v1_SkippedSample)[];
 }
 
 export interface GradientResult__Output {
@@ -53,4 +58,8 @@ export interface GradientResult__Output {
    * Sample ids of the shard that could not be decoded (counted skips); n is smaller by as many.
    */
   'skipped': (number)[];
+  /**
+   * Why each skipped sample could not be decoded (the coordinator logs it with the sample's path).
+   */
+  'skipReasons': (_drover_v1_SkippedSample__Output)[];
 }

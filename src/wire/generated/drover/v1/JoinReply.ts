@@ -17,6 +17,11 @@ export interface JoinReply {
    * Largest chunk payload the coordinator sends and accepts.
    */
   'maxChunkBytes'?: (number);
+  /**
+   * Secret bound to worker_id: only a peer presenting it may open the id's session or leave as
+   * it (the shared token proves membership of the cluster, not which worker one is).
+   */
+  'sessionKey'?: (string);
 }
 
 export interface JoinReply__Output {
@@ -34,4 +39,9 @@ export interface JoinReply__Output {
    * Largest chunk payload the coordinator sends and accepts.
    */
   'maxChunkBytes': (number);
+  /**
+   * Secret bound to worker_id: only a peer presenting it may open the id's session or leave as
+   * it (the shared token proves membership of the cluster, not which worker one is).
+   */
+  'sessionKey': (string);
 }

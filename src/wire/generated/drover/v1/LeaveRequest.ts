@@ -6,10 +6,18 @@ export interface LeaveRequest {
   'envelope'?: (_drover_v1_Envelope | null);
   'workerId'?: (string);
   'reason'?: (string);
+  /**
+   * The session_key of worker_id's JoinReply.
+   */
+  'sessionKey'?: (string);
 }
 
 export interface LeaveRequest__Output {
   'envelope': (_drover_v1_Envelope__Output | null);
   'workerId': (string);
   'reason': (string);
+  /**
+   * The session_key of worker_id's JoinReply.
+   */
+  'sessionKey': (string);
 }

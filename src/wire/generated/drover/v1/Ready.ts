@@ -6,6 +6,10 @@
  */
 export interface Ready {
   'workerId'?: (string);
+  /**
+   * The session_key of worker_id's JoinReply.
+   */
+  'sessionKey'?: (string);
 }
 
 /**
@@ -13,4 +17,8 @@ export interface Ready {
  */
 export interface Ready__Output {
   'workerId': (string);
+  /**
+   * The session_key of worker_id's JoinReply.
+   */
+  'sessionKey': (string);
 }
