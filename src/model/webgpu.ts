@@ -207,7 +207,14 @@ let activeAdapter: WebGpuAdapterInfo | undefined;
  * BackendError when the optional packages are missing. One adapter per process.
  */
 export async function registerWebGpuBackend(options: WebGpuOptions = {}): Promise<WebGpuAdapterInfo> {
-  if (activeAdapter) return activeAdapter;
+  if (activeAdapter) {
+    // Dawn's adapter is chosen once per process.
+    if (options.gpu !== undefined && options.gpu !== activeAdapter.index) {
+      throw new BackendError(`webgpu is already set up on ${activeAdapter.name}; one adapter per process (asked for --gpu ${options.gpu})`);
+    }
+    if (activeAdapter.software && !options.allowSoftware) throw new NoGpuError(`only a software adapter (${activeAdapter.name}), which auto never takes`);
+    return activeAdapter;
+  }
   const chosen = await chooseAdapter(options);
   const nav = (globalThis as { navigator?: { gpu?: unknown } }).navigator;
   if (nav === undefined) {

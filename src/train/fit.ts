@@ -99,7 +99,7 @@ export async function fit(options: FitOptions): Promise<FitResult> {
         log.warn({ epoch, stepInEpoch: inEpoch, skipped: batch.skipped?.length ?? 0 }, 'a batch had no decodable sample: step skipped');
         continue;
       }
-      const metrics = trainer.trainStep(batch, lr);
+      const metrics = await trainer.trainStep(batch, lr);
       batch.release?.();
       const done = performance.now();
       step++;
@@ -152,7 +152,7 @@ export async function fit(options: FitOptions): Promise<FitResult> {
     }
     history.push(record);
     logEvent(log, 'epoch', { epochs, ...record }, epochSummary(record, epochs));
-    if (stopper && stopper.update(record, () => readWeights(trainer.model))) {
+    if (stopper && (await stopper.update(record, () => readWeights(trainer.model)))) {
       const best = stopper.best!;
       if (options.earlyStopping!.restoreBest) writeWeights(trainer.model, best.weights);
       logEvent(
@@ -183,14 +183,14 @@ class EarlyStopper {
   }
 
   /** Records an epoch; returns true when training should stop. */
-  update(record: EpochRecord, snapshot: () => WeightSet): boolean {
+  async update(record: EpochRecord, snapshot: () => Promise<WeightSet>): Promise<boolean> {
     const value = this.monitor === 'val_loss' ? record.valLoss : record.valAccuracy;
     if (value === undefined) return false;
     const better =
       this.best === undefined ||
       (this.monitor === 'val_loss' ? value < this.best.value - this.options.minDelta : value > this.best.value + this.options.minDelta);
     if (better) {
-      this.best = { value, epoch: record.epoch, weights: snapshot() };
+      this.best = { value, epoch: record.epoch, weights: await snapshot() };
       this.wait = 0;
       return false;
     }
