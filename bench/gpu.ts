@@ -11,7 +11,7 @@
  *
  *   npm run bench:gpu -- [--json] [--steps 30] [--transfer-steps 10] [--warmup 5] [--size 224]
  *        [--cnn-batches 64,256,1024] [--transfer-batch 32] [--systems webgpu,pytorch]
- *        [--timeout 90] [--torch-device cuda] [--backbone nsfwjs:mobilenet_v2]
+ *        [--timeout 90] [--torch-device cuda] [--backbone nsfwjs:mobilenet_v2] [--hardware-only]
  *
  * --json prints one line per system and setting:
  *   {"system": "webgpu", "model": "fmnist-cnn", "batch": 64, "img_per_s": N, "ms_per_step": ..., "adapter": ...}
@@ -23,7 +23,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MODELS, buildJob, timeJob, type ModelName } from './gpu/jobs.ts';
-import { startWebgpu } from './gpu/webgpu.ts';
+import { initBackend } from '../src/model/backend.ts';
+import type { WebGpuAdapterInfo } from '../src/model/webgpu.ts';
 
 const SYSTEMS = ['webgpu', 'pytorch'] as const;
 
@@ -56,6 +57,8 @@ const { values } = parseArgs({
     python: { type: 'string', default: process.env.DROVER_PYTHON ?? 'python3' },
     'torch-script': { type: 'string' },
     backbone: { type: 'string', default: 'nsfwjs:mobilenet_v2' },
+    // Refuse a software adapter (lavapipe): on a GPU machine it means the GPU's driver was not found.
+    'hardware-only': { type: 'boolean', default: false },
     // Only start webgpu and print the adapter (run.sh uses it to pick a Vulkan driver).
     probe: { type: 'boolean', default: false },
     // Internal: one webgpu setting in this process, "model/batch".
@@ -85,11 +88,17 @@ const settings: { model: ModelName; batch: number }[] = [
   { model: 'mobilenetv2-finetune', batch: transferBatch },
 ];
 
-if (values.probe) {
-  const adapter = await startWebgpu();
-  console.log(JSON.stringify(adapter));
-} else if (values.child !== undefined) {
-  console.log(JSON.stringify(await runSetting(values.child)));
+if (values.probe || values.child !== undefined) {
+  try {
+    console.log(JSON.stringify(values.probe ? await startWebgpu() : await runSetting(values.child!)));
+  } catch (err) {
+    // One line the parent quotes in its note (the stack would end with Node's version line).
+    const code = (err as { code?: unknown }).code;
+    console.error(`${typeof code === 'string' ? `${code}: ` : ''}${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
+    process.exit(1);
+  }
+  // dawn.node keeps the event loop alive while its GPU object lives.
+  process.exit(0);
 } else {
   const systems = values.systems.split(',').map((s) => s.trim());
   for (const system of systems) {
@@ -133,9 +142,18 @@ async function runSetting(child: string): Promise<BenchLine> {
     input: job.input,
     trainable_params: job.trainableParams,
     loss: Math.round(loss * 10000) / 10000,
-    adapter: adapter.description || `${adapter.vendor} ${adapter.device}`.trim(),
-    software_adapter: adapter.fallback,
+    adapter: adapter.name,
+    adapter_description: adapter.description,
+    dawn_backend: adapter.backend,
+    software_adapter: adapter.software,
   };
+}
+
+/** drover's own `--backend webgpu`; a software adapter only without --hardware-only (each line says which it ran on). */
+async function startWebgpu(): Promise<WebGpuAdapterInfo> {
+  const info = await initBackend('webgpu', undefined, { allowSoftware: !values['hardware-only'] });
+  if (!info.adapter) throw new Error(`backend ${info.name} has no adapter`);
+  return info.adapter;
 }
 
 /** argv to start this script again: tsx in development, the bundle as is. */
@@ -144,7 +162,7 @@ function selfArgs(): string[] {
 }
 
 function forwardedArgs(): string[] {
-  return ['--steps', String(steps), '--transfer-steps', String(transferSteps), '--warmup', String(warmup), '--size', String(size), '--backbone', values.backbone];
+  return [...(values['hardware-only'] ? ['--hardware-only'] : []), '--steps', String(steps), '--transfer-steps', String(transferSteps), '--warmup', String(warmup), '--size', String(size), '--backbone', values.backbone];
 }
 
 async function runChild(setting: string): Promise<BenchLine> {

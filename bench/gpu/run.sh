@@ -53,11 +53,11 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 '; then
   export LD_LIBRARY_PATH="$HERE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 fi
 
+hardware=(--hardware-only); [ "${GPU_BENCH_ALLOW_SOFTWARE:-0}" = 1 ] && hardware=()
 probe() { # prints the adapter; fails on none, or on a software one unless allowed
   local adapter
-  adapter=$(timeout 30 "$NODE" "$WORK/bench.mjs" --probe) || return 1
+  adapter=$(timeout 30 "$NODE" "$WORK/bench.mjs" --probe ${hardware[@]+"${hardware[@]}"}) || return 1
   echo "adapter: $adapter"
-  [ "${GPU_BENCH_ALLOW_SOFTWARE:-0}" = 1 ] || ! echo "$adapter" | grep -q '"fallback":true'
 }
 echo "--- webgpu adapter"
 ADAPTER_OK=0
@@ -77,7 +77,7 @@ fi
 [ $ADAPTER_OK = 1 ] && say "webgpu adapter found" || say "no GPU WebGPU adapter: webgpu lines will say why"
 
 # shellcheck disable=SC2086 # GPU_BENCH_ARGS is a word list on purpose
-common=(--json --backbone "$HERE/models/mobilenet_v2" --torch-script "$HERE/torch_cuda.py" --python "$PYTHON" ${GPU_BENCH_ARGS:-})
+common=(--json ${hardware[@]+"${hardware[@]}"} --backbone "$HERE/models/mobilenet_v2" --torch-script "$HERE/torch_cuda.py" --python "$PYTHON" ${GPU_BENCH_ARGS:-})
 echo "--- pytorch"
 # PyTorch first (quick, and the anchor); at most ~100 s of the run.
 timeout 100 "$NODE" "$WORK/bench.mjs" "${common[@]}" --systems pytorch --timeout 18 >> "$JSONL"
