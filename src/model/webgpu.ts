@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { BackendError, NoGpuError } from '../errors.ts';
+import { registerWebGpuKernelFixes } from './webgpu-kernels.ts';
 
 /**
  * The WebGPU backend on Dawn (the `webgpu` npm package, dawn.node) for tfjs. Both packages are
@@ -229,6 +230,7 @@ export async function registerWebGpuBackend(options: WebGpuOptions = {}): Promis
   } catch (err) {
     throw new BackendError(`the optional package "@tensorflow/tfjs-backend-webgpu" does not load: ${firstLine(err)}. Reinstall with optional dependencies (npm ci).`, { cause: err });
   }
+  registerWebGpuKernelFixes();
   const adapter = chosen.adapter;
   // Our own factory on the adapter chosen above (the package's own would request the default one).
   if (tf.findBackendFactory('webgpu')) tf.removeBackend('webgpu');
