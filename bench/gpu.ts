@@ -5,6 +5,8 @@
  *   mobilenetv2-frozen    the transfer job: nsfwjs' MobileNetV2 cut at out_relu + avg pool +
  *                         dense 10, backbone frozen, 224x224x3 (bench/compute-transfer.ts)
  *   mobilenetv2-finetune  the same, blocks 15, 16 and Conv_1 training too
+ *   gpu-augment           (webgpu only, not training) the device augmentation path: decoded
+ *                         256 px images uploaded, warped, coloured, normalised to 224 (gpu-augment.ts)
  * Input is synthetic and resident on the device; warm-up steps are excluded; the timed steps
  * end with an awaited read of the last loss. Each webgpu setting runs in its own process (a
  * fresh device) under its own timeout, so one hang costs one line, not the run.
@@ -87,6 +89,8 @@ const settings: { model: ModelName; batch: number }[] = [
   { model: 'mobilenetv2-frozen', batch: transferBatch },
   { model: 'mobilenetv2-finetune', batch: transferBatch },
 ];
+/** webgpu only: the device augmentation path's img/s at the transfer job's size (issue 14 item 4). */
+const webgpuOnly: { model: ModelName; batch: number }[] = [{ model: 'gpu-augment', batch: transferBatch }];
 
 if (values.probe || values.child !== undefined) {
   try {
@@ -106,7 +110,10 @@ if (values.probe || values.child !== undefined) {
   }
   if (!values.json) console.log(`GPU bench: ${systems.join(' vs ')}; steps ${steps} (cnn) / ${transferSteps} (transfer) after ${warmup} warm-up; transfer input ${size}x${size}x3`);
   if (systems.includes('webgpu')) {
-    for (const setting of settings) print(await runChild(`${setting.model}/${setting.batch}`));
+    // The quick settings first: the augmentation path before the transfer jobs.
+    const cnn = settings.filter((s) => s.model === 'fmnist-cnn');
+    const transfer = settings.filter((s) => s.model !== 'fmnist-cnn');
+    for (const setting of [...cnn, ...webgpuOnly, ...transfer]) print(await runChild(`${setting.model}/${setting.batch}`));
   }
   if (systems.includes('pytorch')) {
     for (const line of await runTorch()) print(line);
@@ -128,7 +135,7 @@ async function runSetting(child: string): Promise<BenchLine> {
   const batch = Number(batchText);
   const adapter = await startWebgpu();
   const job = await buildJob({ model: model as ModelName, batch, size, backbone: values.backbone });
-  const timedSteps = model === 'fmnist-cnn' ? steps : transferSteps;
+  const timedSteps = model === 'fmnist-cnn' || model === 'gpu-augment' ? steps : transferSteps;
   const { seconds, loss } = await timeJob(job, warmup, timedSteps);
   job.dispose();
   return {
@@ -141,7 +148,7 @@ async function runSetting(child: string): Promise<BenchLine> {
     warmup,
     input: job.input,
     trainable_params: job.trainableParams,
-    loss: Math.round(loss * 10000) / 10000,
+    ...(model === 'gpu-augment' ? {} : { loss: Math.round(loss * 10000) / 10000 }),
     adapter: adapter.name,
     adapter_description: adapter.description,
     dawn_backend: adapter.backend,

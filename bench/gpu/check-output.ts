@@ -42,6 +42,7 @@ lines.forEach((raw, i) => {
 const transferBatch = Number(values['transfer-batch']);
 for (const system of values.systems.split(',')) {
   const expected = [...values['cnn-batches'].split(',').map((b) => `fmnist-cnn/${Number(b)}`), `mobilenetv2-frozen/${transferBatch}`, `mobilenetv2-finetune/${transferBatch}`];
+  if (system === 'webgpu') expected.push(`gpu-augment/${transferBatch}`);
   for (const setting of expected) if (!seen.has(`${system}/${setting}`)) problems.push(`missing: ${system} ${setting.replace('/', ' batch ')}`);
 }
 if (problems.length > 0) {

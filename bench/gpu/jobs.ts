@@ -12,8 +12,12 @@ import { buildScratchModel } from '../../src/model/build.ts';
 import { PRESETS } from '../../src/model/presets.ts';
 import { buildTransferModel, unfreezeFrom } from '../../src/model/transfer.ts';
 import { createOptimizer, optimizerSpecSchema } from '../../src/train/optimizers.ts';
+import { drawAugment, sampleAffine, type GeometryConfig } from '../../src/data/augment.ts';
+import { warpOnDevice, type DeviceSample } from '../../src/data/gpu-augment.ts';
+import { resolveNormalisation } from '../../src/data/pipeline.ts';
+import { Rng } from '../../src/data/rng.ts';
 
-export const MODELS = ['fmnist-cnn', 'mobilenetv2-frozen', 'mobilenetv2-finetune'] as const;
+export const MODELS = ['fmnist-cnn', 'mobilenetv2-frozen', 'mobilenetv2-finetune', 'gpu-augment'] as const;
 export type ModelName = (typeof MODELS)[number];
 
 /** Where fine-tuning starts: the top two inverted-residual blocks and the last 1x1 conv. */
@@ -42,6 +46,7 @@ export interface TrainingJob {
 }
 
 export async function buildJob(options: JobOptions): Promise<TrainingJob> {
+  if (options.model === 'gpu-augment') return buildAugmentJob(options.batch, options.size);
   let model: tf.LayersModel;
   let input: InputShape;
   if (options.model === 'fmnist-cnn') {
@@ -83,6 +88,39 @@ export async function buildJob(options: JobOptions): Promise<TrainingJob> {
       optimizer.dispose();
       model.dispose();
     },
+  };
+}
+
+/** Decoded source side: what sharp hands over for a 224 px job (256 px photos, no preshrink). */
+const AUGMENT_SOURCE = 256;
+
+/**
+ * Not training: the device augmentation path (src/data/gpu-augment.ts) on a batch of decoded
+ * 256x256x3 images per step (upload included), rotation +-20 deg, shifts, zoom, flips,
+ * brightness, 'reflect' fill, bilinear, to size x size, 'torch' normalisation.
+ */
+function buildAugmentJob(batch: number, size: number): TrainingJob {
+  const geometry: GeometryConfig = { width: size, height: size, resize: 'cover', fill: 'reflect', fillValue: 0, interpolation: 'bilinear' };
+  const augment = { rotation: 20, widthShift: 0.1, heightShift: 0.1, shear: 0, zoom: [0.9, 1.1] as [number, number], horizontalFlip: true, verticalFlip: false, brightness: [0.8, 1.2] as [number, number], channelShift: 0 };
+  const rng = new Rng(7);
+  const samples: DeviceSample[] = Array.from({ length: batch }, (_, i) => {
+    const data = new Uint8Array(AUGMENT_SOURCE * AUGMENT_SOURCE * 3);
+    for (let j = 0; j < data.length; j++) data[j] = (j * 31 + rng.int(64)) & 255;
+    const image = { data, width: AUGMENT_SOURCE, height: AUGMENT_SOURCE, channels: 3 };
+    const params = drawAugment(augment, 100 + i, size, size);
+    return { image, affine: sampleAffine(params, geometry, AUGMENT_SOURCE, AUGMENT_SOURCE), colour: { brightness: params.brightness, channelShift: params.channelShift } };
+  });
+  const config = { width: size, height: size, channels: 3 as const, fill: geometry.fill, fillValue: 0, interpolation: geometry.interpolation, normalisation: resolveNormalisation('torch', 3) };
+  return {
+    input: [size, size, 3],
+    trainableParams: 0,
+    step(keep) {
+      return tf.tidy(() => {
+        const out = warpOnDevice(samples, config);
+        return keep ? (tf.mean(out) as tf.Scalar) : undefined;
+      });
+    },
+    dispose() {},
   };
 }
 
