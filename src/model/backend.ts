@@ -168,7 +168,8 @@ async function startBackend(choice: BackendChoice, log: Logger, options: Backend
 
 function webGpuInfo(adapter: WebGpuAdapterInfo, reason: string): BackendInfo {
   const kind = adapter.software ? 'software adapter' : 'GPU';
-  return { name: 'webgpu', description: `webgpu (${kind} ${adapter.name}, Dawn ${adapter.backend})`, reason, adapter };
+  const which = adapter.index !== undefined ? `${kind} ${adapter.index}` : kind;
+  return { name: 'webgpu', description: `webgpu (${which}: ${adapter.name}, Dawn ${adapter.backend})`, reason, adapter };
 }
 
 /** True when the tensorflow backend (tfjs-node-gpu) computes on a CUDA device. */
