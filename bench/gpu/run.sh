@@ -9,7 +9,7 @@
 #   GPU_BENCH_ARGS      extra arguments for bench.mjs, e.g. "--steps 2 --warmup 1" (a quick check)
 #   GPU_BENCH_SETTING_TIMEOUT  seconds per webgpu setting (default 50; pytorch: 18 per setting, in one process)
 #   GPU_BENCH_ALLOW_SOFTWARE=1 accept a software adapter (lavapipe) instead of retrying for a GPU
-#   DROVER_PYTHON       the python with torch (default python3)
+#   DROVER_PYTHON       the python with torch (default: the first of python3, python, ... that imports torch)
 # Vulkan: Dawn needs the loader (libvulkan.so.1; the bundle's copy is used where the machine
 # has none) and an ICD. When the first probe finds no GPU adapter, the NVIDIA ICD files found
 # on the machine are tried one by one through VK_DRIVER_FILES, and last a generated one pointing
@@ -25,7 +25,13 @@ exec 3>&1 >>"$LOG" 2>&1
 say() { echo "[run.sh $(date -u +%H:%M:%S)] $*"; echo "$*" >&3; }
 START=$(date +%s)
 SETTING_TIMEOUT=${GPU_BENCH_SETTING_TIMEOUT:-50}
-PYTHON=${DROVER_PYTHON:-python3}
+PYTHON=${DROVER_PYTHON:-}
+if [ -z "$PYTHON" ]; then # the first python that has torch
+  for p in python3 python /usr/bin/python3 /opt/conda/bin/python /usr/local/bin/python3; do
+    if command -v "$p" >/dev/null && "$p" -c 'import torch' 2>/dev/null; then PYTHON=$p; break; fi
+  done
+  PYTHON=${PYTHON:-python3}
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/drover-gpu-bench.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
