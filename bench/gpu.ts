@@ -5,6 +5,8 @@
  *   mobilenetv2-frozen    the transfer job: nsfwjs' MobileNetV2 cut at out_relu + avg pool +
  *                         dense 10, backbone frozen, 224x224x3 (bench/compute-transfer.ts)
  *   mobilenetv2-finetune  the same, blocks 15, 16 and Conv_1 training too
+ * and, as system "webgpu-trainer", fmnist-cnn (first --cnn-batches) and mobilenetv2-frozen through
+ * drover's Trainer.trainStep: per-step upload of the batch and awaited loss reads, as `drover train`.
  *   gpu-augment           (webgpu only, not training) the device augmentation path: decoded
  *                         256 px images uploaded, warped, coloured, normalised to 224 (gpu-augment.ts)
  * Input is synthetic and resident on the device; warm-up steps are excluded; the timed steps
@@ -24,7 +26,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { MODELS, buildJob, timeJob, type ModelName } from './gpu/jobs.ts';
+import { MODELS, buildJob, timeJob, timeTrainerJob, type ModelName } from './gpu/jobs.ts';
 import { initBackend } from '../src/model/backend.ts';
 import type { WebGpuAdapterInfo } from '../src/model/webgpu.ts';
 
@@ -91,6 +93,11 @@ const settings: { model: ModelName; batch: number }[] = [
 ];
 /** webgpu only: the device augmentation path's img/s at the transfer job's size (issue 14 item 4). */
 const webgpuOnly: { model: ModelName; batch: number }[] = [{ model: 'gpu-augment', batch: transferBatch }];
+/** webgpu through drover's Trainer.trainStep (per-step upload and reads), last: the loop as `drover train` runs it. */
+const trainerSettings: { model: ModelName; batch: number }[] = [
+  { model: 'fmnist-cnn', batch: cnnBatches[0]! },
+  { model: 'mobilenetv2-frozen', batch: transferBatch },
+];
 
 if (values.probe || values.child !== undefined) {
   try {
@@ -114,6 +121,7 @@ if (values.probe || values.child !== undefined) {
     const cnn = settings.filter((s) => s.model === 'fmnist-cnn');
     const transfer = settings.filter((s) => s.model !== 'fmnist-cnn');
     for (const setting of [...cnn, ...webgpuOnly, ...transfer]) print(await runChild(`${setting.model}/${setting.batch}`));
+    for (const setting of trainerSettings) print(await runChild(`trainer:${setting.model}/${setting.batch}`));
   }
   if (systems.includes('pytorch')) {
     for (const line of await runTorch()) print(line);
@@ -130,10 +138,34 @@ function print(line: BenchLine): void {
 }
 
 async function runSetting(child: string): Promise<BenchLine> {
-  const [model, batchText] = child.split('/');
+  const viaTrainer = child.startsWith('trainer:');
+  const [model, batchText] = child.replace(/^trainer:/, '').split('/');
   if (!(MODELS as readonly string[]).includes(model!)) throw new Error(`--child: unknown model "${model}"`);
   const batch = Number(batchText);
   const adapter = await startWebgpu();
+  const device = {
+    adapter: adapter.name,
+    adapter_description: adapter.description,
+    dawn_backend: adapter.backend,
+    software_adapter: adapter.software,
+  };
+  if (viaTrainer) {
+    const timedSteps = model === 'fmnist-cnn' ? steps : transferSteps;
+    const run = await timeTrainerJob({ model: model as ModelName, batch, size, backbone: values.backbone }, warmup, timedSteps);
+    return {
+      system: 'webgpu-trainer',
+      model: model!,
+      batch,
+      img_per_s: Math.round((10 * timedSteps * batch) / run.seconds) / 10,
+      ms_per_step: Math.round((1000 * 1000 * run.seconds) / timedSteps) / 1000,
+      steps: timedSteps,
+      warmup,
+      input: run.input,
+      trainable_params: run.trainableParams,
+      loss: Math.round(run.loss * 10000) / 10000,
+      ...device,
+    };
+  }
   const job = await buildJob({ model: model as ModelName, batch, size, backbone: values.backbone });
   const timedSteps = model === 'fmnist-cnn' || model === 'gpu-augment' ? steps : transferSteps;
   const { seconds, loss } = await timeJob(job, warmup, timedSteps);
@@ -149,10 +181,7 @@ async function runSetting(child: string): Promise<BenchLine> {
     input: job.input,
     trainable_params: job.trainableParams,
     ...(model === 'gpu-augment' ? {} : { loss: Math.round(loss * 10000) / 10000 }),
-    adapter: adapter.name,
-    adapter_description: adapter.description,
-    dawn_backend: adapter.backend,
-    software_adapter: adapter.software,
+    ...device,
   };
 }
 
@@ -173,8 +202,9 @@ function forwardedArgs(): string[] {
 }
 
 async function runChild(setting: string): Promise<BenchLine> {
-  const [model, batch] = setting.split('/') as [string, string];
-  const failed = (note: string): BenchLine => ({ system: 'webgpu', model, batch: Number(batch), img_per_s: 0, note });
+  const [model, batch] = setting.replace(/^trainer:/, '').split('/') as [string, string];
+  const system = setting.startsWith('trainer:') ? 'webgpu-trainer' : 'webgpu';
+  const failed = (note: string): BenchLine => ({ system, model, batch: Number(batch), img_per_s: 0, note });
   const result = await run(process.execPath, [...selfArgs(), '--child', setting, ...forwardedArgs()], timeoutS);
   if (result.timedOut) return failed(`timed out after ${timeoutS} s`);
   const last = result.stdout.trim().split('\n').at(-1) ?? '';

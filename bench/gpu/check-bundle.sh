@@ -12,8 +12,8 @@ TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 cp -r "$ROOT/.gpu-bundle" "$TMP/"
 SMALL="--steps 2 --warmup 1 --transfer-steps 1 --cnn-batches 8,16 --transfer-batch 2 --size 96"
-systems=webgpu
-if "$PYTHON" -c 'import torch' 2>/dev/null; then systems=pytorch-cpu,webgpu; else echo "no torch under $PYTHON: webgpu only"; fi
+systems=webgpu,webgpu-trainer
+if "$PYTHON" -c 'import torch' 2>/dev/null; then systems=pytorch-cpu,webgpu,webgpu-trainer; else echo "no torch under $PYTHON: webgpu only"; fi
 (cd "$TMP" && OUT="$TMP/out" GPU_BENCH_ALLOW_SOFTWARE=1 DROVER_PYTHON="$PYTHON" GPU_BENCH_SETTING_TIMEOUT=200 \
   GPU_BENCH_ARGS="$SMALL --torch-device cpu" bash .gpu-bundle/run.sh)
 node --import tsx "$ROOT/bench/gpu/check-output.ts" "$TMP/out/bench.jsonl" --systems "$systems" --cnn-batches 8,16 --transfer-batch 2

@@ -43,6 +43,7 @@ const transferBatch = Number(values['transfer-batch']);
 for (const system of values.systems.split(',')) {
   const expected = [...values['cnn-batches'].split(',').map((b) => `fmnist-cnn/${Number(b)}`), `mobilenetv2-frozen/${transferBatch}`, `mobilenetv2-finetune/${transferBatch}`];
   if (system === 'webgpu') expected.push(`gpu-augment/${transferBatch}`);
+  if (system === 'webgpu-trainer') expected.splice(0, expected.length, `fmnist-cnn/${Number(values['cnn-batches'].split(',')[0])}`, `mobilenetv2-frozen/${transferBatch}`);
   for (const setting of expected) if (!seen.has(`${system}/${setting}`)) problems.push(`missing: ${system} ${setting.replace('/', ' batch ')}`);
 }
 if (problems.length > 0) {

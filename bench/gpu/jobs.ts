@@ -12,6 +12,8 @@ import { buildScratchModel } from '../../src/model/build.ts';
 import { PRESETS } from '../../src/model/presets.ts';
 import { buildTransferModel, unfreezeFrom } from '../../src/model/transfer.ts';
 import { createOptimizer, optimizerSpecSchema } from '../../src/train/optimizers.ts';
+import { Trainer } from '../../src/train/trainer.ts';
+import type { Batch } from '../../src/data/types.ts';
 import { drawAugment, sampleAffine, type GeometryConfig } from '../../src/data/augment.ts';
 import { warpOnDevice, type DeviceSample } from '../../src/data/gpu-augment.ts';
 import { resolveNormalisation } from '../../src/data/pipeline.ts';
@@ -45,19 +47,22 @@ export interface TrainingJob {
   dispose(): void;
 }
 
+/** The model of a training job, built as drover builds it. */
+async function buildModel(options: JobOptions): Promise<{ model: tf.LayersModel; input: InputShape }> {
+  if (options.model === 'fmnist-cnn') {
+    const input: InputShape = [28, 28, 1];
+    return { model: buildScratchModel({ layers: PRESETS['fmnist-cnn'].layers, inputShape: input, classes: CLASSES, seed: 1 }), input };
+  }
+  const input: InputShape = [options.size, options.size, 3];
+  const cutAt = options.backbone.startsWith('nsfwjs:') ? {} : { cutAt: FEATURE_LAYER };
+  const { model } = await buildTransferModel({ backbone: options.backbone, ...cutAt, head: { classes: CLASSES } }, { inputShape: input, seed: 1 });
+  if (options.model === 'mobilenetv2-finetune') unfreezeFrom(model, FINE_TUNE_FROM);
+  return { model, input };
+}
+
 export async function buildJob(options: JobOptions): Promise<TrainingJob> {
   if (options.model === 'gpu-augment') return buildAugmentJob(options.batch, options.size);
-  let model: tf.LayersModel;
-  let input: InputShape;
-  if (options.model === 'fmnist-cnn') {
-    input = [28, 28, 1];
-    model = buildScratchModel({ layers: PRESETS['fmnist-cnn'].layers, inputShape: input, classes: CLASSES, seed: 1 });
-  } else {
-    input = [options.size, options.size, 3];
-    const cutAt = options.backbone.startsWith('nsfwjs:') ? {} : { cutAt: FEATURE_LAYER };
-    ({ model } = await buildTransferModel({ backbone: options.backbone, ...cutAt, head: { classes: CLASSES } }, { inputShape: input, seed: 1 }));
-    if (options.model === 'mobilenetv2-finetune') unfreezeFrom(model, FINE_TUNE_FROM);
-  }
+  const { model, input } = await buildModel(options);
   const optimizer = createOptimizer(optimizerSpecSchema.parse({ name: 'adam', learningRate: LEARNING_RATE }));
   const vars = (model.trainableWeights as unknown as { read(): tf.Variable }[]).map((w) => w.read());
   const trainableParams = vars.reduce((sum, v) => sum + v.size, 0);
@@ -142,4 +147,31 @@ async function readLoss(loss: tf.Scalar | undefined): Promise<number> {
   const value = (await loss.data())[0]!;
   loss.dispose();
   return value;
+}
+
+/**
+ * drover's own loop: `await trainer.trainStep(batch)` per step, so each step uploads the batch
+ * from host memory and waits for its loss and correct count (what `drover train` does today),
+ * where the other jobs keep the input on the device and read once at the end.
+ */
+export async function timeTrainerJob(options: JobOptions, warmup: number, steps: number): Promise<{ seconds: number; loss: number; input: InputShape; trainableParams: number }> {
+  const { model, input } = await buildModel(options);
+  const trainer = new Trainer(model, { optimizer: optimizerSpecSchema.parse({ name: 'adam', learningRate: LEARNING_RATE }) });
+  const size = input.reduce((a, b) => a * b, 1);
+  const rng = new Rng(3);
+  const batch: Batch = {
+    x: Float32Array.from({ length: options.batch * size }, () => rng.next()),
+    y: Int32Array.from({ length: options.batch }, (_, i) => (i * 7) % CLASSES),
+    n: options.batch,
+    shape: input,
+  };
+  for (let i = 0; i < warmup; i++) await trainer.trainStep(batch, LEARNING_RATE);
+  const start = performance.now();
+  let loss = NaN;
+  for (let i = 0; i < steps; i++) loss = (await trainer.trainStep(batch, LEARNING_RATE)).loss;
+  const seconds = (performance.now() - start) / 1000;
+  const trainableParams = model.trainableWeights.reduce((sum, w) => sum + w.shape.reduce((a: number, b) => a * (b ?? 1), 1), 0);
+  trainer.optimizer.dispose();
+  model.dispose();
+  return { seconds, loss, input, trainableParams };
 }

@@ -90,7 +90,7 @@ timeout 100 "$NODE" "$WORK/bench.mjs" "${common[@]}" --systems pytorch --timeout
 say "pytorch done at $(( $(date +%s) - START )) s"
 echo "--- webgpu"
 # The whole run stays under ~6 minutes: webgpu gets what is left of 340 s (settings time out on their own first).
-left=$(( 340 - ($(date +%s) - START) )); [ $left -gt $(( SETTING_TIMEOUT * 6 + 20 )) ] && left=$(( SETTING_TIMEOUT * 6 + 20 ))
+left=$(( 340 - ($(date +%s) - START) )); [ $left -gt $(( SETTING_TIMEOUT * 8 + 20 )) ] && left=$(( SETTING_TIMEOUT * 8 + 20 ))
 timeout $left "$NODE" "$WORK/bench.mjs" "${common[@]}" --systems webgpu --timeout "$SETTING_TIMEOUT" >> "$JSONL"
 say "webgpu done at $(( $(date +%s) - START )) s"
 cat "$JSONL" >&3
