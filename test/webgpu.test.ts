@@ -1,5 +1,12 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { evaluateModel } from '../src/commands/evaluate.ts';
+import { predictImages } from '../src/commands/predict.ts';
+import { generateShapes } from '../src/data/shapes.ts';
+import { saveModel } from '../src/model/export.ts';
 import '@tensorflow/tfjs-backend-cpu';
 import { initBackend, type BackendInfo } from '../src/model/backend.ts';
 import { buildScratchModel } from '../src/model/build.ts';
@@ -175,6 +182,35 @@ gpuTest('training, evaluation and weight reads on webgpu leave tf.memory().numTe
   const tensors = tf.memory().numTensors;
   for (let i = 0; i < 5; i++) await round();
   t.is(tf.memory().numTensors, tensors);
+});
+
+gpuTest('a saved model predicts and evaluates the same on webgpu as on wasm', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-webgpu-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const shapes = await generateShapes(path.join(dir, 'shapes'), { perClass: 8, size: 16 });
+  const classNames = (await readdir(shapes)).sort();
+  await initBackend('wasm');
+  const model = buildScratchModel({ layers: [{ type: 'conv2d', filters: 4, kernelSize: 3 }, { type: 'maxPool' }, { type: 'flatten' }], inputShape: [16, 16, 3], classes: classNames.length, seed: 7 });
+  const modelDir = path.join(dir, 'model');
+  await saveModel(model, modelDir, { classNames, preprocess: 'rescale' });
+  model.dispose();
+  const images = (await Promise.all(classNames.map(async (c) => (await readdir(path.join(shapes, c))).slice(0, 2).map((f) => path.join(shapes, c, f))))).flat();
+  const data = { kind: 'folder', path: shapes, imageSize: [16, 16] } as const;
+  const onWasm = { predicted: await predictImages({ modelDir, images, backend: 'wasm' }), evaluated: await evaluateModel({ modelDir, data, backend: 'wasm' }) };
+  const onGpu = { predicted: await predictImages({ modelDir, images, backend: 'webgpu' }), evaluated: await evaluateModel({ modelDir, data, backend: 'webgpu' }) };
+  t.is(tf.getBackend(), 'webgpu');
+  t.is(onGpu.predicted.failed, 0);
+  t.is(onGpu.predicted.results.length, images.length);
+  onGpu.predicted.results.forEach((p, i) => {
+    const w = onWasm.predicted.results[i]!;
+    if (!p.ok || !w.ok) return t.fail(`${p.image} not predicted`);
+    t.deepEqual(p.top.map((c) => c.className), w.top.map((c) => c.className), p.image);
+    p.top.forEach((c, k) => t.true(Math.abs(c.probability - w.top[k]!.probability) <= 1e-4, `${p.image} ${c.className}`));
+  });
+  t.is(onGpu.evaluated.n, onWasm.evaluated.n);
+  t.is(onGpu.evaluated.accuracy, onWasm.evaluated.accuracy);
+  t.true(Math.abs(onGpu.evaluated.loss - onWasm.evaluated.loss) <= 1e-4);
+  t.deepEqual(onGpu.evaluated.confusion, onWasm.evaluated.confusion);
 });
 
 gpuTest('auto never takes a software adapter', async (t) => {
