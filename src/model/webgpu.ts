@@ -197,8 +197,6 @@ async function chooseAdapter(options: WebGpuOptions): Promise<ChosenAdapter> {
   return { gpu, adapter, info };
 }
 
-/** The dawn.node instance behind the active webgpu backend (kept: dropping it ends Dawn). */
-let heldGpu: DawnGpu | undefined;
 let activeAdapter: WebGpuAdapterInfo | undefined;
 
 /**
@@ -254,7 +252,6 @@ export async function registerWebGpuBackend(options: WebGpuOptions = {}): Promis
     },
     3,
   );
-  heldGpu = chosen.gpu;
   activeAdapter = chosen.info;
   return chosen.info;
 }
@@ -262,19 +259,6 @@ export async function registerWebGpuBackend(options: WebGpuOptions = {}): Promis
 /** The adapter of the registered webgpu backend, if any. */
 export function webGpuAdapter(): WebGpuAdapterInfo | undefined {
   return activeAdapter;
-}
-
-/**
- * Lets the process exit: dawn.node keeps Node's event loop alive while its GPU object is
- * reachable (chromium issue 387965810). Call once no tensor is needed any more.
- */
-export function releaseWebGpu(): void {
-  if (heldGpu === undefined) return;
-  if (tf.findBackend('webgpu')) tf.removeBackend('webgpu');
-  const nav = (globalThis as { navigator?: { gpu?: unknown } }).navigator;
-  if (nav && nav.gpu === heldGpu) delete nav.gpu;
-  heldGpu = undefined;
-  activeAdapter = undefined;
 }
 
 function isSoftware(adapter: DawnAdapter): boolean {
