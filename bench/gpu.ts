@@ -70,6 +70,23 @@ const { values } = parseArgs({
   },
 });
 
+/** Process groups of the running children: a parent stopped from outside (run.sh's timeout) takes them along. */
+const running = new Set<number>();
+for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+  process.on(signal, () => {
+    for (const pid of running) killGroup(pid);
+    process.exit(128 + (signal === 'SIGTERM' ? 15 : 2));
+  });
+}
+
+function killGroup(pid: number): void {
+  try {
+    process.kill(-pid, 'SIGKILL');
+  } catch {
+    // Already gone.
+  }
+}
+
 const positive = (name: string): number => {
   const value = Number(values[name as keyof typeof values]);
   if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer, got ${String(values[name as keyof typeof values])}`);
@@ -247,7 +264,9 @@ interface RunResult {
 /** Runs a command, its stderr passed through (the log), killed with its group after timeout. */
 function run(command: string, args: string[], timeoutSeconds: number): Promise<RunResult> {
   return new Promise((resolve) => {
+    // Its own process group, so a timeout also ends what it started (python's CUDA workers, Dawn's threads).
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    if (child.pid !== undefined) running.add(child.pid);
     let stdout = '';
     let stderr = '';
     let timedOut = false;
@@ -258,18 +277,16 @@ function run(command: string, args: string[], timeoutSeconds: number): Promise<R
     });
     const timer = setTimeout(() => {
       timedOut = true;
-      try {
-        process.kill(-child.pid!, 'SIGKILL');
-      } catch {
-        child.kill('SIGKILL');
-      }
+      if (child.pid !== undefined) killGroup(child.pid);
     }, timeoutSeconds * 1000);
     child.on('error', (err) => {
       clearTimeout(timer);
+      if (child.pid !== undefined) running.delete(child.pid);
       resolve({ code: null, stdout, stderr: stderr + String(err), timedOut });
     });
     child.on('close', (code) => {
       clearTimeout(timer);
+      if (child.pid !== undefined) running.delete(child.pid);
       resolve({ code, stdout, stderr, timedOut });
     });
   });
