@@ -13,7 +13,7 @@ import { buildScratchModel } from '../src/model/build.ts';
 import { PRESETS } from '../src/model/presets.ts';
 import { readWeights, writeWeights } from '../src/model/weights.ts';
 import { readFloat32 } from '../src/model/tensor-read.ts';
-import { optimizerSpecSchema } from '../src/train/optimizers.ts';
+import { createOptimizer, optimizerSpecSchema } from '../src/train/optimizers.ts';
 import { Trainer } from '../src/train/trainer.ts';
 import { learnableBatch } from './helpers/batches.ts';
 import {
@@ -182,6 +182,56 @@ gpuTest('training, evaluation and weight reads on webgpu leave tf.memory().numTe
   const tensors = tf.memory().numTensors;
   for (let i = 0; i < 5; i++) await round();
   t.is(tf.memory().numTensors, tensors);
+});
+
+gpuTest('optimizer updates on webgpu stay on the GPU: no read back to the CPU, same values as on cpu', async (t) => {
+  const specs = [
+    { name: 'adam', learningRate: 0.01 },
+    { name: 'momentum', learningRate: 0.1, nesterov: true },
+    { name: 'rmsprop', learningRate: 0.01, momentum: 0.5 },
+    { name: 'sgd', learningRate: 0.1 },
+  ] as const;
+  for (const input of specs) {
+    const spec = optimizerSpecSchema.parse(input);
+    const run = (): tf.Tensor[] => {
+      const w = tf.variable(tensor4(seededTensorValues([3, 3, 4, 8], 1)));
+      const optimizer = createOptimizer(spec);
+      for (let step = 0; step < 3; step++) {
+        tf.tidy(() => optimizer.apply([w], [tensor4(seededTensorValues([3, 3, 4, 8], 10 + step))], spec.learningRate));
+      }
+      optimizer.dispose();
+      const out = tf.clone(w);
+      w.dispose();
+      return [out];
+    };
+    const [reference] = await valuesOn('cpu', run);
+    await tf.setBackend('webgpu');
+    const backend = tf.backend() as unknown as { read: (...a: unknown[]) => unknown; readSync: (...a: unknown[]) => unknown };
+    const { read, readSync } = backend;
+    let reads = 0;
+    backend.read = (...a) => (reads++, read.apply(backend, a));
+    backend.readSync = (...a) => (reads++, readSync.apply(backend, a));
+    let updated: tf.Tensor;
+    let controlReads: number;
+    try {
+      updated = tf.tidy(() => run()[0]!);
+      const updateReads = reads;
+      // Control: the spy does see a read.
+      const probe = tf.scalar(1);
+      await probe.data();
+      probe.dispose();
+      controlReads = reads - updateReads;
+      reads = updateReads;
+    } finally {
+      backend.read = read;
+      backend.readSync = readSync;
+    }
+    t.true(controlReads > 0, 'the spy counts reads');
+    t.is(reads, 0, `${spec.name}: the update read nothing back`);
+    const [actual] = await readFloat32([updated]);
+    updated.dispose();
+    t.true(relativeError(actual!, reference!) <= TOLERANCE, `${spec.name}: rel ${relativeError(actual!, reference!)}`);
+  }
 });
 
 gpuTest('a saved model predicts and evaluates the same on webgpu as on wasm', async (t) => {
