@@ -154,7 +154,7 @@ async function chooseAdapter(options: WebGpuOptions): Promise<ChosenAdapter> {
   if (!wanted) {
     throw new NoGpuError(
       list.length === 0
-        ? `no WebGPU adapter on Dawn's ${backend} backend (no Vulkan driver sees a device; on an NVIDIA host install its Vulkan ICD, see README: GPU hosts)`
+        ? noAdapterMessage(backend)
         : `--gpu ${options.gpu}: there are only ${list.length} adapters (${describeList(list)})`,
     );
   }
@@ -178,7 +178,7 @@ async function chooseAdapter(options: WebGpuOptions): Promise<ChosenAdapter> {
     throw new NoGpuError(`no WebGPU adapter on Dawn's ${backend} backend: ${firstLine(err)}`, { cause: err });
   }
   if (adapter === null) {
-    throw new NoGpuError(`no WebGPU adapter on Dawn's ${backend} backend (no Vulkan driver sees a device; on an NVIDIA host install its Vulkan ICD, see README: GPU hosts)`);
+    throw new NoGpuError(noAdapterMessage(backend));
   }
   const raw = adapter.info;
   const info: WebGpuAdapterInfo = {
@@ -259,6 +259,12 @@ export async function registerWebGpuBackend(options: WebGpuOptions = {}): Promis
 /** The adapter of the registered webgpu backend, if any. */
 export function webGpuAdapter(): WebGpuAdapterInfo | undefined {
   return activeAdapter;
+}
+
+function noAdapterMessage(backend: 'vulkan' | 'opengl'): string {
+  return backend === 'vulkan'
+    ? "no WebGPU adapter on Dawn's vulkan backend (no Vulkan driver sees a device; on an NVIDIA host install its Vulkan ICD, see README: GPU hosts)"
+    : "no WebGPU adapter on Dawn's opengl backend (no OpenGL ES / EGL driver sees a device)";
 }
 
 function isSoftware(adapter: DawnAdapter): boolean {
