@@ -106,9 +106,9 @@ const fmt = (x: number, digits = 1): string => x.toFixed(digits);
 
 async function singleProcess(batches: Awaited<ReturnType<typeof fashionBatches>>): Promise<Split> {
   const trainer = new Trainer(buildScratchModel({ layers: PRESETS['fmnist-cnn'].layers, inputShape: [28, 28, 1], classes: 10 }), { optimizer: optimizerSpecSchema.parse({ name: 'adam', learningRate: 1e-3 }) });
-  for (let i = 0; i < warmup; i++) trainer.trainStep(batches[i % batches.length]!, 1e-3);
+  for (let i = 0; i < warmup; i++) await trainer.trainStep(batches[i % batches.length]!, 1e-3);
   const start = performance.now();
-  for (let i = 0; i < steps; i++) trainer.trainStep(batches[i % batches.length]!, 1e-3);
+  for (let i = 0; i < steps; i++) await trainer.trainStep(batches[i % batches.length]!, 1e-3);
   const seconds = (performance.now() - start) / 1000;
   trainer.model.dispose();
   trainer.optimizer.dispose();

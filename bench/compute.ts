@@ -134,11 +134,11 @@ async function runWasm(system: System): Promise<Result> {
     n: batch,
     shape: [28, 28, 1],
   };
-  const step = (): void => {
-    trainer.trainStep(data, 1e-3);
+  const step = async (): Promise<void> => {
+    await trainer.trainStep(data, 1e-3);
   };
   try {
-    for (let i = 0; i < 5; i++) step();
+    for (let i = 0; i < 5; i++) await step();
   } catch (err) {
     // Stock tfjs-backend-wasm 4.22 lacks Conv2DBackpropFilter: it cannot train a CNN at all.
     return { system: name, img_per_s: 0, threads, note: `cannot train: ${firstLine(err)}` };
@@ -147,7 +147,7 @@ async function runWasm(system: System): Promise<Result> {
     console.error(`${name}: top kernels of one step, self ms (calls): ${formatKernelRows(await profileKernels('wasm', step), 12)}`);
   }
   const start = performance.now();
-  for (let i = 0; i < steps; i++) step();
+  for (let i = 0; i < steps; i++) await step();
   const seconds = (performance.now() - start) / 1000;
   if (system === 'wasm+onednn') note = `${note}; native calls: ${[...nativeKernelCalls()].map(([k, n]) => `${k} ${n}`).join(', ')}`;
   return { system: name, img_per_s: Math.round((10 * steps * batch) / seconds) / 10, ms_per_step: Math.round((100000 * seconds) / steps) / 100, threads, ...(note ? { note } : {}) };

@@ -18,7 +18,7 @@ export interface KernelRow {
   totalMs: number;
 }
 
-export async function profileKernels(backendName: string, step: () => void): Promise<KernelRow[]> {
+export async function profileKernels(backendName: string, step: () => void | Promise<void>): Promise<KernelRow[]> {
   const rows = new Map<string, KernelRow>();
   const row = (name: string): KernelRow => {
     let r = rows.get(name);

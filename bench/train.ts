@@ -51,15 +51,15 @@ if (existsSync(FASHION_MNIST_DIR)) {
 }
 const model = buildScratchModel({ layers: PRESETS['fmnist-cnn'].layers, inputShape: shape, classes: 10 });
 const trainer = new Trainer(model, { optimizer: optimizerSpecSchema.parse({ name: 'adam', learningRate: 1e-3 }) });
-for (let i = 0; i < 5; i++) trainer.trainStep(batches[i % batches.length]!, 1e-3);
+for (let i = 0; i < 5; i++) await trainer.trainStep(batches[i % batches.length]!, 1e-3);
 const start = performance.now();
-for (let i = 0; i < steps; i++) trainer.trainStep(batches[i % batches.length]!, 1e-3);
+for (let i = 0; i < steps; i++) await trainer.trainStep(batches[i % batches.length]!, 1e-3);
 const seconds = (performance.now() - start) / 1000;
 rows.push({ system: `drover ${backend.description}`, img_per_s: (steps * batchSize) / seconds, ms_per_step: (1000 * seconds) / steps });
 
 if (args.profile) {
-  const profile = await tf.profile(() => {
-    trainer.trainStep(batches[0]!, 1e-3);
+  const profile = await tf.profile(async () => {
+    await trainer.trainStep(batches[0]!, 1e-3);
   });
   const byKernel = new Map<string, number>();
   for (const k of profile.kernels) byKernel.set(k.name, (byKernel.get(k.name) ?? 0) + (typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0));

@@ -47,6 +47,7 @@ interface JobFlags {
 
 interface TrainFlags extends JobFlags {
   workers?: number;
+  gpus?: string;
   resume?: boolean;
 }
 
@@ -72,6 +73,7 @@ interface WorkerFlags {
   tls?: boolean;
   backend?: BackendChoice;
   threads?: number;
+  gpu?: number;
   name?: string;
   job?: string;
   reconnectMs?: number;
@@ -194,17 +196,38 @@ export function buildProgram(): Command {
       .description('train a model (default: the reference CNN on Fashion-MNIST, or generated shapes) in this process, or with --workers N on a local cluster'),
   )
     .option('--workers <n>', 'start a coordinator and N worker processes on this machine', positiveInt)
+    .option('--gpus <list>', 'start a coordinator and one webgpu worker per GPU: "all" (every hardware adapter) or indices of `drover gpus`, e.g. 0,2')
     .option('--resume', 'continue from the last checkpoint of the job (after Ctrl-C or a crash)')
     .action(async (flags: TrainFlags) => {
-      const job = await inRunFolder(await resolveJob(flags), flags.resume);
+      const resolved = await resolveJob(flags);
+      if (flags.gpus !== undefined && flags.workers !== undefined) throw new DroverError('--gpus starts one worker per GPU: leave out --workers');
+      // Resolved before anything starts: no GPU is a clear error, not a cluster without workers.
+      let gpus: import('./model/webgpu.ts').GpuAdapterEntry[] | undefined;
+      if (flags.gpus !== undefined) {
+        const { parseGpuSelection, resolveGpus } = await import('./cluster/gpus.ts');
+        gpus = await resolveGpus(parseGpuSelection(flags.gpus));
+      }
+      const job = await inRunFolder(resolved, flags.resume);
       await withRunFeed(job, flags, async (log, signal) => {
-        if (flags.workers === undefined) {
+        if (flags.workers === undefined && gpus === undefined) {
           const { runJob } = await import('./train/run-job.ts');
           return runJob(job, { log, signal, resume: flags.resume });
         }
         const { runLocalCluster } = await import('./cluster/local-cluster.ts');
-        return runLocalCluster({ job, workers: flags.workers, log, signal, resume: flags.resume });
+        return runLocalCluster({ job, workers: gpus?.length ?? flags.workers!, ...(gpus ? { gpus } : {}), log, signal, resume: flags.resume });
       });
+    });
+
+  program
+    .command('gpus')
+    .description('list the WebGPU adapters (Dawn) this machine offers, in the order --gpu and --gpus count')
+    .option('--json', 'print JSON instead of text')
+    .action(async (flags: { json?: boolean }) => {
+      const { listGpuAdapters } = await import('./model/webgpu.ts');
+      const adapters = await listGpuAdapters();
+      if (flags.json) process.stdout.write(`${JSON.stringify(adapters)}\n`);
+      else if (adapters.length === 0) process.stdout.write('no WebGPU adapter (no Vulkan driver sees a device; see README: GPU hosts)\n');
+      else for (const a of adapters) process.stdout.write(`${a.index}: ${a.name} (${a.backend}${a.software ? ', software: not a GPU' : ''})\n`);
     });
 
   jobOptions(
@@ -253,6 +276,7 @@ export function buildProgram(): Command {
     .option('--tls', 'connect with TLS, trusting the system roots')
     .addOption(backendOption())
     .option('--threads <n>', 'compute threads (1-8): oneDNN\'s when its kernels are on, else the wasm backend\'s', positiveInt)
+    .option('--gpu <n>', 'compute on this WebGPU adapter (index of `drover gpus`; implies --backend webgpu)', nonNegativeInt)
     .option('--name <name>', 'name shown in the coordinator\'s log (default: the id it assigns)')
     .option('--job <id>', 'join only this job id')
     .option('--reconnect-ms <ms>', 'keep trying to reach or rejoin the coordinator this long', nonNegativeInt)
@@ -277,6 +301,7 @@ export function buildProgram(): Command {
           tls: flags.tlsCa ? { ca: flags.tlsCa } : flags.tls ? {} : undefined,
           backend: flags.backend,
           threads: flags.threads,
+          gpu: flags.gpu,
           name: flags.name,
           jobId: flags.job,
           reconnectMs: flags.reconnectMs,

@@ -38,6 +38,15 @@ export class BackendError extends DroverError {
   }
 }
 
+/** A GPU was asked for (`--gpu`, `--gpus`, `--backend webgpu`) and none suitable is present. */
+export class NoGpuError extends DroverError {
+  override readonly code = 'DROVER_ERR_NO_GPU';
+  constructor(message: string, options: DroverErrorOptions = {}) {
+    super(message, options);
+    this.name = 'NoGpuError';
+  }
+}
+
 /** A model cannot be built, loaded, cut or saved. */
 export class ModelError extends DroverError {
   override readonly code = 'DROVER_ERR_MODEL';

@@ -8,6 +8,7 @@ export { evaluateSplit, type Evaluation } from './train/evaluate.ts';
 export { createOptimizer, optimizerSpecSchema, type Optimizer, type OptimizerSpec } from './train/optimizers.ts';
 export { learningRateAt, scheduleSpecSchema, type ScheduleSpec } from './train/schedule.ts';
 export { initBackend, activeBackend, type BackendChoice, type BackendInfo } from './model/backend.ts';
+export { listGpuAdapters, type GpuAdapterEntry, type WebGpuAdapterInfo } from './model/webgpu.ts';
 export { buildScratchModel, countParams } from './model/build.ts';
 export { PRESETS, PRESET_NAMES, type PresetName } from './model/presets.ts';
 export { buildTransferModel, unfreezeFrom, transferSpecSchema, type TransferSpec } from './model/transfer.ts';

@@ -45,14 +45,14 @@ test.serial('2 workers with shards of 32 make the same update as 1 worker with b
 
   // Reference: one process, the whole batch of 64, from the same initial weights.
   const reference = new Trainer(buildScratchModel({ layers: cnn, inputShape: dataset.inputShape, classes: 10, l2: 0, seed: 11 }), { optimizer: job.train.optimizer });
-  const initial = readWeights(reference.model);
+  const initial = await readWeights(reference.model);
   const batch = await dataset.train.loadBatch(Array.from({ length: 64 }, (_, i) => i));
-  const single = reference.computeGradients(batch);
+  const single = await reference.computeGradients(batch);
   reference.applyGradients(single.grads, learningRate);
-  const expected = readWeights(reference.model);
+  const expected = await readWeights(reference.model);
 
   const saved = await loadModel(path.join(dir, 'model'));
-  const distributed = readWeights(saved.model);
+  const distributed = await readWeights(saved.model);
   t.deepEqual(distributed.manifest.map((w) => w.name), expected.manifest.map((w) => w.name));
   let worst = 0;
   for (const weight of compareUpdates(initial, distributed, expected)) {
@@ -98,7 +98,7 @@ test.serial('early stopping ends a distributed run and restores the best weights
   const checkpoint = await loadCheckpoint(checkpointPath(dir));
   t.is(checkpoint.state.earlyStopping!.bestEpoch, 1);
   const saved = await loadModel(path.join(dir, 'model'));
-  const exported = readWeights(saved.model);
+  const exported = await readWeights(saved.model);
   exported.values.forEach((values, i) => t.deepEqual(values, checkpoint.bestWeights!.values[i], exported.manifest[i]!.name));
   t.notDeepEqual(exported.values[0], checkpoint.weights.values[0], 'the epoch-2 weights were replaced by the best');
   saved.model.dispose();

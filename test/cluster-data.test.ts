@@ -47,14 +47,14 @@ test('image files travel as their encoded bytes and are decoded in the workers\'
 
   // Decoding on the workers gives exactly the batch the coordinator's own pipeline gives.
   const reference = new Trainer(buildScratchModel({ layers, inputShape: dataset.inputShape, classes: 2, l2: 0, seed: 5 }), { optimizer: job.train.optimizer });
-  const w0 = readWeights(reference.model);
+  const w0 = await readWeights(reference.model);
   const batch = await dataset.train.loadBatch(Array.from({ length: 41 }, (_, i) => i));
   t.is(batch.n, 40);
-  reference.applyGradients(reference.computeGradients(batch).grads, 0.5);
-  const expected = readWeights(reference.model);
+  reference.applyGradients((await reference.computeGradients(batch)).grads, 0.5);
+  const expected = await readWeights(reference.model);
   const saved = await loadModel(path.join(dir, 'model'));
   t.deepEqual(saved.classNames, ['cats', 'dogs']);
-  for (const weight of compareUpdates(w0, readWeights(saved.model), expected)) t.true(weight.error <= 1e-5, weight.name);
+  for (const weight of compareUpdates(w0, (await readWeights(saved.model)), expected)) t.true(weight.error <= 1e-5, weight.name);
   saved.model.dispose();
   reference.model.dispose();
 });

@@ -113,19 +113,19 @@ test.serial('frozen-backbone transfer steps: 2 workers with shards of 16 make th
   const dataset = await openJobDataset(job.data, sinkLogger(new EventSink()));
   const built = await buildTransferModel(transfer, { inputShape: dataset.inputShape, classes: SHAPE_CLASSES.length, seed: job.seed });
   const reference = new Trainer(built.model, { optimizer: job.train.optimizer });
-  const initial = readWeights(reference.model);
+  const initial = await readWeights(reference.model);
   const sampler = new Sampler({ length: dataset.train.length, batchSize: 32, seed: job.seed });
   const losses: number[] = [];
   for (let k = 0; k < 3; k++) {
-    const single = reference.computeGradients(await dataset.train.loadBatch(sampler.next().indices));
+    const single = await reference.computeGradients(await dataset.train.loadBatch(sampler.next().indices));
     losses.push(single.loss);
     reference.applyGradients(single.grads, learningRate);
   }
-  const expected = readWeights(reference.model);
+  const expected = await readWeights(reference.model);
   await dataset.close();
 
   const saved = await loadModel(path.join(dir, 'model'));
-  const distributed = readWeights(saved.model);
+  const distributed = await readWeights(saved.model);
   t.deepEqual(distributed.manifest.map((w) => w.shape), expected.manifest.map((w) => w.shape));
   let worst = 0;
   for (const weight of compareUpdates(initial, distributed, expected)) {

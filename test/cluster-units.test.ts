@@ -206,15 +206,15 @@ test('a truncated or foreign checkpoint is refused with a CheckpointError', asyn
   await t.throwsAsync(loadCheckpoint(path.join(dir, 'missing')), { instanceOf: CheckpointError });
 });
 
-test('early stopping waits `patience` epochs, keeps the best weights, and survives a checkpoint', (t) => {
+test('early stopping waits `patience` epochs, keeps the best weights, and survives a checkpoint', async (t) => {
   const spec = { monitor: 'val_loss' as const, patience: 2, minDelta: 0.01, restoreBest: true };
   const stopper = new EarlyStopping(spec);
-  const snapshot = (v: number) => () => ({ manifest, values: [Float32Array.from([v, v, v, v]), Float32Array.from([v, v])] });
-  t.false(stopper.update(1, { valLoss: 1 }, snapshot(1)));
-  t.false(stopper.update(2, { valLoss: 0.5 }, snapshot(2)));
-  t.false(stopper.update(3, { valLoss: 0.495 }, snapshot(3)), 'not better by minDelta: waits');
+  const snapshot = (v: number) => async () => ({ manifest, values: [Float32Array.from([v, v, v, v]), Float32Array.from([v, v])] });
+  t.false(await stopper.update(1, { valLoss: 1 }, snapshot(1)));
+  t.false(await stopper.update(2, { valLoss: 0.5 }, snapshot(2)));
+  t.false(await stopper.update(3, { valLoss: 0.495 }, snapshot(3)), 'not better by minDelta: waits');
   const resumed = new EarlyStopping(spec, stopper.state, stopper.bestWeights);
-  t.true(resumed.update(4, { valLoss: 0.6 }, snapshot(4)));
+  t.true(await resumed.update(4, { valLoss: 0.6 }, snapshot(4)));
   t.is(resumed.bestEpoch, 2);
   t.is(resumed.bestWeights!.values[0]![0], 2);
 });

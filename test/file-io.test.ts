@@ -47,9 +47,9 @@ async function savedModel(t: ExecutionContext, options: { shardBytes?: number } 
   return { model, dir };
 }
 
-function assertSameWeights(t: ExecutionContext, a: tf.LayersModel, b: tf.LayersModel): void {
-  const wa = readWeights(a);
-  const wb = readWeights(b);
+async function assertSameWeights(t: ExecutionContext, a: tf.LayersModel, b: tf.LayersModel): Promise<void> {
+  const wa = await readWeights(a);
+  const wb = await readWeights(b);
   t.deepEqual(wb.manifest.map((w) => w.name), wa.manifest.map((w) => w.name));
   wa.values.forEach((values, i) => t.deepEqual(wb.values[i], values, wa.manifest[i]!.name));
 }
@@ -78,7 +78,7 @@ test.serial('a saved model loads back with equal weights, class names and prepro
   t.is(loaded.metadata?.preprocess, 'mobilenet');
   t.deepEqual(loaded.metadata?.inputShape, [8, 8, 3]);
   t.deepEqual(loaded.metadata?.info, { job: 'unit' });
-  assertSameWeights(t, model, loaded.model);
+  await assertSameWeights(t, model, loaded.model);
   const [expected, got] = tf.tidy(() => {
     const x = tf.randomUniform([2, 8, 8, 3], 0, 1, 'float32', 3);
     return [model, loaded.model].map((m) => (m.predict(x) as tf.Tensor).arraySync());
@@ -98,7 +98,7 @@ test.serial('saving replaces the files through temporaries and leaves none behin
   const loaded = await loadModel(dir);
   t.teardown(() => loaded.model.dispose());
   t.deepEqual(loaded.classNames, ['a', 'b', 'c']);
-  assertSameWeights(t, other, loaded.model);
+  await assertSameWeights(t, other, loaded.model);
 });
 
 test.serial('weights split into several shards load back equal', async (t) => {
@@ -109,7 +109,7 @@ test.serial('weights split into several shards load back equal', async (t) => {
   t.is(paths[0], `group1-shard1of${paths.length}.bin`);
   const loaded = await loadModel(path.join(dir, 'model.json'));
   t.teardown(() => loaded.model.dispose());
-  assertSameWeights(t, model, loaded.model);
+  await assertSameWeights(t, model, loaded.model);
 });
 
 test.serial('a model loads from an http URL (folder or model.json) and from a file:// URL', async (t) => {
@@ -130,7 +130,7 @@ test.serial('a model loads from an http URL (folder or model.json) and from a fi
   for (const location of [base, `${base}/`, `${base}/model.json`, pathToFileURL(dir).href]) {
     const loaded = await loadModel(location);
     t.deepEqual(loaded.classNames, CLASSES, location);
-    assertSameWeights(t, model, loaded.model);
+    await assertSameWeights(t, model, loaded.model);
     loaded.model.dispose();
   }
   await rejectsWith(t, loadModel(`${base}-gone/model.json`), 'missing-model-json', `${base}-gone/model.json`);
@@ -199,7 +199,7 @@ test.serial('a plain tfjs model without drover metadata loads with no class name
   t.teardown(() => loaded.model.dispose());
   t.is(loaded.classNames, undefined);
   t.is(loaded.metadata, undefined);
-  assertSameWeights(t, model, loaded.model);
+  await assertSameWeights(t, model, loaded.model);
 });
 
 test.serial('saveModel checks its options before writing anything', async (t) => {

@@ -102,7 +102,7 @@ for (const spec of specs) for (const { backend, fused } of variants) {
   });
 }
 
-test('optimizer state round-trips: a restored optimizer continues exactly like the original', (t) => {
+test('optimizer state round-trips: a restored optimizer continues exactly like the original', async (t) => {
   const spec = optimizerSpecSchema.parse({ name: 'adam', learningRate: 0.01 });
   const a = tf.variable(tf.tensor1d([1, 2, 3]));
   const b = tf.variable(tf.tensor1d([1, 2, 3]));
@@ -112,7 +112,7 @@ test('optimizer state round-trips: a restored optimizer continues exactly like t
   first.apply([a], [g], 0.01);
   const second = createOptimizer(spec);
   second.bind([b]);
-  second.setState(first.getState());
+  second.setState((await first.getState()));
   b.assign(a);
   first.apply([a], [g], 0.01);
   second.apply([b], [g], 0.01);

@@ -55,7 +55,7 @@ async function train(trainer: Trainer, split: DataSplit, epochs: number): Promis
     const order = shuffled(split.length, epoch + 1);
     for (let start = 0; start < order.length; start += 16) {
       const batch = await split.loadBatch(order.slice(start, start + 16));
-      trainer.trainStep(batch, 0.01);
+      await trainer.trainStep(batch, 0.01);
       batch.release?.();
     }
   }

@@ -65,8 +65,8 @@ function slice(batch: Batch, start: number, end: number): Batch {
 }
 
 /** Weights by name, copied, for before/after comparisons. */
-function snapshot(model: tf.LayersModel): Map<string, Float32Array> {
-  const set = readWeights(model);
+async function snapshot(model: tf.LayersModel): Promise<Map<string, Float32Array>> {
+  const set = await readWeights(model);
   return new Map(set.manifest.map((entry, i) => [entry.name, set.values[i]!]));
 }
 
@@ -113,19 +113,19 @@ test.serial('training the head lowers the loss and leaves the frozen backbone, B
   const { model } = await build(t, { backbone: MOBILENET, head: { classes: 3 } });
   const data = syntheticImages(16, SHAPE, 1);
   const step = trainer(t, model, 0.01);
-  const backbone = snapshot(model);
-  const initialLoss = step.evaluate(data).loss;
-  step.trainStep(slice(data, 0, 16), 0.01);
+  const backbone = await snapshot(model);
+  const initialLoss = (await step.evaluate(data)).loss;
+  await step.trainStep(slice(data, 0, 16), 0.01);
   const tensors = tf.memory().numTensors;
   for (let epoch = 0; epoch < 3; epoch++) {
-    for (let start = epoch === 0 ? 16 : 0; start < data.n; start += 16) step.trainStep(slice(data, start, start + 16), 0.01);
+    for (let start = epoch === 0 ? 16 : 0; start < data.n; start += 16) await step.trainStep(slice(data, start, start + 16), 0.01);
   }
-  const final = step.evaluate(data);
+  const final = await step.evaluate(data);
   t.log(`loss ${initialLoss.toFixed(3)} -> ${final.loss.toFixed(3)}, ${final.correct}/${data.n} correct`);
   t.is(tf.memory().numTensors, tensors, 'no tensor leaks across steps');
   t.true(final.loss < initialLoss * 0.6, `loss ${initialLoss.toFixed(3)} -> ${final.loss.toFixed(3)}`);
   t.true(final.correct >= 40, `${final.correct}/48 correct`);
-  const after = snapshot(model);
+  const after = await snapshot(model);
   const backboneNames = [...backbone.keys()].filter((name) => !name.startsWith('head_'));
   t.true(backboneNames.some((name) => name.endsWith('moving_variance')), 'BN moving statistics are among the compared weights');
   t.deepEqual(backboneNames.filter((name) => changed(backbone, after, name)), []);
@@ -195,7 +195,7 @@ test.serial('a saved drover model works as a backbone from a path, cut at a laye
   t.deepEqual(backboneLayers, ['input', 'conv2d_1', 'batch_norm_1', 'conv2d_2']);
   t.deepEqual(model.getLayer('conv2d_2').outputShape, [null, 24, 24, 6]);
   for (const name of ['conv2d_1/kernel', 'batch_norm_1/moving_mean', 'conv2d_2/kernel']) {
-    t.deepEqual(snapshot(model).get(name), snapshot(cnn).get(name), `pretrained ${name} carried over`);
+    t.deepEqual((await snapshot(model)).get(name), (await snapshot(cnn)).get(name), `pretrained ${name} carried over`);
   }
   await t.throwsAsync(buildTransferModel({ backbone: dir, cutAt: 'dense_1', head: { classes: 2 } }), { instanceOf: ModelError, message: /needs \[batch, h, w, c\] features/ });
 });
@@ -241,13 +241,13 @@ test.serial('fine-tuning from block_16 trains that block while everything below 
   const data = syntheticImages(4, shape, 3);
   const trainable = unfreezeFrom(model, 'block_16_expand');
   t.deepEqual(trainable, ['block_16_expand', 'block_16_depthwise', 'block_16_project', 'Conv_1', 'head_classifier']);
-  const before = snapshot(model);
+  const before = await snapshot(model);
   const step = trainer(t, model, 1e-3);
-  step.trainStep(data, 1e-3);
+  await step.trainStep(data, 1e-3);
   const tensors = tf.memory().numTensors;
-  step.trainStep(data, 1e-3);
+  await step.trainStep(data, 1e-3);
   t.is(tf.memory().numTensors, tensors, 'no tensor leaks across steps');
-  const after = snapshot(model);
+  const after = await snapshot(model);
   for (const name of ['block_16_expand/kernel', 'block_16_depthwise/depthwise_kernel', 'block_16_project/kernel', 'Conv_1/kernel', 'head_classifier/kernel']) {
     t.true(changed(before, after, name), `${name} trains`);
   }

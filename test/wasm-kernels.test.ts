@@ -10,7 +10,7 @@ import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { EXPLICIT, TOLERANCE, convCases, depthwiseGradInputs, depthwiseGrads, depthwiseGradsReference, gatherDilatedTaps, relativeError, seededTensorValues, tensor4, threadedKernelRuns, valuesOn } from './helpers/kernel-reference.ts';
+import { EXPLICIT, TOLERANCE, convCases, depthwiseGradInputs, depthwiseGrads, depthwiseGradsReference, gatherDilatedTaps, relativeError, seededTensorValues, SMALL_NET, smallNetGradients, tensor4, threadedKernelRuns, valuesOn } from './helpers/kernel-reference.ts';
 import type { Shape4 } from './helpers/kernel-reference.ts';
 
 // Each kernel runs on wasm and on tfjs-backend-cpu (reference implementations) on the same seeded
@@ -245,24 +245,6 @@ test.serial('Identity and same-dtype Cast on wasm share the buffer: values kept 
   tf.dispose([copy, same, ints, bools]);
   t.is(backend.numDataIds(), dataBefore);
 });
-
-/** conv s2 -> relu -> depthwise (multiplier 2) s2 -> relu -> conv 3x3 valid -> mean square. */
-function smallNetGradients(specs: { shape: number[]; values: Float32Array }[]): tf.Tensor[] {
-  const [x, w1, dw, w2] = specs.map(tensor4) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
-  const loss = (xi: tf.Tensor, a: tf.Tensor, b: tf.Tensor, c: tf.Tensor): tf.Scalar => {
-    const h1 = tf.relu(tf.conv2d(xi as tf.Tensor4D, a as tf.Tensor4D, 2, 'same'));
-    const h2 = tf.relu(tf.depthwiseConv2d(h1, b as tf.Tensor4D, 2, 'same'));
-    return tf.mean(tf.square(tf.conv2d(h2, c as tf.Tensor4D, 1, 'valid')));
-  };
-  return tf.grads(loss)([x, w1, dw, w2]);
-}
-
-const SMALL_NET = [
-  seededTensorValues([3, 13, 11, 3], 1),
-  seededTensorValues([3, 3, 3, 8], 2),
-  seededTensorValues([3, 3, 8, 2], 3),
-  seededTensorValues([3, 3, 16, 5], 4),
-];
 
 test.serial('tf.grads through a small conv net agree on wasm and cpu', async (t) => {
   const reference = await valuesOn('cpu', () => smallNetGradients(SMALL_NET));

@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { ClusterError, ConfigError } from '../errors.ts';
 import type { Job } from '../config/job.ts';
 import type { BackendChoice } from '../model/backend.ts';
+import type { GpuAdapterEntry } from '../model/webgpu.ts';
 import { runCoordinator, type CoordinatorRunResult } from '../coordinator/run-coordinator.ts';
 import type { Logger } from '../telemetry/logger.ts';
 
@@ -17,6 +18,8 @@ export interface LocalClusterOptions {
   workers: number;
   /** Backend of the worker processes (default: the job's). */
   backend?: BackendChoice;
+  /** One worker per adapter, each bound to it (webgpu, `--gpu N`); `workers` must match. */
+  gpus?: GpuAdapterEntry[];
   /** Events of the coordinator, and the workers' warnings and errors. */
   log: Logger;
   /** Ctrl-C: finish the step, checkpoint, stop every process. */
@@ -41,6 +44,9 @@ export async function runLocalCluster(options: LocalClusterOptions): Promise<Coo
   if (!Number.isInteger(options.workers) || options.workers < 1) {
     throw new ConfigError(`workers must be an integer >= 1, got ${options.workers}`, 'workers');
   }
+  if (options.gpus && options.gpus.length !== options.workers) {
+    throw new ConfigError(`${options.gpus.length} GPUs for ${options.workers} workers: one worker per GPU`, 'workers');
+  }
   const token = randomBytes(18).toString('base64url');
   const controller = new AbortController();
   const forward = (): void => controller.abort(options.signal?.reason);
@@ -52,10 +58,12 @@ export async function runLocalCluster(options: LocalClusterOptions): Promise<Coo
   const startWorkers = (port: number): void => {
     const pids: number[] = [];
     for (let i = 1; i <= options.workers; i++) {
-      const name = `local-${i}`;
+      const gpu = options.gpus?.[i - 1];
+      const name = gpu ? `gpu-${gpu.index}` : `local-${i}`;
+      const compute = gpu ? ['--backend', 'webgpu', '--gpu', String(gpu.index)] : ['--backend', options.backend ?? job.backend, '--threads', String(job.threads)];
       const child = spawn(
         process.execPath,
-        [DROVER_BIN, 'worker', '--coordinator', `127.0.0.1:${port}`, '--name', name, '--backend', options.backend ?? job.backend, '--threads', String(job.threads), '--reconnect-ms', '10000'],
+        [DROVER_BIN, 'worker', '--coordinator', `127.0.0.1:${port}`, '--name', name, ...compute, '--reconnect-ms', '10000'],
         { env: { ...process.env, DROVER_TOKEN: token }, stdio: ['ignore', 'pipe', 'pipe'], detached: true },
       );
       children.add(child);

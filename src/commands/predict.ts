@@ -12,6 +12,7 @@ import type { PreprocessSpec, ResizeModeSpec } from '../data/spec.ts';
 import type { InputShape } from '../data/types.ts';
 import { activeBackend, initBackend, BACKEND_CHOICES, type BackendChoice } from '../model/backend.ts';
 import { loadModel } from '../model/export.ts';
+import { readFloat32 } from '../model/tensor-read.ts';
 
 /** A saved drover model ready for inference: what its outputs mean and what input it wants. */
 export interface Classifier {
@@ -140,10 +141,15 @@ async function predictChunk(classifier: Classifier, decoder: SampleDecoder, imag
   const failed = new Set(batch.skipped ?? []);
   let probabilities: Float32Array = new Float32Array(0);
   if (batch.n > 0) {
-    probabilities = tf.tidy(() => {
+    const output = tf.tidy(() => {
       const x = tf.tensor4d(batch.x, [batch.n, ...batch.shape]);
-      return (classifier.model.apply(x, { training: false }) as tf.Tensor).dataSync() as Float32Array;
+      return classifier.model.apply(x, { training: false }) as tf.Tensor;
     });
+    try {
+      [probabilities] = await readFloat32([output]);
+    } finally {
+      output.dispose();
+    }
   }
   batch.release?.();
   const classes = classifier.classNames.length;

@@ -1,9 +1,11 @@
+import type * as tf from '@tensorflow/tfjs';
 import { ClusterError, DeadlineError, DroverError, NonFiniteUpdateError, ProtocolError, WeightsError } from '../errors.ts';
 import { SkipLog } from '../data/skips.ts';
 import { Sampler, type SampledBatch } from '../data/sampler.ts';
 import type { Dataset, DataSplit } from '../data/types.ts';
 import type { WeightEntry, WeightSet } from '../model/weights.ts';
-import { readWeights, weightManifest, writeWeights } from '../model/weights.ts';
+import { readWeights, weightManifest, writeWeights, writeWeightsAt } from '../model/weights.ts';
+import { readFloat32 } from '../model/tensor-read.ts';
 import { logEvent } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { EpochRecord } from '../train/fit.ts';
@@ -164,6 +166,8 @@ export class Coordinator implements SessionHost {
   private published: number | undefined;
   /** The last full broadcast, for workers that join: rebuilt when partial ones have moved past it. */
   private fullBroadcast: { version: number; messages: CoordinatorMessage[] } | undefined;
+  /** Host copy of every weight as of `published`, read back after each step. */
+  private readonly hostWeights: Float32Array[] = [];
   private fatal: Error | undefined;
   /** Workers sent Stop, and why: their sessions' end is a leave, not a loss. */
   private readonly dismissed = new Map<string, string>();
@@ -276,7 +280,7 @@ export class Coordinator implements SessionHost {
     let progress: EpochProgress = resume?.state.epochProgress ?? { lossSum: 0, correct: 0, seen: 0, seconds: 0 };
     this.step = resume?.state.step ?? 0;
     this.version = this.step;
-    this.publishWeights('all');
+    await this.publishWeights('all');
 
     this.watchdog = setInterval(() => this.checkDeadlines(), Math.min(1000, Math.max(50, Math.floor(cluster.stepDeadlineMs / 5))));
     this.watchdog.unref();
@@ -313,7 +317,7 @@ export class Coordinator implements SessionHost {
             this.step = step;
             // Same weights, next version: the prefetched shards were planned for it.
             this.version++;
-            this.publishWeights({ buffers: false });
+            await this.publishWeights({ buffers: false });
             this.closeRound(current);
             continue;
           }
@@ -340,7 +344,7 @@ export class Coordinator implements SessionHost {
           if (reduced.buffers) this.writeBuffers(reduced.buffers);
           this.step = step;
           this.version++;
-          this.publishWeights({ buffers: reduced.buffers !== undefined });
+          await this.publishWeights({ buffers: reduced.buffers !== undefined });
           const stepEnd = performance.now();
           this.closeRound(current);
           progress.lossSum += reduced.loss * reduced.n;
@@ -373,7 +377,7 @@ export class Coordinator implements SessionHost {
         }
         history.push(record);
         logEvent(this.log, 'epoch', { epochs: jobEpochs, ...record }, epochSummary(record, jobEpochs));
-        const stop = stopper?.update(epoch, record, () => readWeights(trainer.model)) ?? false;
+        const stop = (await stopper?.update(epoch, record, () => readWeights(trainer.model))) ?? false;
         progress = { lossSum: 0, correct: 0, seen: 0, seconds: 0 };
         await this.checkpoint(sampler.position, epoch, history, progress, stopper);
         if (stop) {
@@ -381,7 +385,7 @@ export class Coordinator implements SessionHost {
           if (restored) {
             writeWeights(trainer.model, stopper!.bestWeights!);
             this.version++;
-            this.publishWeights('all');
+            await this.publishWeights('all');
           }
           logEvent(this.log, 'early_stop', { epoch, monitor: stopper!.spec.monitor, best: stopper!.best!, bestEpoch: stopper!.bestEpoch!, restored },
             `early stop at epoch ${epoch}: ${stopper!.spec.monitor} best ${stopper!.best!.toFixed(4)} at epoch ${stopper!.bestEpoch}`);
@@ -619,48 +623,54 @@ export class Coordinator implements SessionHost {
    * reported them) as a partial broadcast on top of the last version sent. A frozen backbone's
    * weights change only in rewrites, so they go out once per worker, not once per step.
    */
-  private publishWeights(changed: 'all' | { buffers: boolean }): void {
+  private async publishWeights(changed: 'all' | { buffers: boolean }): Promise<void> {
     const indices = changed === 'all' || this.published === undefined
       ? this.weightManifest.map((_, i) => i)
       : this.weightManifest.flatMap((w, i) => (w.trainable || changed.buffers ? [i] : []));
     const partial = indices.length < this.weightManifest.length;
-    const messages = this.weightMessages(indices, partial ? this.published : undefined);
-    this.fullBroadcast = partial ? undefined : { version: this.version, messages };
-    this.published = this.version;
+    const version = this.version;
+    // Read asynchronously (a GPU backend cannot read synchronously) into the host copy that
+    // joining workers get; until it is in, they get the last version published, which the
+    // partial broadcast below then builds on.
+    type LayerVariable = { read(): tf.Variable };
+    const variables = this.options.trainer.model.weights as unknown as LayerVariable[];
+    const values = await readFloat32(indices.map((i) => variables[i]!.read()));
+    indices.forEach((i, k) => {
+      this.hostWeights[i] = values[k]!;
+    });
+    const messages = this.weightMessages(indices, version, partial ? this.published : undefined);
+    this.fullBroadcast = partial ? undefined : { version, messages };
+    this.published = version;
     for (const link of this.links.values()) link.send(messages);
   }
 
   /** A full broadcast of the current weights, for a worker that joins (built once per version). */
   private currentFullBroadcast(): CoordinatorMessage[] {
-    if (this.fullBroadcast?.version !== this.version) {
-      this.fullBroadcast = { version: this.version, messages: this.weightMessages(this.weightManifest.map((_, i) => i), undefined) };
+    const version = this.published!;
+    if (this.fullBroadcast?.version !== version) {
+      this.fullBroadcast = { version, messages: this.weightMessages(this.weightManifest.map((_, i) => i), version, undefined) };
     }
     return this.fullBroadcast.messages;
   }
 
   /**
-   * Snapshots the weights at `indices` as the message sequence of one broadcast (partial when
-   * `base` is set). One read per weight: dataSync hands back a copy (wasm, native) or data a
-   * later update replaces rather than changes (cpu), so the snapshot stays valid while queued.
+   * The host copy of the weights at `indices` as the message sequence of one broadcast of
+   * `version` (partial when `base` is set). A publish replaces host arrays rather than changing
+   * them (reads hand back copies, or on cpu data a later update replaces), so the snapshot stays
+   * valid while queued.
    */
-  private weightMessages(indices: readonly number[], base: number | undefined): CoordinatorMessage[] {
-    type LayerVariable = { read(): { dataSync(): ArrayLike<number> } };
-    const variables = this.options.trainer.model.weights as unknown as LayerVariable[];
-    const tensors = indices.map((i) => ({ name: this.weightManifest[i]!.name, shape: this.weightManifest[i]!.shape, data: variables[i]!.read().dataSync() as Float32Array }));
+  private weightMessages(indices: readonly number[], version: number, base: number | undefined): CoordinatorMessage[] {
+    const tensors = indices.map((i) => ({ name: this.weightManifest[i]!.name, shape: this.weightManifest[i]!.shape, data: this.hostWeights[i]! }));
     const transfer = tensorTransfer(++this.transferIds, tensors);
     const jobEnvelope = envelope(this.jobId);
-    const header = { version: this.version, weights: transfer.header, partial: base !== undefined, baseVersion: base ?? 0 };
+    const header = { version, weights: transfer.header, partial: base !== undefined, baseVersion: base ?? 0 };
     return [{ envelope: jobEnvelope, weights: header }, ...transfer.chunks.map((chunk) => ({ envelope: jobEnvelope, chunk }))];
   }
 
   /** Writes averaged batch-norm statistics into the coordinator's model. */
   private writeBuffers(values: Float32Array[]): void {
-    const set: WeightSet = readWeights(this.options.trainer.model);
-    let k = 0;
-    set.manifest.forEach((entry, i) => {
-      if (!entry.trainable) set.values[i] = values[k++]!;
-    });
-    writeWeights(this.options.trainer.model, set);
+    const indices = this.weightManifest.flatMap((entry, i) => (entry.trainable ? [] : [i]));
+    writeWeightsAt(this.options.trainer.model, indices, values);
   }
 
   private async onGradient(
@@ -958,7 +968,7 @@ export class Coordinator implements SessionHost {
     stopper: EarlyStopping | undefined,
   ): Promise<void> {
     const file = checkpointPath(this.options.outputDir);
-    const optimizer = this.options.trainer.optimizer.getState();
+    const optimizer = await this.options.trainer.optimizer.getState();
     const { bytes } = await saveCheckpoint(file, {
       state: {
         jobId: this.jobId,
@@ -972,7 +982,7 @@ export class Coordinator implements SessionHost {
         ...(stopper ? { earlyStopping: stopper.state } : {}),
         savedAt: new Date().toISOString(),
       },
-      weights: readWeights(this.options.trainer.model),
+      weights: await readWeights(this.options.trainer.model),
       optimizer: { iterations: optimizer.iterations, slots: optimizer.slots.map((s) => ({ name: s.name, values: new Float32Array(s.values) })) },
       ...(stopper?.bestWeights ? { bestWeights: stopper.bestWeights } : {}),
     });

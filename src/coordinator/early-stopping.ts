@@ -42,7 +42,7 @@ export class EarlyStopping {
   }
 
   /** Records an epoch's validation metrics; returns true when training should stop. */
-  update(epoch: number, metrics: { valLoss?: number; valAccuracy?: number }, snapshot: () => WeightSet): boolean {
+  async update(epoch: number, metrics: { valLoss?: number; valAccuracy?: number }, snapshot: () => Promise<WeightSet>): Promise<boolean> {
     const value = this.spec.monitor === 'val_loss' ? metrics.valLoss : metrics.valAccuracy;
     if (value === undefined || !Number.isFinite(value)) return false;
     const better =
@@ -52,7 +52,7 @@ export class EarlyStopping {
       this.best = value;
       this.bestEpoch = epoch;
       this.wait = 0;
-      if (this.spec.restoreBest) this.bestWeights = snapshot();
+      if (this.spec.restoreBest) this.bestWeights = await snapshot();
       return false;
     }
     this.wait++;

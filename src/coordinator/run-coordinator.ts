@@ -183,7 +183,7 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
       // checkpoint at the boundary step, which --resume also reads as the next phase's start.
       phaseStart = { step: result.steps, epoch: result.history.length };
       await writePhaseMarker(outputDir, { jobId, phase: index + 1, start: phaseStart });
-      resume = phaseBoundary({ jobId, jobName: job.name, seed: job.seed, steps: result.steps, history: result.history }, readWeights(model));
+      resume = phaseBoundary({ jobId, jobName: job.name, seed: job.seed, steps: result.steps, history: result.history }, await readWeights(model));
       await saveCheckpoint(checkpointPath(outputDir), resume);
     }
     // Training is over: export, test and dismissal follow, no worker can join any more.

@@ -7,17 +7,20 @@ import { silentLogger } from '../telemetry/logger.ts';
 import { logEvent } from '../telemetry/events.ts';
 import { registerWasmKernels, startWasmWithThreads } from './wasm-kernels/index.ts';
 import { registerNativeKernels } from './native/index.ts';
+import { registerWebGpuBackend, type WebGpuAdapterInfo } from './webgpu.ts';
 
-export type BackendChoice = 'auto' | 'tensorflow' | 'wasm' | 'cpu';
-export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'wasm', 'cpu'];
+export type BackendChoice = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'];
 
 export interface BackendInfo {
-  /** tfjs backend name now active: 'tensorflow' | 'wasm' | 'cpu'. */
+  /** tfjs backend name now active: 'tensorflow' | 'webgpu' | 'wasm' | 'cpu'. */
   name: string;
   /** What drover reports, e.g. 'tensorflow (tfjs-node-gpu, CUDA)' or 'wasm (simd, 1 thread)'. */
   description: string;
   /** Why this one was chosen (the fallbacks tried, and why they failed). */
   reason: string;
+  /** The GPU it computes on (webgpu), for the join line and the logs. */
+  adapter?: WebGpuAdapterInfo;
 }
 
 const require = createRequire(import.meta.url);
@@ -35,17 +38,26 @@ export interface BackendOptions {
    * The native backends thread on their own.
    */
   threads?: number;
+  /** webgpu: the adapter index (`--gpu N`, the order of `drover gpus`). Default: Dawn's first. */
+  gpu?: number;
+  /**
+   * webgpu: accept a software adapter (lavapipe, SwiftShader) when asked for explicitly with
+   * `--backend webgpu`. Default true for an explicit request (tests and CI run on one);
+   * `auto` never takes one.
+   */
+  allowSoftware?: boolean;
 }
 
 /**
- * Selects and initialises the compute backend. `auto` tries tfjs-node-gpu (CUDA), then
- * tfjs-node, then wasm, and logs which one it took and why. Never falls back to cpu on its
- * own: the pure-JS backend is ~100x too slow for convolution training.
+ * Selects and initialises the compute backend. `auto` tries tfjs-node-gpu where it loads and
+ * sees a CUDA GPU, then a hardware WebGPU adapter (Dawn; never a software one), then tfjs-node,
+ * then wasm (with oneDNN kernels when built), and logs which one it took and why. Never falls
+ * back to cpu on its own: the pure-JS backend is ~100x too slow for convolution training.
  */
 export async function initBackend(choice: BackendChoice = 'auto', log: Logger = silentLogger(), options: BackendOptions = {}): Promise<BackendInfo> {
   // One initialisation per request: concurrent or repeated calls (two jobs in one process)
   // share it instead of racing tf.setBackend against a backend still starting.
-  const key = `${choice}/${options.threads ?? 1}`;
+  const key = `${choice}/${options.threads ?? 1}/${options.gpu ?? '-'}`;
   const existing = started.get(key);
   if (existing) {
     const info = await existing;
@@ -68,19 +80,34 @@ async function startBackend(choice: BackendChoice, log: Logger, options: Backend
   const tried: string[] = [];
   // Whether a native TensorFlow package is installed at all (its absence is the normal case).
   let tensorflowInstalled = false;
+  if (choice === 'webgpu') {
+    const adapter = await registerWebGpuBackend({ ...(options.gpu !== undefined ? { gpu: options.gpu } : {}), allowSoftware: options.allowSoftware ?? true });
+    await activate('webgpu');
+    return announce(webGpuInfo(adapter, adapter.index !== undefined ? `requested with --backend webgpu --gpu ${adapter.index}` : 'requested with --backend webgpu'), log);
+  }
+  // tfjs-node-gpu loads without a GPU too (it then computes on the CPU): take it as a GPU
+  // backend only when it sees one, and keep it as the CPU tensorflow backend otherwise.
+  let cpuTensorflow: string | undefined;
   if (choice === 'auto' || choice === 'tensorflow') {
-    for (const pkg of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    // auto tries tfjs-node only after webgpu (below).
+    for (const pkg of choice === 'auto' ? ['@tensorflow/tfjs-node-gpu'] : ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
       try {
         await import(pkg);
         await activate('tensorflow');
+        const onGpu = pkg.endsWith('gpu') && usesCudaDevice();
+        if (pkg.endsWith('gpu') && !onGpu && choice === 'auto') {
+          cpuTensorflow = pkg;
+          tried.push('tfjs-node-gpu: sees no CUDA GPU');
+          break;
+        }
         const info: BackendInfo = {
           name: 'tensorflow',
-          description: `tensorflow (${pkg.replace('@tensorflow/', '')}${pkg.endsWith('gpu') ? ', CUDA' : ''})`,
+          description: `tensorflow (${pkg.replace('@tensorflow/', '')}${onGpu ? ', CUDA' : ''})`,
           reason: tried.length ? `${tried.join('; ')}; loaded ${pkg}` : `loaded ${pkg}`,
         };
         return announce(info, log);
       } catch (err) {
-        tried.push(`${pkg} unavailable (${firstLine(err)})`);
+        tried.push(`${pkg.replace('@tensorflow/', '')}: ${firstLine(err)}`);
         if (!isModuleNotFound(err, pkg)) tensorflowInstalled = true;
       }
     }
@@ -89,6 +116,28 @@ async function startBackend(choice: BackendChoice, log: Logger, options: Backend
         `backend "tensorflow" requested but neither @tensorflow/tfjs-node-gpu nor @tensorflow/tfjs-node loads: ${tried.join('; ')}. ` +
           'Install one of them (their install downloads libtensorflow) or use --backend wasm.',
       );
+    }
+  }
+  if (choice === 'auto') {
+    try {
+      const adapter = await registerWebGpuBackend({ allowSoftware: false });
+      await activate('webgpu');
+      return announce(webGpuInfo(adapter, tried.length ? `${tried.join('; ')}; hardware WebGPU adapter found` : 'hardware WebGPU adapter found'), log);
+    } catch (err) {
+      tried.push(`webgpu: ${firstLine(err)}`);
+    }
+    if (cpuTensorflow) {
+      await activate('tensorflow');
+      return announce({ name: 'tensorflow', description: `tensorflow (${cpuTensorflow.replace('@tensorflow/', '')}, CPU)`, reason: tried.join('; ') }, log);
+    }
+    try {
+      const cpuPackage = '@tensorflow/tfjs-node';
+      await import(cpuPackage);
+      await activate('tensorflow');
+      return announce({ name: 'tensorflow', description: 'tensorflow (tfjs-node)', reason: `${tried.join('; ')}; loaded @tensorflow/tfjs-node` }, log);
+    } catch (err) {
+      tried.push(`tfjs-node: ${firstLine(err)}`);
+      if (!isModuleNotFound(err, '@tensorflow/tfjs-node')) tensorflowInstalled = true;
     }
   }
   if (choice === 'cpu') {
@@ -132,6 +181,17 @@ async function startBackend(choice: BackendChoice, log: Logger, options: Backend
   return announce(info, log);
 }
 
+function webGpuInfo(adapter: WebGpuAdapterInfo, reason: string): BackendInfo {
+  const kind = adapter.software ? 'software adapter' : 'GPU';
+  const which = adapter.index !== undefined ? `${kind} ${adapter.index}` : kind;
+  return { name: 'webgpu', description: `webgpu (${which}: ${adapter.name}, Dawn ${adapter.backend})`, reason, adapter };
+}
+
+/** True when the tensorflow backend (tfjs-node-gpu) computes on a CUDA device. */
+function usesCudaDevice(): boolean {
+  return (tf.backend() as { isUsingGpuDevice?: boolean }).isUsingGpuDevice === true;
+}
+
 async function activate(name: string): Promise<void> {
   const ok = await tf.setBackend(name);
   await tf.ready();
@@ -160,10 +220,12 @@ function nativeOffShort(native: { reason: string; broken: boolean }): string {
 /** True when `pkg` itself is not installed (as opposed to installed but failing to load). */
 function isModuleNotFound(err: unknown, pkg: string): boolean {
   const code = (err as { code?: unknown })?.code;
-  return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && firstLine(err).includes(pkg);
+  const message = err instanceof Error ? err.message : String(err);
+  return (code === 'ERR_MODULE_NOT_FOUND' || code === 'MODULE_NOT_FOUND') && message.includes(pkg);
 }
 
 function firstLine(err: unknown): string {
+  if ((err as { code?: string }).code === 'ERR_MODULE_NOT_FOUND') return 'not installed';
   const message = err instanceof Error ? err.message : String(err);
   return message.split('\n')[0]!.slice(0, 200);
 }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { WeightsError } from '../errors.ts';
+import { readFloat32 } from './tensor-read.ts';
 
 /** One weight of a model as it travels: name, shape, dtype, and whether SGD updates it. */
 export interface WeightEntry {
@@ -39,17 +40,19 @@ export function weightManifest(model: tf.LayersModel): WeightEntry[] {
   }));
 }
 
-/** Reads every weight (trainable and not, e.g. batch-norm moving statistics) as flat arrays. */
-export function readWeights(model: tf.LayersModel): WeightSet {
+/**
+ * Reads every weight (trainable and not, e.g. batch-norm moving statistics) as flat arrays,
+ * asynchronously (GPU backends cannot read synchronously).
+ */
+export async function readWeights(model: tf.LayersModel): Promise<WeightSet> {
   const vars = layerVariables(model);
-  return {
-    manifest: weightManifest(model),
-    values: vars.map((v) => {
-      if (v.dtype !== 'float32') throw new WeightsError(`weight ${stableName(v)} has dtype ${v.dtype}; only float32 is supported`);
-      // A copy: the snapshot must not alias backend memory that later steps reuse.
-      return new Float32Array(v.read().dataSync() as Float32Array);
-    }),
-  };
+  for (const v of vars) {
+    if (v.dtype !== 'float32') throw new WeightsError(`weight ${stableName(v)} has dtype ${v.dtype}; only float32 is supported`);
+  }
+  const manifest = weightManifest(model);
+  const read = await readFloat32(vars.map((v) => v.read()));
+  // Copies: the snapshot must not alias backend memory that later steps reuse (cpu).
+  return { manifest, values: tf.getBackend() === 'cpu' ? read.map((a) => new Float32Array(a)) : read };
 }
 
 /** Checks that a weight set fits a manifest: same names, sizes and finite values. */

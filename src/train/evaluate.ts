@@ -31,7 +31,7 @@ export async function evaluateSplit(trainer: Trainer, split: DataSplit, classes:
     const indices = Array.from({ length: Math.min(batchSize, split.length - start) }, (_, i) => start + i);
     const batch = await split.loadBatch(indices, { augment: false });
     if (batch.n === 0) continue;
-    const result = trainer.evaluate(batch);
+    const result = await trainer.evaluate(batch);
     lossSum += result.loss * result.n;
     correct += result.correct;
     n += result.n;

@@ -152,7 +152,7 @@ export async function fit(options: FitOptions): Promise<FitResult> {
         log.warn({ epoch, stepInEpoch: inEpoch, skipped: batch.skipped?.length ?? 0 }, 'a batch had no decodable sample: step skipped');
         continue;
       }
-      const metrics = trainer.trainStep(batch, lr);
+      const metrics = await trainer.trainStep(batch, lr);
       batch.release?.();
       const done = performance.now();
       step++;
@@ -207,7 +207,7 @@ export async function fit(options: FitOptions): Promise<FitResult> {
     }
     history.push(record);
     logEvent(log, 'epoch', { epochs, ...record }, epochSummary(record, epochs));
-    const stop = stopper?.update(epoch, record, () => readWeights(trainer.model)) ?? false;
+    const stop = (await stopper?.update(epoch, record, () => readWeights(trainer.model))) ?? false;
     progress = { lossSum: 0, correct: 0, seen: 0, seconds: 0 };
     await save(sampler.position, epoch);
     if (stop) {

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { NonFiniteUpdateError, WeightsError } from '../errors.ts';
+import { readFloat32 } from '../model/tensor-read.ts';
 import { fusedUpdate, hasFusedUpdate, registerFusedUpdateKernels, type UpdateAttrs } from '../model/update-kernels.ts';
 
 registerFusedUpdateKernels();
@@ -57,8 +58,8 @@ export interface Optimizer {
    * nothing (not even the iteration count).
    */
   apply(vars: readonly tf.Variable[], grads: readonly tf.Tensor[], learningRate: number, options?: { verify?: boolean }): void;
-  /** State for a checkpoint: every slot, plus `iterations`. */
-  getState(): { iterations: number; slots: OptimizerSlot[] };
+  /** State for a checkpoint: every slot, plus `iterations` (read asynchronously: GPU backends). */
+  getState(): Promise<{ iterations: number; slots: OptimizerSlot[] }>;
   /** Restores state taken by getState on an optimizer for the same variables. */
   setState(state: { iterations: number; slots: readonly OptimizerSlot[] }): void;
   /** Creates the state slots for these variables now (apply does so lazily). */
@@ -221,12 +222,11 @@ class SlotOptimizer implements Optimizer {
     return writes;
   }
 
-  getState(): { iterations: number; slots: OptimizerSlot[] } {
-    const out: OptimizerSlot[] = [];
-    for (const [kind, list] of this.slots ?? []) {
-      list.forEach((variable, i) => out.push({ name: `${kind}/${i}`, values: variable.dataSync() as Float32Array }));
-    }
-    return { iterations: this.count, slots: out };
+  async getState(): Promise<{ iterations: number; slots: OptimizerSlot[] }> {
+    const iterations = this.count;
+    const entries = [...(this.slots ?? [])].flatMap(([kind, list]) => list.map((variable, i) => ({ name: `${kind}/${i}`, variable })));
+    const values = await readFloat32(entries.map((e) => e.variable));
+    return { iterations, slots: entries.map((e, k) => ({ name: e.name, values: values[k]! })) };
   }
 
   setState(state: { iterations: number; slots: readonly OptimizerSlot[] }): void {

@@ -180,7 +180,8 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
       if (resume && resume === resumed?.checkpoint) restoreCheckpoint(resume, resumed.file, trainer, { optimizer: resumed.optimizer });
       const phaseTrainer = trainer;
       const writeCheckpoint = async (progress: FitProgress): Promise<void> => {
-        const optimizer = phaseTrainer.optimizer.getState();
+        const optimizer = await phaseTrainer.optimizer.getState();
+        const weights = await readWeights(model);
         const { bytes } = await guardWrite(() =>
           saveCheckpoint(checkpointFile, {
             state: {
@@ -195,7 +196,7 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
               ...(progress.earlyStopping ? { earlyStopping: progress.earlyStopping } : {}),
               savedAt: new Date().toISOString(),
             },
-            weights: readWeights(model),
+            weights,
             optimizer: { iterations: optimizer.iterations, slots: optimizer.slots.map((slot) => ({ name: slot.name, values: new Float32Array(slot.values) })) },
             ...(progress.bestWeights ? { bestWeights: progress.bestWeights } : {}),
           }),
@@ -225,7 +226,7 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
       // As the coordinator does: mark the phase change first, then save its start.
       phaseStart = { step: result.steps, epoch: result.history.length };
       await writePhaseMarker(outputDir, { jobId, phase: index + 1, start: phaseStart });
-      resume = phaseBoundary({ jobId, jobName: job.name, seed: job.seed, steps: result.steps, history: result.history }, readWeights(model));
+      resume = phaseBoundary({ jobId, jobName: job.name, seed: job.seed, steps: result.steps, history: result.history }, await readWeights(model));
       await guardWrite(() => saveCheckpoint(checkpointFile, resume!));
     }
     if (!result || !trainer) throw new CheckpointError(`the checkpoint in ${outputDir} is past the job's last phase: nothing to resume`, checkpointFile);

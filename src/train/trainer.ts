@@ -2,7 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import { TrainingError, WeightsError } from '../errors.ts';
 import type { Batch } from '../data/types.ts';
 import type { WeightEntry } from '../model/weights.ts';
-import { weightManifest } from '../model/weights.ts';
+import { assertFinite, weightManifest } from '../model/weights.ts';
+import { readFloat32 } from '../model/tensor-read.ts';
 import type { Optimizer, OptimizerSpec } from './optimizers.ts';
 import { createOptimizer } from './optimizers.ts';
 
@@ -56,8 +57,10 @@ type TrainableVariable = { originalName: string; name: string; shape: number[]; 
 
 /**
  * The unit of work the distributed layer reuses: loss, correct count and gradients for a
- * batch on the current weights, and updates from (averaged) gradients. All tensor work of a
- * call happens synchronously inside one tidy, so nothing leaks between steps.
+ * batch on the current weights, and updates from (averaged) gradients. The tensor work of a
+ * call happens synchronously inside a tidy that keeps only what is read back; reads are awaited
+ * (a GPU backend cannot read synchronously) and release those tensors, so nothing leaks between
+ * steps.
  */
 export class Trainer {
   readonly optimizer: Optimizer;
@@ -83,21 +86,13 @@ export class Trainer {
   }
 
   /** Loss, correct count and gradients of the mean loss, as flat arrays (for the wire). */
-  computeGradients(batch: Batch): GradientResult {
-    // Results are assigned inside the tidy and returned after it: tidy walks whatever it
-    // returns, element by element for typed arrays (45-110 ms a step at 225 k params).
-    let result: GradientResult | undefined;
-    tf.tidy(() => {
-      const { loss, correct, grads } = this.gradientTensors(batch);
-      const correctCount = readAndDispose(correct);
-      result = {
-        loss: checkLoss(loss.dataSync()[0]!),
-        correct: correctCount,
-        n: batch.n,
-        grads: grads.map((g) => g.dataSync() as Float32Array),
-      };
+  async computeGradients(batch: Batch): Promise<GradientResult> {
+    const { loss, correct, grads } = tf.tidy(() => {
+      const out = this.gradientTensors(batch);
+      return { loss: out.loss, correct: countAsFloat(out.correct), grads: out.grads };
     });
-    return result!;
+    const [[lossValue], [correctCount], ...gradValues] = await readAndDispose([loss, correct, ...grads]);
+    return { loss: checkLoss(lossValue!), correct: correctCount!, n: batch.n, grads: gradValues };
   }
 
   /**
@@ -124,34 +119,40 @@ export class Trainer {
     });
   }
 
-  /** One local step: gradients and update without leaving tensor land (single process). */
-  trainStep(batch: Batch, learningRate: number): StepMetrics {
-    return tf.tidy(() => {
-      const { loss, correct, grads } = this.gradientTensors(batch);
-      const correctCount = readAndDispose(correct);
-      const lossValue = checkLoss(loss.dataSync()[0]!);
-      this.optimizer.apply(this.variables(), grads, learningRate);
-      return { loss: lossValue, correct: correctCount, n: batch.n };
+  /**
+   * One local step: gradients and update without leaving tensor land (single process). The loss
+   * is read before the update, so a diverged step changes no weight.
+   */
+  async trainStep(batch: Batch, learningRate: number): Promise<StepMetrics> {
+    const { loss, correct, grads } = tf.tidy(() => {
+      const out = this.gradientTensors(batch);
+      return { loss: out.loss, correct: countAsFloat(out.correct), grads: out.grads };
     });
+    try {
+      const [[lossValue], [correctCount]] = await readFloat32([loss, correct]);
+      const checked = checkLoss(lossValue!);
+      tf.tidy(() => this.optimizer.apply(this.variables(), grads, learningRate));
+      return { loss: checked, correct: correctCount!, n: batch.n };
+    } finally {
+      tf.dispose([loss, correct, ...grads]);
+    }
   }
 
   /** Loss and correct count in inference mode, plus the predicted class of each sample. */
-  evaluate(batch: Batch): PredictionResult {
-    let result: PredictionResult | undefined;
-    tf.tidy(() => {
+  async evaluate(batch: Batch): Promise<PredictionResult> {
+    const { loss, correct, predicted } = tf.tidy(() => {
       const x = tf.tensor4d(batch.x, [batch.n, ...batch.shape]);
       const probs = this.model.apply(x, { training: false }) as tf.Tensor2D;
-      const loss = crossEntropy(probs, batch.y);
-      const predicted = tf.argMax(probs, 1);
-      const correct = tf.sum(tf.cast(tf.equal(predicted, tf.tensor1d(batch.y, 'int32')), 'int32'));
-      result = {
-        loss: loss.dataSync()[0]!,
-        correct: correct.dataSync()[0]!,
-        n: batch.n,
-        predicted: predicted.dataSync() as Int32Array,
+      const argMax = tf.argMax(probs, 1);
+      return {
+        loss: crossEntropy(probs, batch.y),
+        correct: tf.sum(tf.cast(tf.equal(argMax, tf.tensor1d(batch.y, 'int32')), 'float32')),
+        // Class indices are exact in float32 (< 2^24): one read for all three.
+        predicted: tf.cast(argMax, 'float32'),
       };
     });
-    return result!;
+    const [[lossValue], [correctCount], predictedValues] = await readAndDispose([loss, correct, predicted]);
+    return { loss: lossValue!, correct: correctCount!, n: batch.n, predicted: Int32Array.from(predictedValues!) };
   }
 
   private variables(): tf.Variable[] {
@@ -162,7 +163,7 @@ export class Trainer {
     if (batch.n === 0) throw new TrainingError('cannot compute gradients of an empty batch');
     const x = tf.tensor4d(batch.x, [batch.n, ...batch.shape]);
     const labels = tf.tensor1d(batch.y, 'int32');
-    // Kept out of variableGrads' scope: the caller must read it with readAndDispose.
+    // Kept out of variableGrads' scope (and so out of every tidy): countAsFloat releases it.
     let correct: tf.Scalar | undefined;
     const vars = this.variables();
     this.seedDropouts();
@@ -213,11 +214,20 @@ export function regularizationLosses(model: tf.LayersModel): tf.Scalar[] {
   return model.layers.flatMap((layer) => layer.calculateLosses());
 }
 
-/** Reads a scalar kept out of a gradient tape, and releases it. */
-function readAndDispose(scalar: tf.Scalar): number {
-  const value = scalar.dataSync()[0]!;
-  scalar.dispose();
-  return value;
+/** The kept correct count as float32 (read with the loss in one go); releases the kept one. */
+function countAsFloat(correct: tf.Scalar): tf.Scalar {
+  const asFloat = tf.cast(correct, 'float32');
+  correct.dispose();
+  return asFloat;
+}
+
+/** Reads tensors back (one GPU read on webgpu) and releases them. */
+async function readAndDispose(tensors: tf.Tensor[]): Promise<Float32Array[]> {
+  try {
+    return await readFloat32(tensors);
+  } finally {
+    tf.dispose(tensors);
+  }
 }
 
 function checkLoss(loss: number): number {

@@ -4,6 +4,7 @@ import type { Batch } from '../data/types.ts';
 import { buildReplicaModel } from '../model/replica-model.ts';
 import { weightManifest, writeWeightsAt, type WeightEntry } from '../model/weights.ts';
 import { Trainer } from '../train/trainer.ts';
+import { readFloat32 } from '../model/tensor-read.ts';
 import type { ReplicaSpec } from '../wire/replica-spec.ts';
 import type { ComputeReplica, ReplicaEvaluation, ReplicaGradients } from './compute-replica.ts';
 import { placeWeightUpdate, type WeightUpdate } from './weight-update.ts';
@@ -57,14 +58,14 @@ export class ModelReplica implements ComputeReplica {
   }
 
   async train(batch: Batch): Promise<ReplicaGradients> {
-    const result = this.trainer.computeGradients(batch);
+    const result = await this.trainer.computeGradients(batch);
     // The forward pass in training mode moved the batch-norm statistics: they go back too.
-    const buffers = this.bufferVariables.map((v) => v.dataSync() as Float32Array);
+    const buffers = await readFloat32(this.bufferVariables);
     return { ...result, buffers };
   }
 
   async evaluate(batch: Batch): Promise<ReplicaEvaluation> {
-    const result = this.trainer.evaluate(batch);
+    const result = await this.trainer.evaluate(batch);
     return { lossSum: result.loss * result.n, correct: result.correct, n: result.n, predicted: Array.from(result.predicted) };
   }
 

@@ -1,5 +1,5 @@
 import os from 'node:os';
-import { AuthError, ClusterError, DroverError, ProtocolError, ProtocolMismatchError, WeightsError } from '../errors.ts';
+import { AuthError, ClusterError, ConfigError, DroverError, ProtocolError, ProtocolMismatchError, WeightsError } from '../errors.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { ClientTlsFiles } from '../wire/credentials.ts';
@@ -17,8 +17,10 @@ export interface WorkerOptions {
   token?: string;
   /** TLS: trust this CA (or system roots with `{}`); plaintext when undefined. */
   tls?: ClientTlsFiles;
-  /** Compute backend; default: auto (tfjs-node-gpu, tfjs-node, then wasm). */
+  /** Compute backend; default: auto (tfjs-node-gpu, a WebGPU GPU, tfjs-node, then wasm); webgpu with `gpu`. */
   backend?: BackendChoice;
+  /** Bind to this WebGPU adapter (index of `drover gpus`): implies backend webgpu. */
+  gpu?: number;
   /** Compute threads of the wasm backend (default 1). */
   threads?: number;
   /** Name shown in the coordinator's log. */
@@ -73,7 +75,11 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
     if (options.simulateComputeMs === undefined) {
       // Before joining, so the coordinator learns the real device; loaded lazily so simulated workers never load tfjs.
       const { initBackend } = await import('../model/backend.ts');
-      const info = await initBackend(options.backend ?? 'auto', log, { threads: options.threads ?? 1 });
+      if (options.gpu !== undefined && options.backend !== undefined && options.backend !== 'auto' && options.backend !== 'webgpu') {
+        throw new ConfigError(`--gpu ${options.gpu} binds a WebGPU adapter: it needs --backend webgpu (or auto), not ${options.backend}`, 'gpu');
+      }
+      const backend = options.gpu !== undefined ? 'webgpu' : (options.backend ?? 'auto');
+      const info = await initBackend(backend, log, { threads: options.threads ?? 1, ...(options.gpu !== undefined ? { gpu: options.gpu } : {}) });
       backendName = info.name;
       device = info.description;
       if (info.name === 'tensorflow') computeThreads = os.availableParallelism();

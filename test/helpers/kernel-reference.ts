@@ -32,9 +32,12 @@ export async function valuesOn(backend: string, compute: () => tf.Tensor | tf.Te
   if (!(await tf.setBackend(backend))) throw new Error(`backend ${backend} failed to initialise`);
   const outputs = tf.tidy(compute);
   const list = Array.isArray(outputs) ? outputs : [outputs];
-  const values = list.map((t) => Float32Array.from(t.dataSync()));
-  tf.dispose(list);
-  return values;
+  // Asynchronous reads: a GPU backend (webgpu) cannot read synchronously.
+  try {
+    return await Promise.all(list.map(async (t) => Float32Array.from(await t.data())));
+  } finally {
+    tf.dispose(list);
+  }
 }
 
 /**
@@ -209,3 +212,22 @@ export function depthwiseGradsReference(c: ConvCase, { x, filter, dy }: Depthwis
     gatherDilatedTaps(tf.engine().runKernel(tf.DepthwiseConv2dNativeBackpropFilter, { x: tensor4(x), dy: tensor4(dy) }, { ...attrs, filterShape: spreadShape }) as tf.Tensor4D, c.dilations),
   ];
 }
+
+/** conv s2 -> relu -> depthwise (multiplier 2) s2 -> relu -> conv 3x3 valid -> mean square. */
+export function smallNetGradients(specs: { shape: number[]; values: Float32Array }[]): tf.Tensor[] {
+  const [x, w1, dw, w2] = specs.map(tensor4) as [tf.Tensor4D, tf.Tensor4D, tf.Tensor4D, tf.Tensor4D];
+  const loss = (xi: tf.Tensor, a: tf.Tensor, b: tf.Tensor, c: tf.Tensor): tf.Scalar => {
+    const h1 = tf.relu(tf.conv2d(xi as tf.Tensor4D, a as tf.Tensor4D, 2, 'same'));
+    const h2 = tf.relu(tf.depthwiseConv2d(h1, b as tf.Tensor4D, 2, 'same'));
+    return tf.mean(tf.square(tf.conv2d(h2, c as tf.Tensor4D, 1, 'valid')));
+  };
+  return tf.grads(loss)([x, w1, dw, w2]);
+}
+
+/** The small net's seeded input and filters. */
+export const SMALL_NET = [
+  seededTensorValues([3, 13, 11, 3], 1),
+  seededTensorValues([3, 3, 3, 8], 2),
+  seededTensorValues([3, 3, 8, 2], 3),
+  seededTensorValues([3, 3, 16, 5], 4),
+];

@@ -1,0 +1,106 @@
+/**
+ * Packs bench:gpu for a GPU machine that has no Node and reaches no registry: writes
+ * `.gpu-bundle/` (git-ignored) at the repository root with
+ *   run.sh             unpacks into a temp dir and runs everything (see bench/gpu/run.sh)
+ *   node.xz            this machine's Node binary, xz -9
+ *   bench.mjs          esbuild bundle of bench/gpu.ts: drover + tfjs + tfjs-backend-webgpu + webgpu's loader
+ *   dawn.node.xz       the `webgpu` package's dist/linux-x64/dawn.node, xz -9; run.sh puts it at
+ *                      dist/linux-x64/ beside bench.mjs, where the bundled loader looks
+ *   models/mobilenet_v2/  nsfwjs' MobileNetV2 as model.json + weights (read like any backbone directory)
+ *   torch_cuda.py      the PyTorch CUDA anchor
+ *   lib/libvulkan.so.1 the Vulkan loader, used only where the machine has none
+ * and prints its size (the machine takes 64 MiB with the checkout). The xz files are kept
+ * between runs while their source has not changed (compressing Node takes minutes).
+ *
+ *   npm run bench:gpu:bundle [-- --out .gpu-bundle]
+ */
+import { build } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { copyFile, mkdir, readdir, readFile, realpath, rm, stat, writeFile, chmod } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { nsfwjsBackbone } from '../../src/model/backbones/nsfwjs.ts';
+import { directoryHandler } from '../../src/model/file-io.ts';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const root = path.resolve(here, '..', '..');
+const { values } = parseArgs({ options: { out: { type: 'string', default: path.join(root, '.gpu-bundle') } } });
+const out = path.resolve(values.out);
+const require = createRequire(import.meta.url);
+
+await mkdir(out, { recursive: true });
+// Everything but the cached xz files is rewritten.
+for (const entry of await readdir(out)) {
+  if (!entry.endsWith('.xz') && !entry.endsWith('.xz.src')) await rm(path.join(out, entry), { recursive: true, force: true });
+}
+
+await build({
+  entryPoints: [path.join(root, 'bench', 'gpu.ts')],
+  outfile: path.join(out, 'bench.mjs'),
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  // CommonJS dependencies call require(); an ES module has none of its own.
+  banner: { js: "import { createRequire as __droverRequire } from 'node:module'; const require = __droverRequire(import.meta.url);" },
+  // Not on the bench's path: the native addons (built per machine) and the optional tfjs-node.
+  external: ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'sharp', 'piscina'],
+  logLevel: 'warning',
+  legalComments: 'none',
+  // Readable stack traces in the GPU machine's log; the bundle is small either way.
+  minify: false,
+});
+
+await xzCached(await realpath(process.execPath), 'node.xz');
+const dawn = path.join(path.dirname(require.resolve('webgpu')), 'dist', 'linux-x64', 'dawn.node');
+await xzCached(dawn, 'dawn.node.xz');
+
+const backbone = await nsfwjsBackbone('nsfwjs:mobilenet_v2');
+await directoryHandler(path.join(out, 'models', 'mobilenet_v2')).save!(backbone.artifacts);
+
+await copyFile(path.join(here, 'torch_cuda.py'), path.join(out, 'torch_cuda.py'));
+await copyFile(path.join(here, 'run.sh'), path.join(out, 'run.sh'));
+await chmod(path.join(out, 'run.sh'), 0o755);
+const vulkan = findVulkanLoader();
+if (vulkan) {
+  await mkdir(path.join(out, 'lib'), { recursive: true });
+  await copyFile(vulkan, path.join(out, 'lib', 'libvulkan.so.1'));
+} else {
+  console.warn('no libvulkan.so.1 on this machine: the bundle relies on the GPU machine having the Vulkan loader');
+}
+
+const bytes = await du(out);
+console.log(`${path.relative(process.cwd(), out) || out}: ${(bytes / 2 ** 20).toFixed(1)} MiB`);
+for (const entry of (await readdir(out)).sort()) console.log(`  ${entry.padEnd(18)} ${((await du(path.join(out, entry))) / 2 ** 20).toFixed(2)} MiB`);
+
+/** xz -9 of `source` into out/name, reused while the source's path, size and mtime match. */
+async function xzCached(source: string, name: string): Promise<void> {
+  const target = path.join(out, name);
+  const info = await stat(source);
+  const stamp = `${source} ${info.size} ${info.mtimeMs}`;
+  const previous = await readFile(`${target}.src`, 'utf8').catch(() => '');
+  if (previous === stamp && (await stat(target).catch(() => undefined))) return;
+  console.log(`compressing ${source} (xz -9, takes a while)`);
+  execFileSync('sh', ['-c', 'xz -9 -c "$1" > "$2"', 'sh', source, target], { stdio: 'inherit' });
+  await writeFile(`${target}.src`, stamp);
+}
+
+function findVulkanLoader(): string | undefined {
+  try {
+    const listing = execFileSync('ldconfig', ['-p'], { encoding: 'utf8' });
+    const match = /libvulkan\.so\.1 \(libc6,x86-64\) => (\S+)/.exec(listing);
+    return match?.[1];
+  } catch {
+    return undefined;
+  }
+}
+
+async function du(target: string): Promise<number> {
+  const info = await stat(target);
+  if (!info.isDirectory()) return info.size;
+  let total = 0;
+  for (const entry of await readdir(target)) total += await du(path.join(target, entry));
+  return total;
+}

@@ -1,0 +1,74 @@
+/**
+ * The decode-only pool task for GPU augmentation: sharp decodes (as batch-task.ts does, same
+ * target and seeds), the augmentation draws and the affine are computed here, and the warp is
+ * left to the device (gpu-augment.ts). Returns the decoded pixels, transferred, not copied.
+ * Runs in a piscina thread (export `decodeForDevice`) or inline (`runDecodeForDevice`).
+ */
+import { isMainThread } from 'node:worker_threads';
+import { Piscina } from 'piscina';
+import { drawAugment, NO_AUGMENT, sampleAffine } from './augment.ts';
+import type { BatchTask, TaskFailure } from './batch-task.ts';
+import { decodeSample } from './decode.ts';
+import type { DeviceSample } from './gpu-augment.ts';
+
+export type DecodeForDeviceTask = Omit<BatchTask, 'shared' | 'output'>;
+
+export interface DecodeForDeviceResult {
+  /** One per sample; null where the sample failed (see failures). */
+  samples: (DeviceSample | null)[];
+  failures: TaskFailure[];
+}
+
+export async function runDecodeForDevice(task: DecodeForDeviceTask): Promise<DecodeForDeviceResult> {
+  const { pipeline, samples, seeds } = task;
+  const { geometry, channels } = pipeline;
+  const target = {
+    width: geometry.width,
+    height: geometry.height,
+    resize: geometry.resize,
+    channels,
+    maxInputPixels: pipeline.maxInputPixels,
+    maxFileBytes: pipeline.maxFileBytes,
+    syncFileRead: !isMainThread,
+  };
+  const out: (DeviceSample | null)[] = new Array<DeviceSample | null>(samples.length).fill(null);
+  const failures: TaskFailure[] = [];
+  let next = 0;
+  const lane = async (): Promise<void> => {
+    while (next < samples.length) {
+      const i = next++;
+      let outcome;
+      try {
+        outcome = await decodeSample(samples[i]!, target);
+      } catch (cause) {
+        outcome = { ok: false as const, failure: { reason: 'corrupt' as const, detail: String((cause as Error)?.message ?? cause) } };
+      }
+      if (!outcome.ok) {
+        failures.push({ index: i, ...outcome.failure });
+        continue;
+      }
+      const params = seeds && pipeline.augment ? drawAugment(pipeline.augment, seeds[i]!, geometry.width, geometry.height) : NO_AUGMENT;
+      const image = outcome.image;
+      out[i] = {
+        image,
+        affine: sampleAffine(params, geometry, image.width, image.height),
+        colour: { brightness: params.brightness, channelShift: params.channelShift },
+      };
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(task.concurrency ?? 2, samples.length)) }, lane));
+  failures.sort((a, b) => a.index - b.index);
+  return { samples: out, failures };
+}
+
+/** Piscina entry: the decoded pixel buffers are transferred back. */
+export async function decodeForDevice(task: DecodeForDeviceTask): Promise<DecodeForDeviceResult> {
+  const result = await runDecodeForDevice(task);
+  const buffers = new Set<ArrayBuffer>();
+  for (const s of result.samples) {
+    const data = s?.image.data;
+    // Only buffers the pixels own outright (sharp may hand out views of a larger pool).
+    if (data && data.byteOffset === 0 && data.byteLength === data.buffer.byteLength && data.buffer instanceof ArrayBuffer) buffers.add(data.buffer);
+  }
+  return Piscina.move({ [Piscina.transferableSymbol]: [...buffers], [Piscina.valueSymbol]: result } as never) as unknown as DecodeForDeviceResult;
+}
