@@ -9,7 +9,7 @@
  * Augmentation on the device (`augmentOn`, default auto = on webgpu): an augmented batch is
  * only decoded on the pool (gpu-decode.ts, same seeds and draws); the warp, colour draws and
  * normalisation run as tfjs ops when the trainer asks for the batch's input (gpu-augment.ts),
- * so the pixels go to the GPU once, as uint8 values, and the floats never come back.
+ * so the decoded pixels go to the GPU once and the augmented floats never exist on the CPU.
  */
 import { sampleSeed } from './augment.ts';
 import type { BatchTask, BatchTaskResult, TaskFailure } from './batch-task.ts';
