@@ -9,7 +9,7 @@ import test, { type ExecutionContext } from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-cpu';
 import path from 'node:path';
-import { openDataset, type OpenedDataset } from '../src/data/open.ts';
+import { createSampleDecoder, openDataset, type OpenedDataset } from '../src/data/open.ts';
 import { DecodePool } from '../src/data/pool.ts';
 import type { SampleSplit } from '../src/data/sample-split.ts';
 import { ConfigError, DatasetError } from '../src/errors.ts';
@@ -17,6 +17,7 @@ import { parseJob } from '../src/config/job.ts';
 import { initBackend, type BackendInfo } from '../src/model/backend.ts';
 import { buildScratchModel } from '../src/model/build.ts';
 import { fit } from '../src/train/fit.ts';
+import { runJob } from '../src/train/run-job.ts';
 import { optimizerSpecSchema } from '../src/train/optimizers.ts';
 import { scheduleSpecSchema } from '../src/train/schedule.ts';
 import { Trainer } from '../src/train/trainer.ts';
@@ -94,15 +95,18 @@ async function open(t: ExecutionContext, root: string, augmentOn: 'auto' | 'cpu'
   return dataset;
 }
 
+/** A small convnet that learns these images at lr 0.05 without diverging (a diverging run amplifies any input difference). */
+const LAYERS = [
+  { type: 'conv2d', filters: 6, kernelSize: 3, padding: 'valid', activation: 'relu' },
+  { type: 'maxPool', poolSize: 2 },
+  { type: 'flatten' },
+  { type: 'dense', units: 16, activation: 'relu' },
+] as const;
+
 /** The per-step losses of a seeded SGD run over the dataset, as `drover train` runs it (fit). */
 async function stepLosses(dataset: OpenedDataset): Promise<number[]> {
   const model = buildScratchModel({
-    layers: [
-      { type: 'conv2d', filters: 6, kernelSize: 3, padding: 'valid', activation: 'relu' },
-      { type: 'maxPool', poolSize: 2 },
-      { type: 'flatten' },
-      { type: 'dense', units: 16, activation: 'relu' },
-    ],
+    layers: LAYERS,
     inputShape: dataset.inputShape,
     classes: CLASSES.length,
     seed: 3,
@@ -237,4 +241,66 @@ test('data.augmentOn is validated in the job file', (t) => {
   t.is((job.data as { augmentOn: string }).augmentOn, 'device');
   t.is((parseJob({ name: 'j', data: { kind: 'folder', path: '/tmp/x' } }).data as { augmentOn: string }).augmentOn, 'auto');
   t.throws(() => parseJob({ name: 'j', data: { kind: 'folder', path: '/tmp/x', augmentOn: 'gpu' } }), { instanceOf: ConfigError, message: /augmentOn/ });
+});
+
+test.serial('drover train (runJob) on a job file with data.augmentOn device trains as with cpu', async (t) => {
+  const root = await imageFolder(t);
+  const out = await tempDir(t, 'drover-gpufeed-out-');
+  const losses = async (augmentOn: 'cpu' | 'device'): Promise<number[]> => {
+    const job = parseJob({
+      name: `feed-${augmentOn}`,
+      backend: 'cpu',
+      data: folderSpec(root, augmentOn),
+      model: { layers: LAYERS },
+      train: { epochs: 1, batchSize: BATCH, optimizer: { name: 'sgd', learningRate: 0.05 }, logEvery: 1 },
+      output: { dir: path.join(out, augmentOn) },
+    });
+    const { log, events } = eventSink();
+    const result = await runJob(job, { log });
+    t.is(result.fit.status, 'completed');
+    return events.filter((e) => e.event === 'step').map((e) => e.loss as number);
+  };
+  const cpu = await losses('cpu');
+  const device = await losses('device');
+  t.is(device.length, 3);
+  t.log(`losses ${device.map((l) => l.toFixed(4)).join(' ')}; max |device - cpu| ${maxDiff(device, cpu).toExponential(2)}`);
+  t.true(maxDiff(device, cpu) <= 2e-3, `max |device - cpu| ${maxDiff(device, cpu)}`);
+});
+
+test.serial('a cluster worker decoding encoded shards (createSampleDecoder) computes the cpu path gradients on the device path', async (t) => {
+  await tf.setBackend('info' in webgpu ? 'webgpu' : 'cpu');
+  const root = await imageFolder(t);
+  const files = CLASSES.flatMap((name) => Array.from({ length: 3 }, (_, k) => path.join(root, name, `${k}.png`)));
+  const { readFile } = await import('node:fs/promises');
+  const samples = await Promise.all(files.map(async (file) => ({ bytes: new Uint8Array(await readFile(file)) })));
+  const labels = Int32Array.from(files, (_, i) => Math.floor(i / 3));
+  const shape: [number, number, number] = [INPUT, INPUT, 3];
+  const model = buildScratchModel({ layers: [{ type: 'conv2d', filters: 4, kernelSize: 3 }, { type: 'flatten' }], inputShape: shape, classes: CLASSES.length, seed: 1 });
+  t.teardown(() => model.dispose());
+  const trainer = new Trainer(model, { optimizer: optimizerSpecSchema.parse({ name: 'sgd' }) });
+  t.teardown(() => trainer.optimizer.dispose());
+  const gradients = async (augmentOn: 'cpu' | 'device') => {
+    const decoder = createSampleDecoder(folderSpec(root, augmentOn), shape, { threads: 1 });
+    t.teardown(() => decoder.close());
+    const batch = await decoder.train.load(samples, labels, { augment: true, epoch: 2, ids: files.map((_, i) => 10 + i) });
+    t.is(batch.input !== undefined, augmentOn === 'device');
+    try {
+      return await trainer.computeGradients(batch);
+    } finally {
+      batch.release?.();
+    }
+  };
+  const before = tf.memory().numTensors;
+  const cpu = await gradients('cpu');
+  const device = await gradients('device');
+  t.is(tf.memory().numTensors, before);
+  t.true(Math.abs(device.loss - cpu.loss) <= 2e-3, `loss ${device.loss} vs ${cpu.loss}`);
+  const flat = (g: Float32Array[]) => g.flatMap((a) => [...a]);
+  const a = flat(device.grads);
+  const b = flat(cpu.grads);
+  const norm = Math.sqrt(b.reduce((s, v) => s + v * v, 0));
+  const err = Math.sqrt(a.reduce((s, v, i) => s + (v - b[i]!) ** 2, 0));
+  t.log(`gradient relative difference ${(err / norm).toExponential(2)}`);
+  // Interpolation-level input differences (~1e-3 relative) move the gradient by about as much.
+  t.true(err / norm <= 1e-2, `gradients differ by ${err / norm} relative`);
 });
