@@ -2,8 +2,9 @@
  * Feeding a GPU (issue 14 item 4): img/s of the data pipeline for the MobileNetV2 transfer job
  * at 224 px, to set against the GPU's training step rate (bench:gpu's mobilenetv2 lines):
  *   pool decode+augment   the CPU path: piscina + sharp decode, warp.ts warp + normalisation
- *                         (batch-task.ts), what `drover train` runs today
- *   pool decode only      gpu-decode.ts: the same decode and draws, no warp (the GPU path's CPU part)
+ *                         (batch-task.ts), what `drover train` runs off webgpu (data.augmentOn cpu)
+ *   pool decode only      gpu-decode.ts through DecodePool.runForDevice: the same decode and draws,
+ *                         no warp (the GPU path's CPU part, what data.augmentOn device runs on the pool)
  *   device augment        gpu-augment.ts on the active backend: upload, warp, colour,
  *                         normalise (the GPU path's device part; meaningful on a real GPU only)
  * Input: 256 px photo-like JPEGs (as bench/data-pipeline.ts), rotation +-20 deg, shifts, zoom,
@@ -18,7 +19,6 @@ import * as tf from '@tensorflow/tfjs';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const { values } = parseArgs({
@@ -39,16 +39,13 @@ if (!Number.isInteger(images) || images < 64) throw new Error(`--images must be 
 process.env.UV_THREADPOOL_SIZE = String(threads);
 
 const sharp = (await import('sharp')).default;
-const { Piscina } = await import('piscina');
-const { DecodePool, tsWorkerExecArgv } = await import('../src/data/pool.ts');
+const { DecodePool } = await import('../src/data/pool.ts');
 const { resolveNormalisation } = await import('../src/data/pipeline.ts');
 const { Rng } = await import('../src/data/rng.ts');
 const { warpOnDevice } = await import('../src/data/gpu-augment.ts');
 const { initBackend } = await import('../src/model/backend.ts');
 type PipelineConfig = import('../src/data/pipeline.ts').PipelineConfig;
 type DeviceSample = import('../src/data/gpu-augment.ts').DeviceSample;
-type DecodeForDeviceResult = import('../src/data/gpu-decode.ts').DecodeForDeviceResult;
-type DecodeForDeviceTask = import('../src/data/gpu-decode.ts').DecodeForDeviceTask;
 
 const BATCH = 32;
 const SIZE = 224;
@@ -89,17 +86,17 @@ try {
   await pool.close();
   report({ stage: 'pool decode+augment (CPU path)', threads, batch: BATCH, img_per_s: rate(cpuPath.seconds), cpu_ms_per_img: (1000 * cpuPath.cpuSeconds) / images });
 
-  // The GPU path's CPU part: decode only.
-  const file = fileURLToPath(new URL('../src/data/gpu-decode.ts', import.meta.url));
-  const decoder = new Piscina<DecodeForDeviceTask, DecodeForDeviceResult>({ filename: file, name: 'decodeForDevice', minThreads: threads, maxThreads: threads, execArgv: tsWorkerExecArgv(file) });
+  // The GPU path's CPU part: decode only, through the pool's decode-only tasks (what
+  // `drover train` runs with data.augmentOn device: same queue, backpressure and deadline).
+  const decoder = new DecodePool({ threads });
   let lastDecoded: DeviceSample[] = [];
   const decodeOnly = await timed(async () => {
     await inFlight(batches, threads + 1, async (b) => {
-      const result = await decoder.run({ ...tasks(b), concurrency: 2 });
+      const result = await decoder.runForDevice(tasks(b));
       lastDecoded = result.samples.filter((s): s is DeviceSample => s !== null);
     });
   });
-  await decoder.destroy();
+  await decoder.close();
   report({ stage: 'pool decode only (GPU path, CPU part)', threads, batch: BATCH, img_per_s: rate(decodeOnly.seconds), cpu_ms_per_img: (1000 * decodeOnly.cpuSeconds) / images });
 
   // The GPU path's device part on this machine's backend.

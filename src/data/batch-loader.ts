@@ -5,10 +5,18 @@
  *
  * Used by every file-backed split, and directly by a worker that received encoded bytes from
  * the coordinator (`load` with `{ bytes }` samples).
+ *
+ * Augmentation on the device (`augmentOn`, default auto = on webgpu): an augmented batch is
+ * only decoded on the pool (gpu-decode.ts, same seeds and draws); the warp, colour draws and
+ * normalisation run as tfjs ops when the trainer asks for the batch's input (gpu-augment.ts),
+ * so the decoded pixels go to the GPU once and the augmented floats never exist on the CPU.
  */
 import { sampleSeed } from './augment.ts';
 import type { BatchTask, BatchTaskResult, TaskFailure } from './batch-task.ts';
 import type { SampleInput } from './decode.ts';
+import { augmentsOnDevice, warpOnDevice, type AugmentOn, type DeviceSample, type DeviceWarpConfig } from './gpu-augment.ts';
+import type { DecodeForDeviceTask } from './gpu-decode.ts';
+import { DatasetError } from '../errors.ts';
 import type { PipelineConfig } from './pipeline.ts';
 import type { DecodePool } from './pool.ts';
 import type { SkipLog } from './skips.ts';
@@ -46,9 +54,16 @@ function detachable(input: SampleInput, transfer: ArrayBuffer[] | null): SampleI
 /** Batch buffers kept for reuse per byte size: enough for the prefetch queue and one in use. */
 const FREE_BUFFERS_PER_SIZE = 4;
 
+export interface BatchLoaderOptions {
+  /** Where augmented batches are warped and normalised (default auto: the device on webgpu). */
+  augmentOn?: AugmentOn;
+}
+
 export class BatchLoader {
   readonly shape: InputShape;
   readonly sampleSize: number;
+  readonly augmentOn: AugmentOn;
+  private readonly deviceConfig: DeviceWarpConfig;
   private readonly freeBuffers = new Map<number, ArrayBuffer[]>();
   private readonly freeShared = new Map<number, SharedArrayBuffer[]>();
 
@@ -60,10 +75,22 @@ export class BatchLoader {
     readonly source: string,
     /** Seed of the augmentation draws. */
     readonly seed: number,
+    options: BatchLoaderOptions = {},
   ) {
-    const { height, width } = pipeline.geometry;
+    const { height, width, fill, fillValue, interpolation } = pipeline.geometry;
     this.shape = [height, width, pipeline.channels];
     this.sampleSize = height * width * pipeline.channels;
+    this.augmentOn = options.augmentOn ?? 'auto';
+    this.deviceConfig = { width, height, channels: pipeline.channels, fill, fillValue, interpolation, normalisation: pipeline.normalisation };
+  }
+
+  /** Splits n samples into consecutive task ranges, one per thread (one when inline or few). */
+  private taskRanges(n: number): Array<[number, number]> {
+    const parts = this.pool.threads <= 1 ? 1 : Math.max(1, Math.min(this.pool.threads, Math.floor(n / MIN_SAMPLES_PER_TASK)));
+    const per = Math.max(1, Math.ceil(n / parts));
+    const ranges: Array<[number, number]> = [];
+    for (let start = 0; start < n; start += per) ranges.push([start, Math.min(n, start + per)]);
+    return ranges;
   }
 
   async load(samples: readonly SampleInput[], labels: ArrayLike<number>, options: LoadOptions = {}): Promise<Batch> {
@@ -72,6 +99,7 @@ export class BatchLoader {
     const epoch = options.epoch ?? 0;
     const augment = options.augment === true && this.pipeline.augment !== null;
     const seeds = augment ? Array.from({ length: n }, (_, i) => sampleSeed(this.seed, epoch, ids ? ids[i]! : i)) : null;
+    if (seeds && augmentsOnDevice(this.augmentOn)) return this.loadForDevice(samples, labels, seeds, options);
     const parts = this.pool.threads <= 1 ? 1 : Math.max(1, Math.min(this.pool.threads, Math.floor(n / MIN_SAMPLES_PER_TASK)));
     const size = this.sampleSize;
     let x: Float32Array;
@@ -113,6 +141,80 @@ export class BatchLoader {
     return batch;
   }
 
+  /**
+   * Decode-only tasks on the pool; the batch's `input()` warps, colours and normalises on the
+   * active backend. Failed samples are dropped and logged as on the CPU path.
+   */
+  private async loadForDevice(samples: readonly SampleInput[], labels: ArrayLike<number>, seeds: number[], options: LoadOptions): Promise<Batch> {
+    const n = samples.length;
+    const inline = this.pool.threads === 0;
+    const decoded: (DeviceSample | null)[] = new Array<DeviceSample | null>(n).fill(null);
+    const failures: TaskFailure[] = [];
+    await Promise.all(
+      this.taskRanges(n).map(async ([start, end]) => {
+        const transfer: ArrayBuffer[] = [];
+        const task: DecodeForDeviceTask = {
+          samples: samples.slice(start, end).map((s) => detachable(s, inline ? null : transfer)),
+          seeds: seeds.slice(start, end),
+          pipeline: this.pipeline,
+        };
+        const result = await this.pool.runForDevice(task, transfer);
+        result.samples.forEach((sample, i) => (decoded[start + i] = sample));
+        for (const f of result.failures) failures.push({ ...f, index: f.index + start });
+      }),
+    );
+    failures.sort((a, b) => a.index - b.index);
+    const { failed, skipped, skipReasons } = this.recordSkips(samples, failures, options);
+    let kept: DeviceSample[] | null = [];
+    const y = new Int32Array(n - failed.size);
+    for (let i = 0; i < n; i++) {
+      if (failed.has(i)) continue;
+      const sample = decoded[i];
+      if (!sample) throw new DatasetError(`${this.source}: the decode task returned no pixels for sample ${i} and no failure`);
+      y[kept.length] = labels[i]!;
+      kept.push(sample);
+    }
+    const config = this.deviceConfig;
+    const batch: Batch = {
+      x: new Float32Array(0),
+      y,
+      n: y.length,
+      shape: this.shape,
+      input: () => {
+        if (!kept) throw new DatasetError(`${this.source}: input() of a released batch (its decoded pixels are gone)`);
+        return warpOnDevice(kept, config);
+      },
+      // Drops the decoded pixels: nothing of the batch is on the device until input() is called.
+      release: () => {
+        kept = null;
+      },
+    };
+    if (failures.length > 0) Object.assign(batch, { skipped, skipReasons });
+    return batch;
+  }
+
+  /** Logs failed samples as skips; returns their positions, ids and reasons (for the coordinator's log). */
+  private recordSkips(
+    samples: readonly SampleInput[],
+    failures: readonly TaskFailure[],
+    options: LoadOptions,
+  ): { failed: Set<number>; skipped: number[]; skipReasons: NonNullable<Batch['skipReasons']> } {
+    const failed = new Set<number>();
+    const skipped: number[] = [];
+    const skipReasons: NonNullable<Batch['skipReasons']> = [];
+    const ids = options.ids;
+    for (const f of failures) {
+      failed.add(f.index);
+      const id = ids ? ids[f.index]! : f.index;
+      skipped.push(id);
+      skipReasons.push({ id, reason: f.reason, ...(f.detail ? { detail: f.detail } : {}) });
+      const sample = samples[f.index]!;
+      const path = options.describe ? options.describe(f.index) : 'path' in sample ? sample.path : `${this.source} #${id}`;
+      this.skips.record({ source: this.source, path, reason: f.reason, detail: f.detail, errno: f.errno, id });
+    }
+    return { failed, skipped, skipReasons };
+  }
+
   /** A once-only callback that files `buffer` for reuse by a later batch of the same size. */
   private releaser(buffer: ArrayBufferLike): () => void {
     let released = false;
@@ -143,18 +245,7 @@ export class BatchLoader {
       for (let i = 0; i < n; i++) y[i] = labels[i]!;
       return { x, y, n, shape: this.shape };
     }
-    const failed = new Set<number>();
-    const skipped: number[] = [];
-    const skipReasons: NonNullable<Batch['skipReasons']> = [];
-    for (const f of failures) {
-      failed.add(f.index);
-      const id = ids ? ids[f.index]! : f.index;
-      skipped.push(id);
-      skipReasons.push({ id, reason: f.reason, ...(f.detail ? { detail: f.detail } : {}) });
-      const sample = samples[f.index]!;
-      const path = options.describe ? options.describe(f.index) : 'path' in sample ? sample.path : `${this.source} #${id}`;
-      this.skips.record({ source: this.source, path, reason: f.reason, detail: f.detail, errno: f.errno, id });
-    }
+    const { failed, skipped, skipReasons } = this.recordSkips(samples, failures, options);
     const kept = n - failed.size;
     const y = new Int32Array(kept);
     let k = 0;

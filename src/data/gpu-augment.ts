@@ -16,6 +16,17 @@ import type { Affine, FillMode, Interpolation, PixelSource } from './warp.ts';
 import type { AugmentParams } from './augment.ts';
 import type { Normalisation } from './pipeline.ts';
 
+/** Where augmented batches are warped and normalised: the job's `data.augmentOn`. */
+export type AugmentOn = 'auto' | 'cpu' | 'device';
+
+/**
+ * True when augmentation runs on the device: asked for ('device'), or 'auto' on webgpu, where
+ * the decode pool, not the GPU, would otherwise set the pace (issue 14, bench/gpu-feed.ts).
+ */
+export function augmentsOnDevice(augmentOn: AugmentOn): boolean {
+  return augmentOn === 'device' || (augmentOn === 'auto' && tf.getBackend() === 'webgpu');
+}
+
 /** One decoded sample and what the CPU path would have drawn for it. */
 export interface DeviceSample {
   image: PixelSource;

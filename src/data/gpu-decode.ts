@@ -6,10 +6,16 @@
  */
 import { isMainThread } from 'node:worker_threads';
 import { Piscina } from 'piscina';
+import sharp from 'sharp';
 import { drawAugment, NO_AUGMENT, sampleAffine } from './augment.ts';
 import type { BatchTask, TaskFailure } from './batch-task.ts';
 import { decodeSample } from './decode.ts';
 import type { DeviceSample } from './gpu-augment.ts';
+
+if (Piscina.isWorkerThread) {
+  // As in batch-task.ts: libvips' operation cache only costs memory when every input differs.
+  sharp.cache(false);
+}
 
 export type DecodeForDeviceTask = Omit<BatchTask, 'shared' | 'output'>;
 

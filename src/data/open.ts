@@ -97,7 +97,7 @@ interface Context {
 function split(ctx: Context, which: 'train' | 'validation' | 'test', samples: SampleList, pipelines: { train: PipelineConfig; evaluation: PipelineConfig }, inMemory: boolean): SampleSplit {
   const pipeline = which === 'train' ? pipelines.train : pipelines.evaluation;
   const pixels = pipeline.geometry.height * pipeline.geometry.width;
-  const loader = new BatchLoader(ctx.pools.get(pixels, inMemory), pipeline, ctx.skips, `${ctx.name}/${which}`, ctx.spec.seed);
+  const loader = new BatchLoader(ctx.pools.get(pixels, inMemory), pipeline, ctx.skips, `${ctx.name}/${which}`, ctx.spec.seed, { augmentOn: ctx.spec.augmentOn });
   return new SampleSplit(samples, loader);
 }
 
@@ -258,7 +258,7 @@ export function createSampleDecoder(input: unknown, inputShape: InputShape, opti
   const pixels = pipelines.train.geometry.height * pipelines.train.geometry.width;
   const name = spec.kind === 'idx' ? path.basename(spec.dir) : path.basename(spec.path);
   return {
-    train: new BatchLoader(pools.get(pixels, inMemory), pipelines.train, skips, `${name}/train`, spec.seed),
+    train: new BatchLoader(pools.get(pixels, inMemory), pipelines.train, skips, `${name}/train`, spec.seed, { augmentOn: spec.augmentOn }),
     evaluation: new BatchLoader(pools.get(pixels, inMemory), pipelines.evaluation, skips, `${name}/evaluation`, spec.seed),
     skipCounts: () => skips.counts(),
     close: () => pools.close(),

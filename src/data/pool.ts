@@ -1,13 +1,15 @@
 /**
- * The decode pool: piscina threads running `decodeBatch`, with a bounded queue that makes
- * callers wait (backpressure) instead of growing without limit, a deadline per task so a stuck
- * decoder is an error and never a hang, and a close that leaves no thread behind.
+ * The decode pool: piscina threads running `decodeBatch` (decode + augment) or, for
+ * augmentation on the device, `decodeForDevice` (decode only), with one bounded queue that
+ * makes callers wait (backpressure) instead of growing without limit, a deadline per task so a
+ * stuck decoder is an error and never a hang, and a close that leaves no thread behind.
  */
 import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import { ConfigError, DatasetError } from '../errors.ts';
 import { runBatchTask, type BatchTask, type BatchTaskResult } from './batch-task.ts';
+import { runDecodeForDevice, type DecodeForDeviceResult, type DecodeForDeviceTask } from './gpu-decode.ts';
 
 export interface DecodePoolOptions {
   /** Worker threads (default: available cores, at most 4). 0 runs tasks on the calling thread. */
@@ -19,6 +21,15 @@ export interface DecodePoolOptions {
 }
 
 const TASK_FILE = fileURLToPath(new URL('./batch-task.ts', import.meta.url));
+const DEVICE_TASK_FILE = fileURLToPath(new URL('./gpu-decode.ts', import.meta.url));
+
+/** The pool's task kinds: a module and the function it exports. */
+interface TaskEntry {
+  filename: string;
+  name: string;
+}
+const DECODE_AND_AUGMENT: TaskEntry = { filename: TASK_FILE, name: 'decodeBatch' };
+const DECODE_FOR_DEVICE: TaskEntry = { filename: DEVICE_TASK_FILE, name: 'decodeForDevice' };
 
 /** execArgv that lets a worker load TypeScript: the parent's flags plus tsx's loader, once. */
 export function tsWorkerExecArgv(filename: string): string[] {
@@ -45,7 +56,7 @@ export class DecodePool {
   readonly threads: number;
   readonly maxQueue: number;
   readonly taskTimeoutMs: number;
-  private readonly piscina: Piscina<BatchTask, BatchTaskResult> | null;
+  private readonly piscina: Piscina | null;
   private readonly waiters: Array<() => void> = [];
   private active = 0;
   private closed = false;
@@ -61,9 +72,9 @@ export class DecodePool {
     this.taskTimeoutMs = check(options.taskTimeoutMs, 'taskTimeoutMs', 1, 120_000);
     this.piscina = this.threads === 0
       ? null
-      : new Piscina<BatchTask, BatchTaskResult>({
-          filename: TASK_FILE,
-          name: 'decodeBatch',
+      : new Piscina({
+          filename: DECODE_AND_AUGMENT.filename,
+          name: DECODE_AND_AUGMENT.name,
           minThreads: this.threads,
           maxThreads: this.threads,
           // Our own gate below keeps piscina's queue within this bound; a full piscina queue
@@ -86,12 +97,24 @@ export class DecodePool {
   }
 
   /**
-   * Runs one task; waits while `threads + maxQueue` tasks are pending (backpressure).
-   * Rejects with a DatasetError on timeout, on a crashed thread, or after `close()`.
+   * Runs one decode + augment task; waits while `threads + maxQueue` tasks are pending
+   * (backpressure). Rejects with a DatasetError on timeout, on a crashed thread, or after `close()`.
    */
   async run(task: BatchTask, transferList: ArrayBuffer[] = []): Promise<BatchTaskResult> {
+    return this.submit(DECODE_AND_AUGMENT, task, transferList, runBatchTask);
+  }
+
+  /**
+   * Runs one decode-only task for augmentation on the device (gpu-decode.ts): same queue,
+   * backpressure and deadline as `run`.
+   */
+  async runForDevice(task: DecodeForDeviceTask, transferList: ArrayBuffer[] = []): Promise<DecodeForDeviceResult> {
+    return this.submit(DECODE_FOR_DEVICE, task, transferList, runDecodeForDevice);
+  }
+
+  private async submit<T extends DecodeForDeviceTask, R>(entry: TaskEntry, task: T, transferList: ArrayBuffer[], inline: (task: T) => Promise<R>): Promise<R> {
     if (this.closed) throw new DatasetError('the decode pool is closed');
-    if (!this.piscina) return runBatchTask(task);
+    if (!this.piscina) return inline(task);
     while (this.active >= this.threads + this.maxQueue) {
       await new Promise<void>((resolve) => this.waiters.push(resolve));
       if (this.closed) throw new DatasetError('the decode pool was closed while a batch waited for it');
@@ -99,7 +122,7 @@ export class DecodePool {
     this.active++;
     const signal = AbortSignal.timeout(this.taskTimeoutMs);
     try {
-      return await this.piscina.run({ ...task, concurrency: task.concurrency ?? this.laneCount }, { signal, transferList });
+      return (await this.piscina.run({ ...task, concurrency: task.concurrency ?? this.laneCount }, { ...entry, signal, transferList })) as R;
     } catch (cause) {
       if (signal.aborted) {
         throw new DatasetError(

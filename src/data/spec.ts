@@ -68,6 +68,12 @@ const imageOptions = {
   resize: resizeModeSchema.default('cover'),
   /** Training-only augmentation; absent means none. */
   augment: augmentSpecSchema.optional(),
+  /**
+   * Where augmented batches are warped, coloured and normalised: 'cpu' in the decode pool;
+   * 'device' as tfjs ops on the compute backend (the pool only decodes); 'auto' (default):
+   * the device on webgpu, where the pool would otherwise set the pace, the pool elsewhere.
+   */
+  augmentOn: z.enum(['auto', 'cpu', 'device']).default('auto'),
   preprocess: preprocessSpecSchema.default('rescale'),
   /** Seed of the validation split and of every augmentation draw. */
   seed: z.number().int().min(0).default(0),

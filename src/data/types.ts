@@ -2,13 +2,24 @@
  * The contract between data sources and the trainer: a split is a list of samples with
  * labels; a batch is one NHWC float32 buffer plus labels, assembled for a list of sample ids.
  */
+import type * as tf from '@tensorflow/tfjs';
 
 /** [height, width, channels] of one decoded sample as the model sees it. */
 export type InputShape = [number, number, number];
 
-/** One ready batch: x is NHWC float32 (n * h * w * c values), y holds class indices. */
+/**
+ * One ready batch: x is NHWC float32 (n * h * w * c values), y holds class indices. A batch
+ * augmented on the device instead carries `input` and an empty x.
+ */
 export interface Batch {
   x: Float32Array;
+  /**
+   * Present when the batch is warped, coloured and normalised on the device (augmentation on
+   * a GPU backend): builds the [n, h, w, c] input on the active backend from the decoded
+   * pixels, as tfjs ops; `x` is then empty. Call it inside the step's tidy, which disposes
+   * the result; nothing is held on the device before the call.
+   */
+  input?(): tf.Tensor4D;
   y: Int32Array;
   n: number;
   shape: InputShape;

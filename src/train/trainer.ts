@@ -141,7 +141,7 @@ export class Trainer {
   /** Loss and correct count in inference mode, plus the predicted class of each sample. */
   async evaluate(batch: Batch): Promise<PredictionResult> {
     const { loss, correct, predicted } = tf.tidy(() => {
-      const x = tf.tensor4d(batch.x, [batch.n, ...batch.shape]);
+      const x = batchInput(batch);
       const probs = this.model.apply(x, { training: false }) as tf.Tensor2D;
       const argMax = tf.argMax(probs, 1);
       return {
@@ -161,7 +161,7 @@ export class Trainer {
 
   private gradientTensors(batch: Batch): { loss: tf.Scalar; correct: tf.Scalar; grads: tf.Tensor[] } {
     if (batch.n === 0) throw new TrainingError('cannot compute gradients of an empty batch');
-    const x = tf.tensor4d(batch.x, [batch.n, ...batch.shape]);
+    const x = batchInput(batch);
     const labels = tf.tensor1d(batch.y, 'int32');
     // Kept out of variableGrads' scope (and so out of every tidy): countAsFloat releases it.
     let correct: tf.Scalar | undefined;
@@ -197,6 +197,11 @@ export class Trainer {
       layer.seed = (this.dropoutSeed! * 1_000_003 + pass * 101 + i) % 2_147_483_647;
     });
   }
+}
+
+/** The batch's input tensor: built on the device when the batch augments there, else uploaded from x. */
+function batchInput(batch: Batch): tf.Tensor4D {
+  return batch.input ? batch.input() : tf.tensor4d(batch.x, [batch.n, ...batch.shape]);
 }
 
 /** Mean sparse categorical cross-entropy of softmax outputs (clipped as Keras does). */
