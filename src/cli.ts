@@ -1,4 +1,5 @@
 import { once } from 'node:events';
+import { constants as osConstants } from 'node:os';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { Command, InvalidArgumentError, Option } from 'commander';
@@ -110,8 +111,17 @@ async function inRunFolder(job: Job, resume: boolean | 'auto' | undefined): Prom
 }
 
 /**
+ * The exit code of a command a signal stopped: 128 + the signal's number, as a shell reports an
+ * unhandled one (130 for Ctrl-C, 143 for SIGTERM). A Kubernetes Job counts such a pod failed
+ * and starts another, which resumes; 0 would end the Job as succeeded.
+ */
+function signalExitCode(name: 'SIGINT' | 'SIGTERM'): number {
+  return 128 + osConstants.signals[name];
+}
+
+/**
  * Aborts on the first Ctrl-C or SIGTERM (finish the step, checkpoint, dismiss workers), exits
- * with 130 on the second: at once, or when the checkpoint or model being written is complete.
+ * on the second: at once, or when the checkpoint or model being written is complete.
  */
 function interruptSignal(log: Logger, onSignal?: (name: 'SIGINT' | 'SIGTERM') => void): AbortSignal {
   const controller = new AbortController();
@@ -119,7 +129,7 @@ function interruptSignal(log: Logger, onSignal?: (name: 'SIGINT' | 'SIGTERM') =>
     process.on(name, () => {
       if (controller.signal.aborted) {
         if (writesInFlight()) log.warn({ signal: name }, 'finishing the checkpoint or model being written, then exiting');
-        exitAfterWrites(130);
+        exitAfterWrites(signalExitCode(name));
         return;
       }
       onSignal?.(name);
@@ -139,7 +149,7 @@ async function withRunFeed(
   job: Job,
   flags: JobFlags & { resume?: boolean | 'auto' },
   run: (log: Logger, signal: AbortSignal) => Promise<unknown>,
-  extras: { tap?: Writable; onSignal?: (name: 'SIGINT' | 'SIGTERM') => void } = {},
+  extras: { tap?: Writable; keepDashboard?: boolean } = {},
 ): Promise<void> {
   const { tap } = extras;
   const { createRunFeed } = await import('./telemetry/feed.ts');
@@ -153,11 +163,15 @@ async function withRunFeed(
       feed.logger.info({ url: dashboard.url }, `dashboard: ${dashboard.url}`);
     }
     feed.logger.info({ outputDir: job.output.dir }, `run folder: ${job.output.dir}`);
-    const signal = interruptSignal(feed.logger, extras.onSignal);
-    await run(feed.logger, signal);
-    // Stopped by a signal: the shell's convention for an interrupted command.
-    if (signal.aborted) process.exitCode = 130;
-    else if (dashboard) {
+    let stoppedBy: 'SIGINT' | 'SIGTERM' | undefined;
+    const signal = interruptSignal(feed.logger, (name) => {
+      stoppedBy = name;
+    });
+    const result = (await run(feed.logger, signal)) as { status?: string; fit?: { status: string } } | undefined;
+    // Stopped before the job was done (checkpointed): the signal's exit code. A signal that
+    // came once the job had completed (during the export, say) changes nothing.
+    if (stoppedBy && (result?.status ?? result?.fit?.status) === 'stopped') process.exitCode = signalExitCode(stoppedBy);
+    else if (dashboard && extras.keepDashboard && !signal.aborted) {
       // The finished run's page stays up: the charts are what one came to see.
       feed.logger.info({ url: dashboard.url }, `the job has ended; the dashboard keeps serving ${dashboard.url} until Ctrl-C`);
       if (!signal.aborted) await once(signal, 'abort');
@@ -215,7 +229,7 @@ export function buildProgram(): Command {
         }
         const { runLocalCluster } = await import('./cluster/local-cluster.ts');
         return runLocalCluster({ job, workers: gpus?.length ?? flags.workers!, ...(gpus ? { gpus } : {}), log, signal, resume: flags.resume });
-      });
+      }, { keepDashboard: true });
     });
 
   program
@@ -248,23 +262,15 @@ export function buildProgram(): Command {
       const metrics = flags.metricsPort === undefined
         ? undefined
         : await (await import('./telemetry/metrics.ts')).startMetricsServer({ port: flags.metricsPort, host: flags.metricsHost ?? '0.0.0.0' });
-      let stoppedBy: 'SIGINT' | 'SIGTERM' | undefined;
-      let status: string | undefined;
       try {
         await withRunFeed(job, flags, async (log, signal) => {
           if (metrics) log.info({ metricsUrl: metrics.url, metricsPort: metrics.port }, `metrics: ${metrics.url}`);
           const { runCoordinator } = await import('./coordinator/run-coordinator.ts');
-          const result = await runCoordinator({ job, port: flags.port, host: flags.host, minWorkers: flags.minWorkers, token: flags.token, resume: flags.resume, log, signal });
-          status = result.status;
-          return result;
-        }, { tap: metrics?.stream, onSignal: (name) => { stoppedBy = name; } });
+          return runCoordinator({ job, port: flags.port, host: flags.host, minWorkers: flags.minWorkers, token: flags.token, resume: flags.resume, log, signal });
+        }, { ...(metrics ? { tap: metrics.stream } : {}) });
       } finally {
         await metrics?.close();
       }
-      // Stopped by a signal before the job completed (checkpointed): exit 128 + signal number, so
-      // a Kubernetes Job counts the pod failed and starts another that resumes; 0 would end the
-      // Job as succeeded.
-      if (status === 'stopped' && stoppedBy) process.exitCode = stoppedBy === 'SIGTERM' ? 143 : 130;
     });
 
   program
@@ -314,9 +320,8 @@ export function buildProgram(): Command {
           }),
         });
         feed.logger.info({ status: result.status, sessions: result.sessions, tasks: result.tasks }, `worker finished: ${result.status}`);
-        // Stopped by a signal, the job is not done: exit 128 + signal number as an unhandled
-        // signal would, so a Kubernetes Job counts the pod failed and runs it again.
-        if (result.status === 'stopped' && stoppedBy) process.exitCode = stoppedBy === 'SIGTERM' ? 143 : 130;
+        // Stopped by a signal, the job is not done: the pod is to run again.
+        if (result.status === 'stopped' && stoppedBy) process.exitCode = signalExitCode(stoppedBy);
       } finally {
         await feed.close();
       }
