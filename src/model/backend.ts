@@ -118,6 +118,8 @@ async function startBackend(choice: BackendChoice, log: Logger, options: Backend
       );
     }
   }
+  // Why auto passed over webgpu, for the calm line: a GPU host without a usable driver should see it.
+  let webgpuNote: string | undefined;
   if (choice === 'auto') {
     try {
       const adapter = await registerWebGpuBackend({ allowSoftware: false });
@@ -125,6 +127,8 @@ async function startBackend(choice: BackendChoice, log: Logger, options: Backend
       return announce(webGpuInfo(adapter, tried.length ? `${tried.join('; ')}; hardware WebGPU adapter found` : 'hardware WebGPU adapter found'), log);
     } catch (err) {
       tried.push(`webgpu: ${firstLine(err)}`);
+      // The optional packages absent is the ordinary case and stays quiet.
+      if (!(err instanceof BackendError)) webgpuNote = `webgpu: ${firstLine(err)}`;
     }
     if (cpuTensorflow) {
       await activate('tensorflow');
@@ -171,7 +175,7 @@ async function startBackend(choice: BackendChoice, log: Logger, options: Backend
   const info: BackendInfo = {
     name: 'wasm',
     description: `wasm${native.enabled ? '+onednn' : ''} (${simd ? 'simd' : 'no simd'}, ${threads} thread${threads > 1 ? 's' : ''}${native.enabled ? `, ${native.detail}` : ''})`,
-    reason: `${kernels}; ${tensorflow}`,
+    reason: [kernels, tensorflow, webgpuNote].filter(Boolean).join('; '),
   };
   log.debug({ tried, native: native.enabled ? native.detail : native.reason }, 'compute backend selection details');
   if (!native.enabled && native.broken) {
