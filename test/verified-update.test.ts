@@ -67,8 +67,14 @@ test.serial('a step, restore or dispose while a verified step awaits its read is
   t.throws(() => optimizer.apply([w], [g], 0.001), { instanceOf: TrainingError, message: /verified step/ });
   await t.throwsAsync(optimizer.applyVerified([w], [g], 0.001), { instanceOf: TrainingError });
   t.throws(() => optimizer.setState({ iterations: 0, slots: [] }), { instanceOf: TrainingError });
+  t.throws(() => optimizer.dispose(), { instanceOf: TrainingError });
   await pending;
   t.is(optimizer.iterations, 1);
   optimizer.apply([w], [g], 0.001);
   t.is(optimizer.iterations, 2);
+  // No variables: nothing to check, the step still counts (as apply's does).
+  const empty = createOptimizer(optimizerSpecSchema.parse({ name: 'sgd' }));
+  await empty.applyVerified([], [], 0.01);
+  t.is(empty.iterations, 1);
+  empty.dispose();
 });

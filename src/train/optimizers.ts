@@ -165,6 +165,10 @@ class SlotOptimizer implements Optimizer {
     this.assertIdle('applyVerified');
     const slots = this.prepare(vars, grads);
     const t = this.count + 1;
+    if (vars.length === 0) {
+      this.count = t;
+      return;
+    }
     // The new values and their flags outlive the tidy (returned from it): kept until the read says
     // whether they may be written, then released either way.
     let writes: Write[] = [];
