@@ -48,7 +48,7 @@ test.serial('2 workers with shards of 32 make the same update as 1 worker with b
   const initial = await readWeights(reference.model);
   const batch = await dataset.train.loadBatch(Array.from({ length: 64 }, (_, i) => i));
   const single = await reference.computeGradients(batch);
-  reference.applyGradients(single.grads, learningRate);
+  await reference.applyGradients(single.grads, learningRate);
   const expected = await readWeights(reference.model);
 
   const saved = await loadModel(path.join(dir, 'model'));

@@ -50,7 +50,7 @@ test('image files travel as their encoded bytes and are decoded in the workers\'
   const w0 = await readWeights(reference.model);
   const batch = await dataset.train.loadBatch(Array.from({ length: 41 }, (_, i) => i));
   t.is(batch.n, 40);
-  reference.applyGradients((await reference.computeGradients(batch)).grads, 0.5);
+  await reference.applyGradients((await reference.computeGradients(batch)).grads, 0.5);
   const expected = await readWeights(reference.model);
   const saved = await loadModel(path.join(dir, 'model'));
   t.deepEqual(saved.classNames, ['cats', 'dogs']);

@@ -136,7 +136,7 @@ test('a NaN gradient is refused without touching the model: the step is computed
   const reference = new Trainer(buildScratchModel({ layers, inputShape: dataset.inputShape, classes: 10, l2: 0, seed: 21 }), { optimizer: job.train.optimizer });
   const w0 = await readWeights(reference.model);
   const single = await reference.computeGradients(await dataset.train.loadBatch(Array.from({ length: 64 }, (_, i) => i)));
-  reference.applyGradients(single.grads, 0.1);
+  await reference.applyGradients(single.grads, 0.1);
   const expected = await readWeights(reference.model);
   const saved = await loadModel(path.join(dir, 'model'));
   for (const weight of compareUpdates(w0, (await readWeights(saved.model)), expected)) t.true(weight.error <= 1e-5, weight.name);

@@ -119,7 +119,7 @@ test.serial('frozen-backbone transfer steps: 2 workers with shards of 16 make th
   for (let k = 0; k < 3; k++) {
     const single = await reference.computeGradients(await dataset.train.loadBatch(sampler.next().indices));
     losses.push(single.loss);
-    reference.applyGradients(single.grads, learningRate);
+    await reference.applyGradients(single.grads, learningRate);
   }
   const expected = await readWeights(reference.model);
   await dataset.close();

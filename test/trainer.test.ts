@@ -34,7 +34,7 @@ test('computeGradients + applyGradients gives the same update as trainStep', asy
     const batch = learnableBatch(16, [4, 4, 1], 3, step);
     const local = await a.trainStep(batch, 0.01);
     const remote = await b.computeGradients(batch);
-    b.applyGradients(remote.grads, 0.01);
+    await b.applyGradients(remote.grads, 0.01);
     t.true(Math.abs(local.loss - remote.loss) < 1e-5);
     t.is(local.correct, remote.correct);
   }
@@ -55,7 +55,7 @@ test.serial('many training steps leave tf.memory().numTensors flat and the loss 
   let last = first;
   for (let i = 0; i < 150; i++) last = await trainer.trainStep(batch, 0.01);
   for (let i = 0; i < 20; i++) await trainer.evaluate(batch);
-  for (let i = 0; i < 20; i++) trainer.applyGradients((await trainer.computeGradients(batch)).grads, 0.01);
+  for (let i = 0; i < 20; i++) await trainer.applyGradients((await trainer.computeGradients(batch)).grads, 0.01);
   t.is(tf.memory().numTensors, tensorsAfterFirst);
   t.true(last.loss < first.loss * 0.5, `loss ${first.loss} -> ${last.loss}`);
   t.is((await trainer.evaluate(batch)).correct, 32);
@@ -88,11 +88,11 @@ test('a NaN or mis-sized gradient is refused before any weight changes', async (
   const before = (await readWeights(trainer.model)).values.map((v) => Array.from(v));
   const poisoned = grads.map((g) => g.slice());
   poisoned[poisoned.length - 1]![0] = Number.NaN;
-  t.throws(() => trainer.applyGradients(poisoned, 0.01), { instanceOf: WeightsError, message: /classifier\/bias.*NaN/ });
+  await t.throwsAsync(trainer.applyGradients(poisoned, 0.01), { instanceOf: WeightsError, message: /classifier\/bias.*NaN/ });
   const short = grads.map((g) => g.slice());
   short[0] = short[0]!.subarray(1);
-  t.throws(() => trainer.applyGradients(short, 0.01), { instanceOf: WeightsError, message: /expected 256/ });
-  t.throws(() => trainer.applyGradients(grads.slice(1), 0.01), { instanceOf: WeightsError });
+  await t.throwsAsync(trainer.applyGradients(short, 0.01), { instanceOf: WeightsError, message: /expected 256/ });
+  await t.throwsAsync(trainer.applyGradients(grads.slice(1), 0.01), { instanceOf: WeightsError });
   const after = (await readWeights(trainer.model)).values.map((v) => Array.from(v));
   t.deepEqual(after, before);
   t.is(trainer.optimizer.iterations, 0);

@@ -16,6 +16,7 @@ import { readFloat32 } from '../src/model/tensor-read.ts';
 import { createOptimizer, optimizerSpecSchema } from '../src/train/optimizers.ts';
 import { Trainer } from '../src/train/trainer.ts';
 import { learnableBatch } from './helpers/batches.ts';
+import { countingReads, optimizerRefusesOverflow, trainerRefusesOverflow } from './helpers/refused-update.ts';
 import {
   TOLERANCE,
   convCases,
@@ -173,7 +174,7 @@ gpuTest('training, evaluation and weight reads on webgpu leave tf.memory().numTe
   const round = async (): Promise<void> => {
     await trainer.trainStep(batch, 0.01);
     await trainer.evaluate(batch);
-    trainer.applyGradients((await trainer.computeGradients(batch)).grads, 0.01);
+    await trainer.applyGradients((await trainer.computeGradients(batch)).grads, 0.01);
     writeWeights(trainer.model, await readWeights(trainer.model));
     await trainer.optimizer.getState();
     await readFloat32(trainer.model.weights.map((w) => w.read()));
@@ -182,6 +183,29 @@ gpuTest('training, evaluation and weight reads on webgpu leave tf.memory().numTe
   const tensors = tf.memory().numTensors;
   for (let i = 0; i < 5; i++) await round();
   t.is(tf.memory().numTensors, tensors);
+});
+
+gpuTest('a verified optimizer step on webgpu that would overflow a slot or a weight rejects with NonFiniteUpdateError and writes nothing', async (t) => {
+  await initBackend('webgpu');
+  await optimizerRefusesOverflow(t);
+});
+
+gpuTest('Trainer.applyGradients on webgpu refuses a step that would overflow Adam, writes nothing and leaks nothing; ordinary steps read nothing back', async (t) => {
+  await initBackend('webgpu');
+  const model = buildScratchModel({ layers: [{ type: 'flatten' }, { type: 'dense', units: 8 }], inputShape: [4, 4, 1], classes: 3, seed: 4 });
+  const trainer = new Trainer(model, { optimizer: optimizerSpecSchema.parse({ name: 'adam', learningRate: 0.01 }) });
+  t.teardown(() => {
+    trainer.model.dispose();
+    trainer.optimizer.dispose();
+  });
+  const { grads } = await trainer.computeGradients(learnableBatch(8, [4, 4, 1], 3, 1));
+  await trainerRefusesOverflow(t, trainer, grads);
+  const ordinary = await countingReads(() => trainer.applyGradients(grads, 0.01));
+  t.is(ordinary.reads, 0, 'the common path adds no read per step');
+  const large = grads.map((g) => g.slice());
+  large[0]![0] = 1e11;
+  const verified = await countingReads(() => trainer.applyGradients(large, 0.01));
+  t.is(verified.reads, 1, 'the verified path reads its flags once');
 });
 
 gpuTest('optimizer updates on webgpu stay on the GPU: no read back to the CPU, same values as on cpu', async (t) => {

@@ -325,7 +325,7 @@ export class Coordinator implements SessionHost {
           const clip = this.guard?.clip(reduced.grads);
           if (clip?.clipped) this.log.debug({ step, norm: clip.norm, clipNorm: this.guard!.spec.clipNorm }, `step ${step}: gradient norm ${clip.norm.toPrecision(3)} clipped to ${this.guard!.spec.clipNorm}`);
           try {
-            trainer.applyGradients(reduced.grads, lr);
+            await trainer.applyGradients(reduced.grads, lr);
           } catch (error) {
             if (!(error instanceof NonFiniteUpdateError)) throw error;
             // Weights and optimizer state are as before the step: it is skipped, training goes on.
@@ -335,7 +335,7 @@ export class Coordinator implements SessionHost {
             if (this.spareSums.length < 2) this.spareSums.push(reduced.grads);
             this.step = step;
             this.version++;
-            this.publishWeights({ buffers: false });
+            await this.publishWeights({ buffers: false });
             this.closeRound(current);
             continue;
           }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { NonFiniteUpdateError, WeightsError } from '../errors.ts';
+import { NonFiniteUpdateError, TrainingError, WeightsError } from '../errors.ts';
 import { readFloat32 } from '../model/tensor-read.ts';
 import { fusedUpdate, hasFusedUpdate, registerFusedUpdateKernels, type UpdateAttrs } from '../model/update-kernels.ts';
 
@@ -51,13 +51,19 @@ export interface Optimizer {
   readonly spec: OptimizerSpec;
   /** Number of updates applied so far. */
   readonly iterations: number;
-  /** One update: vars[i] -= f(grads[i]). Runs inside its own tidy; gradients are not disposed. */
   /**
-   * One step. With `verify`, every new weight and slot value is computed first and checked
-   * finite; a step that would overflow any of them throws NonFiniteUpdateError and changes
-   * nothing (not even the iteration count).
+   * One step: vars[i] -= f(grads[i]), written at once with no read back (the per-step path).
+   * Runs inside its own tidy; gradients are not disposed.
    */
-  apply(vars: readonly tf.Variable[], grads: readonly tf.Tensor[], learningRate: number, options?: { verify?: boolean }): void;
+  apply(vars: readonly tf.Variable[], grads: readonly tf.Tensor[], learningRate: number): void;
+  /**
+   * One step, checked: every new weight and slot value is computed first and its finiteness read
+   * back (awaited: one read, which a GPU backend can only do asynchronously). A step that would
+   * make any of them non-finite rejects with NonFiniteUpdateError and changes nothing, not even
+   * the iteration count. The gradients are not disposed and must stay alive until it settles;
+   * no other step or setState may start on this optimizer meanwhile (TrainingError).
+   */
+  applyVerified(vars: readonly tf.Variable[], grads: readonly tf.Tensor[], learningRate: number): Promise<void>;
   /** State for a checkpoint: every slot, plus `iterations` (read asynchronously: GPU backends). */
   getState(): Promise<{ iterations: number; slots: OptimizerSlot[] }>;
   /** Restores state taken by getState on an optimizer for the same variables. */
@@ -115,22 +121,26 @@ interface Write {
 }
 
 /**
- * Throws NonFiniteUpdateError naming the first value that is not finite. One reduction per
- * tensor and one read in all: sum(x * 0) is 0 for finite x and NaN as soon as one x is not.
+ * One flag per new value, stacked for a single read: 1 when every element is finite, else 0.
+ * isFinite tests the bits (on webgpu too), so it does not depend on how a shader treats Inf x 0.
  */
-function verifyFinite(writes: readonly Write[]): void {
-  if (writes.length === 0) return;
-  const flags = tf.stack(writes.map(({ value }) => tf.sum(tf.mul(value, 0)))).dataSync();
-  const bad = flags.findIndex((f) => f !== 0);
-  if (bad >= 0) {
-    const what = writes[bad]!.what;
-    throw new NonFiniteUpdateError(`the update would make ${what} non-finite (a gradient too large for the optimizer): refused, nothing was written`, what);
-  }
+function finiteFlags(writes: readonly Write[]): tf.Tensor1D {
+  return tf.stack(writes.map(({ value }) => tf.min(tf.cast(tf.isFinite(value), 'float32')))) as tf.Tensor1D;
+}
+
+/** NonFiniteUpdateError naming the first value whose flag says it is not finite, if any. */
+function nonFiniteError(writes: readonly Write[], flags: Float32Array): NonFiniteUpdateError | undefined {
+  const bad = flags.findIndex((f) => f !== 1);
+  if (bad < 0) return undefined;
+  const what = writes[bad]!.what;
+  return new NonFiniteUpdateError(`the update would make ${what} non-finite (a gradient too large for the optimizer): refused, nothing was written`, what);
 }
 
 class SlotOptimizer implements Optimizer {
   private slots: Map<SlotKind, tf.Variable[]> | undefined;
   private count = 0;
+  /** True while applyVerified awaits its read. */
+  private verifying = false;
 
   constructor(
     readonly spec: OptimizerSpec,
@@ -141,18 +151,60 @@ class SlotOptimizer implements Optimizer {
     return this.count;
   }
 
-  apply(vars: readonly tf.Variable[], grads: readonly tf.Tensor[], learningRate: number, options: { verify?: boolean } = {}): void {
+  apply(vars: readonly tf.Variable[], grads: readonly tf.Tensor[], learningRate: number): void {
+    this.assertIdle('apply');
+    const slots = this.prepare(vars, grads);
+    const t = this.count + 1;
+    tf.tidy(() => {
+      for (const { target, value } of this.updates(vars, grads, slots, learningRate, t)) target.assign(value);
+    });
+    this.count = t;
+  }
+
+  async applyVerified(vars: readonly tf.Variable[], grads: readonly tf.Tensor[], learningRate: number): Promise<void> {
+    this.assertIdle('applyVerified');
+    const slots = this.prepare(vars, grads);
+    const t = this.count + 1;
+    if (vars.length === 0) {
+      this.count = t;
+      return;
+    }
+    // The new values and their flags outlive the tidy (returned from it): kept until the read says
+    // whether they may be written, then released either way.
+    let writes: Write[] = [];
+    const flags = tf.tidy(() => {
+      writes = this.updates(vars, grads, slots, learningRate, t);
+      const stacked = finiteFlags(writes);
+      writes.forEach(({ value }) => tf.keep(value));
+      return stacked;
+    });
+    this.verifying = true;
+    try {
+      const [values] = await readFloat32([flags]);
+      const error = nonFiniteError(writes, values!);
+      if (error) throw error;
+      for (const { target, value } of writes) target.assign(value);
+      this.count = t;
+    } finally {
+      this.verifying = false;
+      tf.dispose([flags, ...writes.map((w) => w.value)]);
+    }
+  }
+
+  /** Checks the counts and returns the slots (created on first use). */
+  private prepare(vars: readonly tf.Variable[], grads: readonly tf.Tensor[]): Map<SlotKind, tf.Variable[]> {
     if (vars.length !== grads.length) {
       throw new WeightsError(`optimizer got ${grads.length} gradients for ${vars.length} variables`);
     }
-    const slots = this.ensureSlots(vars);
-    const t = this.count + 1;
-    tf.tidy(() => {
-      const writes = this.updates(vars, grads, slots, learningRate, t);
-      if (options.verify) verifyFinite(writes);
-      for (const { target, value } of writes) target.assign(value);
-    });
-    this.count = t;
+    return this.ensureSlots(vars);
+  }
+
+  /**
+   * A verified step holds new values computed from the current state until its read returns: a
+   * step, restore or dispose in that window would be overwritten or would free what it holds.
+   */
+  private assertIdle(what: string): void {
+    if (this.verifying) throw new TrainingError(`optimizer ${what} called while a verified step is still being checked (await applyVerified first)`);
   }
 
   /** The step's new values, computed and not yet written (weights and their slots). */
@@ -230,6 +282,7 @@ class SlotOptimizer implements Optimizer {
   }
 
   setState(state: { iterations: number; slots: readonly OptimizerSlot[] }): void {
+    this.assertIdle('setState');
     if (!this.slots) {
       if (state.slots.length > 0) {
         throw new WeightsError('optimizer state can be restored only after the optimizer has seen its variables (call bind first)');
@@ -257,6 +310,7 @@ class SlotOptimizer implements Optimizer {
   }
 
   dispose(): void {
+    this.assertIdle('dispose');
     for (const list of this.slots?.values() ?? []) list.forEach((v) => v.dispose());
     this.slots = undefined;
   }

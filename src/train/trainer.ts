@@ -97,9 +97,12 @@ export class Trainer {
 
   /**
    * Applies gradients (already averaged over the global batch) with the optimizer. Each array
-   * is checked for size and finiteness first; a bad one throws before any weight changes.
+   * is checked for size and finiteness first; a bad one rejects (WeightsError) before any weight
+   * changes. A step whose gradients are large enough to overflow a weight or slot is verified
+   * first (one awaited read) and rejects with NonFiniteUpdateError, writing nothing, if it would;
+   * every other step is written before this returns its promise, with no read back.
    */
-  applyGradients(grads: readonly Float32Array[], learningRate: number): void {
+  async applyGradients(grads: readonly Float32Array[], learningRate: number): Promise<void> {
     if (grads.length !== this.trainable.length) {
       throw new WeightsError(`got ${grads.length} gradients for ${this.trainable.length} trainable weights`);
     }
@@ -110,13 +113,19 @@ export class Trainer {
       if (g.length !== size) throw new WeightsError(`gradient ${i} (${entry.name}) has ${g.length} values, expected ${size}`);
       largest = Math.max(largest, largestMagnitude(g, `gradient ${i} (${entry.name})`));
     });
+    const upload = (): tf.Tensor[] => grads.map((g, i) => tf.tensor(g, this.gradientManifest[i]!.shape, 'float32'));
     // Moderate gradients cannot overflow float32 weights or slots: only a step with a large one
-    // pays for computing every new value before writing it (NonFiniteUpdateError when one overflows).
-    const verify = largest * Math.max(1, Math.abs(learningRate)) > SAFE_UPDATE_MAGNITUDE;
-    tf.tidy(() => {
-      const tensors = grads.map((g, i) => tf.tensor(g, this.gradientManifest[i]!.shape, 'float32'));
-      this.optimizer.apply(this.variables(), tensors, learningRate, { verify });
-    });
+    // pays for computing every new value and reading whether it is finite before writing it.
+    if (largest * Math.max(1, Math.abs(learningRate)) <= SAFE_UPDATE_MAGNITUDE) {
+      tf.tidy(() => this.optimizer.apply(this.variables(), upload(), learningRate));
+      return;
+    }
+    const tensors = tf.tidy(upload);
+    try {
+      await this.optimizer.applyVerified(this.variables(), tensors, learningRate);
+    } finally {
+      tf.dispose(tensors);
+    }
   }
 
   /**
