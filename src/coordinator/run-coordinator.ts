@@ -81,6 +81,8 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
   const started = performance.now();
   const cluster: ClusterSpec = {
     ...(job.cluster ?? defaultClusterSpec()),
+    // One interval for every kind of run (cluster.checkpointEvery is its deprecated alias).
+    checkpointEvery: job.train.checkpointEvery,
     ...(options.port !== undefined ? { port: options.port } : {}),
     ...(options.host !== undefined ? { host: options.host } : {}),
     ...(options.minWorkers !== undefined ? { minWorkers: options.minWorkers } : {}),
