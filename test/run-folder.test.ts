@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readlink, rename, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { PassThrough } from 'node:stream';
 import { CheckpointError } from '../src/errors.ts';
 import { latestRunId, openRunFolder } from '../src/train/run-folder.ts';
 import { tempDir } from './helpers/image-fixtures.ts';
@@ -106,4 +107,26 @@ test('checkpoint temporaries a crash left are removed from every run folder, not
   t.deepEqual(fresh.removedTemporaries.sort(), [path.join(old.dir, `checkpoint.drover.tmp-${dead.pid}`), path.join(other.dir, `checkpoint.drover.tmp-${dead.pid}`)].sort());
   t.deepEqual(await readdir(old.dir), []);
   t.deepEqual(await readdir(other.dir), [`checkpoint.drover.tmp-${live.pid}`]);
+});
+
+test('the public API opens run folders as the CLI does: runJob in run.dir, latest/model holds the model, --resume of it says it completed', async (t) => {
+  const drover = await import('../src/index.ts');
+  const base = await tempDir(t);
+  const job = drover.parseJob({
+    name: 'api',
+    seed: 1,
+    backend: 'cpu',
+    data: { kind: 'shapes', dir: path.join(base, 'shapes'), perClass: 8, size: 16 },
+    model: { layers: [{ type: 'flatten' }, { type: 'dense', units: 4 }] },
+    train: { epochs: 1, batchSize: 8, logEvery: 1, optimizer: { name: 'sgd', learningRate: 0.01 } },
+  });
+  const jobDir = path.join(base, 'runs', 'api');
+  const run: import('../src/index.ts').RunFolder = await drover.openRunFolder(jobDir);
+  const feed = await drover.createRunFeed({ stdout: new PassThrough() as unknown as NodeJS.WriteStream, progress: 'never' });
+  t.teardown(() => feed.close());
+  const result = await drover.runJob({ ...job, output: { dir: run.dir } }, { log: feed.logger });
+  t.is(result.modelDir, path.join(run.dir, 'model'));
+  t.true(existsSync(path.join(jobDir, drover.LATEST, 'model', 'model.json')));
+  t.is(await drover.latestRunId(jobDir), run.runId);
+  await t.throwsAsync(drover.openRunFolder(jobDir, { resume: true }), { instanceOf: drover.CheckpointError, message: /completed/ });
 });
