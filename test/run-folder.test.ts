@@ -7,6 +7,7 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { CheckpointError } from '../src/errors.ts';
 import { latestRunId, openRunFolder } from '../src/train/run-folder.ts';
+import { spawnDrover } from './helpers/cluster.ts';
 import { tempDir } from './helpers/image-fixtures.ts';
 
 test('each run gets its own folder, latest points at the newest, and --resume continues the latest', async (t) => {
@@ -129,4 +130,20 @@ test('the public API opens run folders as the CLI does: runJob in run.dir, lates
   t.true(existsSync(path.join(jobDir, drover.LATEST, 'model', 'model.json')));
   t.is(await drover.latestRunId(jobDir), run.runId);
   await t.throwsAsync(drover.openRunFolder(jobDir, { resume: true }), { instanceOf: drover.CheckpointError, message: /completed/ });
+});
+
+test('drover train logs each stale checkpoint temporary it removed from an earlier run folder', async (t) => {
+  const base = await tempDir(t);
+  const jobDir = path.join(base, 'runs');
+  const old = await openRunFolder(jobDir, { now: new Date('2026-11-30T00:40:00Z') });
+  const dead = spawn(process.execPath, ['-e', '']);
+  await once(dead, 'exit');
+  const stale = path.join(old.dir, `checkpoint.drover.tmp-${dead.pid}`);
+  await writeFile(stale, 'half');
+  // A start that fails on its data once the run folder is open: enough to see the cleanup.
+  await mkdir(path.join(base, 'no-classes'));
+  const run = spawnDrover(t, ['train', '--output', jobDir, '--data', path.join(base, 'no-classes')], { CI: 'true' });
+  t.is(await run.exited, 1);
+  t.true(run.sink.lines.some((l) => l.path === stale && l.level === 40 && /half-written/.test(String(l.msg))), 'a warning names the file');
+  t.false(existsSync(stale));
 });
