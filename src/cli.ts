@@ -7,6 +7,7 @@ import { DroverError } from './errors.ts';
 import { loadJobFile, parseJob, type Job } from './config/job.ts';
 import { BACKEND_CHOICES, type BackendChoice } from './model/backend.ts';
 import type { Logger } from './telemetry/logger.ts';
+import type { RunFolder } from './train/run-folder.ts';
 import { DEFAULT_DASHBOARD_PORT, startDashboard, type Dashboard } from './telemetry/dashboard.ts';
 import { startDashboardThread } from './telemetry/dashboard-thread.ts';
 import { exitAfterWrites, writesInFlight } from './train/write-guard.ts';
@@ -104,10 +105,10 @@ async function resolveJob(flags: JobFlags): Promise<Job> {
  * The job with output.dir set to this run's own folder (<job folder>/<run id>, `latest` moved
  * to it), or with --resume to the latest run's: a run never overwrites another's model.
  */
-async function inRunFolder(job: Job, resume: boolean | 'auto' | undefined): Promise<Job> {
+async function inRunFolder(job: Job, resume: boolean | 'auto' | undefined): Promise<{ job: Job; run: RunFolder }> {
   const { openRunFolder } = await import('./train/run-folder.ts');
   const run = await openRunFolder(job.output.dir ?? path.join('runs', job.name), { resume });
-  return { ...job, output: { ...job.output, dir: run.dir } };
+  return { job: { ...job, output: { ...job.output, dir: run.dir } }, run };
 }
 
 /**
@@ -149,7 +150,7 @@ async function withRunFeed(
   job: Job,
   flags: JobFlags & { resume?: boolean | 'auto' },
   run: (log: Logger, signal: AbortSignal) => Promise<unknown>,
-  extras: { tap?: Writable; keepDashboard?: boolean } = {},
+  extras: { tap?: Writable; keepDashboard?: boolean; run?: RunFolder } = {},
 ): Promise<void> {
   const { tap } = extras;
   const { createRunFeed } = await import('./telemetry/feed.ts');
@@ -163,6 +164,7 @@ async function withRunFeed(
       feed.logger.info({ url: dashboard.url }, `dashboard: ${dashboard.url}`);
     }
     feed.logger.info({ outputDir: job.output.dir }, `run folder: ${job.output.dir}`);
+    for (const file of extras.run?.removedTemporaries ?? []) feed.logger.warn({ path: file }, `removed ${file}: a checkpoint half-written when an earlier run stopped`);
     let stoppedBy: 'SIGINT' | 'SIGTERM' | undefined;
     const signal = interruptSignal(feed.logger, (name) => {
       stoppedBy = name;
@@ -221,7 +223,7 @@ export function buildProgram(): Command {
         const { parseGpuSelection, resolveGpus } = await import('./cluster/gpus.ts');
         gpus = await resolveGpus(parseGpuSelection(flags.gpus));
       }
-      const job = await inRunFolder(resolved, flags.resume);
+      const { job, run: runFolder } = await inRunFolder(resolved, flags.resume);
       await withRunFeed(job, flags, async (log, signal) => {
         if (flags.workers === undefined && gpus === undefined) {
           const { runJob } = await import('./train/run-job.ts');
@@ -229,7 +231,7 @@ export function buildProgram(): Command {
         }
         const { runLocalCluster } = await import('./cluster/local-cluster.ts');
         return runLocalCluster({ job, workers: gpus?.length ?? flags.workers!, ...(gpus ? { gpus } : {}), log, signal, resume: flags.resume });
-      }, { keepDashboard: true });
+      }, { keepDashboard: true, run: runFolder });
     });
 
   program
@@ -257,7 +259,7 @@ export function buildProgram(): Command {
     .option('--metrics-port <n>', 'serve Prometheus metrics on http://<metrics host>:<n>/metrics (default: off; 0 = any free port)', port)
     .option('--metrics-host <address>', 'interface of the metrics endpoint', '0.0.0.0')
     .action(async (flags: CoordinatorFlags) => {
-      const job = await inRunFolder(await resolveJob(flags), flags.resume);
+      const { job, run: runFolder } = await inRunFolder(await resolveJob(flags), flags.resume);
       // Metrics read the run's own event feed (docs/events.md), on a port of their own.
       const metrics = flags.metricsPort === undefined
         ? undefined
@@ -267,7 +269,7 @@ export function buildProgram(): Command {
           if (metrics) log.info({ metricsUrl: metrics.url, metricsPort: metrics.port }, `metrics: ${metrics.url}`);
           const { runCoordinator } = await import('./coordinator/run-coordinator.ts');
           return runCoordinator({ job, port: flags.port, host: flags.host, minWorkers: flags.minWorkers, token: flags.token, resume: flags.resume, log, signal });
-        }, { ...(metrics ? { tap: metrics.stream } : {}) });
+        }, { run: runFolder, ...(metrics ? { tap: metrics.stream } : {}) });
       } finally {
         await metrics?.close();
       }

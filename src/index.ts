@@ -1,7 +1,13 @@
-/** drover's public API: what a TypeScript program needs to train, load and watch models. */
+/**
+ * drover's public API: what a TypeScript program needs to train, load and watch models.
+ * runJob and runCoordinator write into `job.output.dir` itself (checkpoint.drover, model/,
+ * phase.json): for the CLI's layout, one folder per run and `latest` (README: Stopping and
+ * resuming), open the run with openRunFolder and run the job with output.dir = run.dir.
+ */
 export * from './errors.ts';
 export { parseJob, loadJobFile, jobSchema, type Job, type JobInput } from './config/job.ts';
 export { runJob, openJobDataset, type JobResult, type RunJobOptions } from './train/run-job.ts';
+export { openRunFolder, latestRunId, LATEST, type RunFolder } from './train/run-folder.ts';
 export { fit, type FitOptions, type FitResult, type EpochRecord } from './train/fit.ts';
 export { Trainer, type GradientResult, type StepMetrics, type PredictionResult } from './train/trainer.ts';
 export { evaluateSplit, type Evaluation } from './train/evaluate.ts';

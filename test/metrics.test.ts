@@ -6,6 +6,9 @@ import { FASHION_MNIST_DIR } from '../src/data/idx.ts';
 import { logEvent } from '../src/telemetry/events.ts';
 import { createRunFeed } from '../src/telemetry/feed.ts';
 import { startMetricsServer } from '../src/telemetry/metrics.ts';
+import { ConfigError } from '../src/errors.ts';
+import { createServer } from 'node:net';
+import { once } from 'node:events';
 import { EventSink, smallFashionMnist, spawnDrover, spawnWorker, tempDir, testJob } from './helpers/cluster.ts';
 import { parseExposition, sampleValue } from './helpers/prometheus.ts';
 
@@ -76,7 +79,8 @@ test.serial('the metrics agree with the event feed they are read from: steps, wo
   const sink = new EventSink();
   const feed = await createRunFeed({ stdout: sink as unknown as NodeJS.WriteStream, progress: 'never', tap: metrics.stream });
   t.teardown(() => feed.close());
-  const job = testJob(dir, { cluster: { minWorkers: 1, stepDeadlineMs: 30_000 } });
+  // logEvery 3 (8 steps, not a multiple): a step line stands for up to 3 steps, and the last 2 are logged by job_end only.
+  const job = testJob(dir, { train: { epochs: 1, batchSize: 32, logEvery: 3, optimizer: { name: 'sgd', learningRate: 0.05 } }, cluster: { minWorkers: 1, stepDeadlineMs: 30_000 } });
   let port = 0;
   const run = runCoordinator({ job, dataset, log: feed.logger, onListening: (info) => {
     port = info.port;
@@ -85,7 +89,8 @@ test.serial('the metrics agree with the event feed they are read from: steps, wo
   const result = await run;
   t.is(result.status, 'completed');
   const { samples } = parseExposition(await metrics.registry.metrics());
-  t.is(sampleValue(samples, 'drover_steps_total'), sink.events('step').length);
+  t.true(sink.events('step').length < result.steps, `${sink.events('step').length} step lines for ${result.steps} steps`);
+  t.is(sampleValue(samples, 'drover_steps_total'), result.steps, 'steps, not step lines');
   t.is(sampleValue(samples, 'drover_step'), result.steps);
   t.is(sampleValue(samples, 'drover_worker_joins_total'), 1);
   t.is(sampleValue(samples, 'drover_worker_evictions_total'), sink.events('worker_fail').length);
@@ -97,10 +102,11 @@ test.serial('the metrics agree with the event feed they are read from: steps, wo
   t.is(sampleValue(samples, 'drover_job_state', { state: 'running' }), 0);
 });
 
-test('a metrics port that is taken is the socket error, and a bad option a ConfigError', async (t) => {
+test('a metrics port that is taken is a ConfigError naming --metrics-port, and so is a bad option', async (t) => {
   const first = await startMetricsServer({ port: 0, host: '127.0.0.1' });
   t.teardown(() => first.close());
-  await t.throwsAsync(startMetricsServer({ port: first.port, host: '127.0.0.1' }), { code: 'EADDRINUSE' });
+  const taken = await t.throwsAsync(startMetricsServer({ port: first.port, host: '127.0.0.1' }), { instanceOf: ConfigError, message: /metrics port \d+ on 127\.0\.0\.1 is in use: pick another with --metrics-port/ });
+  t.is((taken?.cause as NodeJS.ErrnoException | undefined)?.code, 'EADDRINUSE');
   await t.throwsAsync(startMetricsServer({ port: 70000 }), { code: 'DROVER_ERR_CONFIG' });
   const notFound = await fetch(first.url.replace('/metrics', '/'));
   t.is(notFound.status, 404);
@@ -119,4 +125,40 @@ test('metrics still see the events when DROVER_LOG_LEVEL=warn quiets the log', a
   t.is(sampleValue(samples, 'drover_workers_alive'), 1);
   t.is(sampleValue(samples, 'drover_step_phase_seconds', { phase: 'reduce' }), 0.004);
   t.is(stdout.events('step').length, 0, 'stdout stays at warn');
+});
+
+test('drover_steps_total counts the steps between step lines (logEvery > 1) from where a resumed job starts; refused updates and protocol violations are counted', async (t) => {
+  const metrics = await startMetricsServer({ port: 0, host: '127.0.0.1' });
+  t.teardown(() => metrics.close());
+  const feed = await createRunFeed({ stdout: new EventSink() as unknown as NodeJS.WriteStream, progress: 'never', tap: metrics.stream });
+  const step = (n: number) => ({ epoch: 1, step: n, stepInEpoch: n, loss: 0.5, accuracy: 0.75, lr: 0.01, imgPerSec: 100, n: 32, dataWaitMs: 1, computeMs: 2, transferMs: 3, reduceMs: 4 });
+  logEvent(feed.logger, 'job_start', {
+    job: 'resumed', mode: 'distributed', backend: 'wasm', model: 'm', params: 10, dataset: 'd', classNames: ['a', 'b'], trainSize: 100, valSize: 0,
+    epochs: 2, batchSize: 32, optimizer: 'sgd', stepsPerEpoch: 20, resumedFrom: { epoch: 0, step: 10 },
+  });
+  logEvent(feed.logger, 'step', step(13));
+  logEvent(feed.logger, 'step', step(16));
+  logEvent(feed.logger, 'update_refused', { step: 17, epoch: 1, target: 'dense/kernel', code: 'DROVER_ERR_NON_FINITE_UPDATE', workers: ['w1'], reason: 'overflow' });
+  logEvent(feed.logger, 'protocol_violation', { worker: 'w1', task: 't1', reason: 'gradient of the wrong length', count: 1, step: 17 });
+  logEvent(feed.logger, 'protocol_violation', { worker: 'w2', task: 't2', reason: 'unknown task', count: 1, step: 17 });
+  logEvent(feed.logger, 'job_end', { status: 'stopped', epochs: 0, steps: 18, seconds: 1 });
+  await feed.close();
+  const { samples } = parseExposition(await metrics.registry.metrics());
+  t.is(sampleValue(samples, 'drover_steps_total'), 8, 'steps 11-18 ran in this process: 3 + 3 logged, 2 after the last line');
+  t.is(sampleValue(samples, 'drover_step'), 18);
+  t.is(sampleValue(samples, 'drover_updates_refused_total'), 1);
+  t.is(sampleValue(samples, 'drover_protocol_violations_total'), 2);
+});
+
+test('drover coordinator --metrics-port on a port in use exits 1 with the ConfigError, not a stack trace', async (t) => {
+  const blocker = createServer();
+  blocker.listen(0, '127.0.0.1');
+  await once(blocker, 'listening');
+  t.teardown(() => blocker.close());
+  const busy = (blocker.address() as { port: number }).port;
+  const dir = await tempDir(t);
+  const coordinator = spawnDrover(t, ['coordinator', '--output', path.join(dir, 'out'), '--port', '0', '--metrics-port', String(busy), '--metrics-host', '127.0.0.1']);
+  t.is(await coordinator.exited, 1);
+  t.regex(coordinator.stderr(), /metrics port \d+ on 127\.0\.0\.1 is in use: pick another with --metrics-port.*DROVER_ERR_CONFIG/);
+  t.notRegex(coordinator.stderr(), /    at /, 'no stack trace');
 });

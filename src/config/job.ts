@@ -70,7 +70,7 @@ export const jobSchema = z.strictObject({
       earlyStopping: earlyStoppingSchema.optional(),
       /** Log a `step` event every N steps. */
       logEvery: z.number().int().positive().default(10),
-      /** Single-process runs: also checkpoint every N steps (0: at each epoch's end and on stop only). */
+      /** Also checkpoint every N steps (0: at each epoch's end and on stop only); single-process and distributed runs alike. */
       checkpointEvery: z.number().int().min(0).default(0),
     })
     .default({
@@ -97,8 +97,27 @@ export type JobInput = z.input<typeof jobSchema>;
 /** Validates a parsed job object; throws a ConfigError naming the first bad field. */
 export function parseJob(input: unknown, source = 'job'): Job {
   const result = jobSchema.safeParse(input ?? {});
-  if (result.success) return result.data;
-  throw configErrorFromZod(result.error, source);
+  if (!result.success) throw configErrorFromZod(result.error, source);
+  return withOneCheckpointInterval(result.data, source);
+}
+
+/**
+ * train.checkpointEvery is the one checkpoint interval; cluster.checkpointEvery is its
+ * deprecated alias (the distributed runs' own setting once). Whichever is set applies to both,
+ * so `train --workers` and `coordinator` honour train.checkpointEvery and an older job file keeps
+ * its interval; two different values are an error rather than a silent choice.
+ */
+function withOneCheckpointInterval(job: Job, source: string): Job {
+  const own = job.train.checkpointEvery;
+  const alias = job.cluster?.checkpointEvery ?? 0;
+  if (own > 0 && alias > 0 && own !== alias) {
+    throw new ConfigError(
+      `${source}: cluster.checkpointEvery (${alias}) is a deprecated alias of train.checkpointEvery (${own}) and disagrees with it: keep only train.checkpointEvery`,
+      'cluster.checkpointEvery',
+    );
+  }
+  const every = own || alias;
+  return { ...job, train: { ...job.train, checkpointEvery: every }, ...(job.cluster ? { cluster: { ...job.cluster, checkpointEvery: every } } : {}) };
 }
 
 /** Reads a .yaml/.yml/.json job file and validates it. */

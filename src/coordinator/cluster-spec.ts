@@ -40,7 +40,7 @@ export const clusterSpecSchema = z.strictObject({
   joinTimeoutMs: z.number().int().positive().default(300_000),
   /** A worker that has not returned its shard this long after the step began is evicted and its shard reassigned. */
   stepDeadlineMs: z.number().int().positive().default(60_000),
-  /** Checkpoint every K steps (0: only at the end of each epoch). */
+  /** Deprecated alias of train.checkpointEvery (parseJob makes the two agree); set that instead. */
   checkpointEvery: z.number().int().min(0).default(0),
   /** Shard sizes: `throughput` follows each worker's measured speed, `equal` splits evenly. */
   balance: z.enum(['throughput', 'equal']).default('throughput'),

@@ -63,7 +63,10 @@ export interface CoordinatorRunResult extends CoordinatorResult {
   seconds: number;
 }
 
-/** Where a job writes checkpoints, the exported model and logs. */
+/**
+ * The folder a job's checkpoint, exported model and logs go to: output.dir as given (the CLI
+ * sets it to the run's own folder, see openRunFolder), else runs/<job name>.
+ */
 export function jobOutputDir(job: Job): string {
   return job.output.dir ?? path.join('runs', job.name);
 }
@@ -81,6 +84,8 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
   const started = performance.now();
   const cluster: ClusterSpec = {
     ...(job.cluster ?? defaultClusterSpec()),
+    // One interval for every kind of run (cluster.checkpointEvery is its deprecated alias).
+    checkpointEvery: job.train.checkpointEvery,
     ...(options.port !== undefined ? { port: options.port } : {}),
     ...(options.host !== undefined ? { host: options.host } : {}),
     ...(options.minWorkers !== undefined ? { minWorkers: options.minWorkers } : {}),

@@ -52,8 +52,12 @@ export class CoordinatorMetrics {
   private readonly evictions: Counter;
   private readonly skips: Counter;
   private readonly checkpoints: Counter;
+  private readonly protocolViolations: Counter;
+  private readonly updatesRefused: Counter;
   private readonly jobState: Gauge;
   private readonly alive = new Set<string>();
+  /** The job's step number the counted steps have reached (a resumed run starts past 0). */
+  private countedTo = 0;
 
   constructor() {
     const registers = [this.registry];
@@ -71,6 +75,8 @@ export class CoordinatorMetrics {
     this.evictions = new Counter({ name: 'drover_worker_evictions_total', help: 'Workers evicted: died, missed the step deadline, or broke the protocol', registers });
     this.skips = new Counter({ name: 'drover_data_skips_total', help: 'Samples skipped as unreadable (counted, logged, never fatal)', registers });
     this.checkpoints = new Counter({ name: 'drover_checkpoints_total', help: 'Checkpoints written', registers });
+    this.protocolViolations = new Counter({ name: 'drover_protocol_violations_total', help: 'Messages from workers that broke the protocol (malformed or unexpected results), refused', registers });
+    this.updatesRefused = new Counter({ name: 'drover_updates_refused_total', help: 'Optimizer steps refused because they would have made a weight or optimizer slot non-finite', registers });
     this.jobState = new Gauge({ name: 'drover_job_state', help: '1 for the state the job is in: running, completed, stopped or failed', labelNames: ['state'], registers });
     for (const state of ['running', 'completed', 'stopped', 'failed']) this.jobState.set({ state }, 0);
   }
@@ -80,10 +86,12 @@ export class CoordinatorMetrics {
     switch (event.event) {
       case 'job_start':
         this.setState('running');
+        this.countedTo = event.resumedFrom?.step ?? 0;
         if (event.resumedFrom) this.step.set(event.resumedFrom.step);
         return;
       case 'step':
-        this.steps.inc();
+        // Logged every train.logEvery steps: count the steps since the last line, not the line.
+        this.countStepsTo(event.step);
         this.step.set(event.step);
         this.epoch.set(event.epoch);
         this.imgPerSec.set(event.imgPerSec);
@@ -118,14 +126,28 @@ export class CoordinatorMetrics {
       case 'data_skip':
         this.skips.inc();
         return;
+      case 'protocol_violation':
+        this.protocolViolations.inc();
+        return;
+      case 'update_refused':
+        this.updatesRefused.inc();
+        return;
       case 'checkpoint':
         this.checkpoints.inc();
         return;
       case 'job_end':
+        // The steps after the last logged window.
+        this.countStepsTo(event.steps);
+        this.step.set(event.steps);
         this.setState(event.status);
         return;
       default:
     }
+  }
+
+  private countStepsTo(step: number): void {
+    if (step > this.countedTo) this.steps.inc(step - this.countedTo);
+    this.countedTo = Math.max(this.countedTo, step);
   }
 
   private setState(state: 'running' | 'completed' | 'stopped' | 'failed'): void {
@@ -135,8 +157,8 @@ export class CoordinatorMetrics {
 
 /**
  * Serves GET /metrics on its own port (apart from the workers' gRPC port, so a scrape config
- * and a NetworkPolicy can treat it apart). Rejects with ConfigError on a bad option and with
- * the socket's error when the port cannot be bound.
+ * and a NetworkPolicy can treat it apart). Rejects with ConfigError on a bad option or when the
+ * port cannot be bound (in use: pick another --metrics-port).
  */
 export async function startMetricsServer(options: MetricsServerOptions): Promise<MetricsServer> {
   for (const key of Object.keys(options)) if (!OPTION_KEYS.has(key)) throw new ConfigError(`unknown metrics option "${key}"`, key);
@@ -156,8 +178,7 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       (error: Error) => response.writeHead(500, { 'content-type': 'text/plain' }).end(`${error.message}\n`),
     );
   });
-  server.listen(options.port, host);
-  await Promise.race([once(server, 'listening'), once(server, 'error').then(([error]) => { throw error as Error; })]);
+  await listen(server, options.port, host);
   const port = (server.address() as AddressInfo).port;
   let partial = '';
   const stream = new Writable({
@@ -185,4 +206,23 @@ export async function startMetricsServer(options: MetricsServerOptions): Promise
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
+}
+
+/** Binds `server`; a port that cannot be bound is a ConfigError naming --metrics-port. */
+async function listen(server: http.Server, port: number, host: string): Promise<void> {
+  server.listen(port, host);
+  try {
+    // events.once rejects on 'error' and removes both its listeners when it settles: none is
+    // left behind to turn a later error into an unhandled rejection.
+    await once(server, 'listening');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new ConfigError(
+      code === 'EADDRINUSE'
+        ? `metrics port ${port} on ${host} is in use: pick another with --metrics-port (0 picks a free one)`
+        : `cannot serve metrics on ${host}:${port}: ${(error as Error).message} (--metrics-port, --metrics-host)`,
+      'metrics-port',
+      { cause: error },
+    );
+  }
 }

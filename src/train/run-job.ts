@@ -182,8 +182,10 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
       const writeCheckpoint = async (progress: FitProgress): Promise<void> => {
         const optimizer = await phaseTrainer.optimizer.getState();
         const weights = await readWeights(model);
-        const { bytes } = await guardWrite(() =>
-          saveCheckpoint(checkpointFile, {
+        const { bytes } = await guardWrite(() => {
+          // Marks the window a second Ctrl-C must not cut (test/train-signals.test.ts waits for it).
+          log.debug({ step: progress.step, path: checkpointFile }, `writing checkpoint at step ${progress.step}`);
+          return saveCheckpoint(checkpointFile, {
             state: {
               jobId,
               jobName: job.name,
@@ -199,8 +201,8 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
             weights,
             optimizer: { iterations: optimizer.iterations, slots: optimizer.slots.map((slot) => ({ name: slot.name, values: new Float32Array(slot.values) })) },
             ...(progress.bestWeights ? { bestWeights: progress.bestWeights } : {}),
-          }),
-        );
+          });
+        });
         logEvent(log, 'checkpoint', { step: progress.step, epoch: progress.epoch, path: checkpointFile, bytes }, `checkpoint at step ${progress.step} -> ${checkpointFile}`);
       };
       result = await fit({
