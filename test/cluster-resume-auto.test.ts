@@ -66,3 +66,31 @@ test.serial('a drover worker stopped by SIGTERM leaves the job and exits 143, so
   t.regex(String(left.reason), /signal/);
   t.true(worker.sink.lines.some((l) => l.msg === 'worker finished: stopped'));
 });
+
+/** A small job file for the coordinator restarts below. */
+async function writeSmallJob(dir: string, name: string): Promise<string> {
+  const jobFile = path.join(dir, 'job.json');
+  await writeFile(jobFile, JSON.stringify({
+    name,
+    seed: 3,
+    backend: 'wasm',
+    data: { kind: 'idx', dir: FASHION_MNIST_DIR, limitTrain: 128 + 32, validationSize: 32, limitTest: 32 },
+    model: { layers: [{ type: 'flatten' }, { type: 'dense', units: 8 }] },
+    train: { epochs: 1, batchSize: BATCH, logEvery: 1, optimizer: { name: 'sgd', learningRate: 0.01 } },
+    output: { dir: path.join(dir, 'out') },
+    cluster: { port: 0, host: '127.0.0.1', minWorkers: 1, joinTimeoutMs: 60_000 },
+  }));
+  return jobFile;
+}
+
+test.serial('a drover coordinator stopped by SIGTERM before any worker joins exits 143, so a Kubernetes Job does not count a failure', async (t) => {
+  const dir = await tempDir(t);
+  const jobFile = await writeSmallJob(dir, 'stopped-waiting');
+  const coordinator = spawnDrover(t, ['coordinator', '--config', jobFile, '--resume', 'auto']);
+  await coordinator.sink.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('waiting for workers'), 'the coordinator to wait for workers');
+  coordinator.kill('SIGTERM');
+  const end = await coordinator.sink.waitFor((l) => l.event === 'job_end', 'the coordinator to stop');
+  t.is(end.status, 'stopped');
+  t.is(end.steps, 0);
+  t.is(await coordinator.exited, 143);
+});

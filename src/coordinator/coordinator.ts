@@ -286,6 +286,9 @@ export class Coordinator implements SessionHost {
     this.watchdog.unref();
     try {
       await this.waitForWorkers(cluster.minWorkers, cluster.joinTimeoutMs, signal);
+      // Stopped before enough workers came (a pod deleted while its workers are pending): a
+      // stop like any other, so the CLI exits 128 + signal and a Job does not count a failure.
+      if (signal?.aborted) return { status: 'stopped', history, steps: this.step };
       let pending: RoundState | undefined;
       const plan = (batch: SampledBatch, step: number, position: { epoch: number; offset: number }): RoundState => {
         const round = new Round({ kind: 'train', step, weightsVersion: this.version + (step - this.step - 1), split: 'train', epoch: batch.epoch, augment: true, expected: batch.indices.length });
@@ -920,11 +923,12 @@ export class Coordinator implements SessionHost {
     }
   }
 
+  /** Returns once `count` workers are live or the signal aborted (the caller checks which). */
   private async waitForWorkers(count: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
     const started = performance.now();
     while (this.membership.live().length < count) {
       if (this.fatal) throw this.fatal;
-      if (signal?.aborted) throw new ClusterError('stopped while waiting for workers');
+      if (signal?.aborted) return;
       const left = timeoutMs - (performance.now() - started);
       if (left <= 0) {
         throw new ClusterError(`only ${this.membership.live().length} of ${count} workers (cluster.minWorkers) joined within ${timeoutMs} ms`);
