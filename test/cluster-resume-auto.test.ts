@@ -94,3 +94,26 @@ test.serial('a drover coordinator stopped by SIGTERM before any worker joins exi
   t.is(end.steps, 0);
   t.is(await coordinator.exited, 143);
 });
+
+test.serial('a worker waiting for resume joins a coordinator restarted before its first checkpoint, which runs the job under a new id', async (t) => {
+  const dir = await tempDir(t);
+  const jobFile = await writeSmallJob(dir, 'restart-early');
+  // --min-workers 2: the one worker joins, nothing trains, so no checkpoint keeps the job id.
+  const first = spawnDrover(t, ['coordinator', '--config', jobFile, '--resume', 'auto', '--min-workers', '2']);
+  const listening = await first.sink.waitFor((l) => typeof l.port === 'number', 'the first coordinator listening');
+  const port = listening.port as number;
+  const worker = spawnWorker(t, port, { name: 'patient', args: ['--simulate-compute-ms', '1', '--wait-for-resume'] });
+  await worker.sink.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('joined job'), 'the worker to join');
+  first.kill('SIGTERM');
+  t.is(await first.exited, 143);
+
+  const second = spawnDrover(t, ['coordinator', '--config', jobFile, '--resume', 'auto', '--port', String(port)]);
+  const restarted = await second.sink.waitFor((l) => typeof l.jobId === 'string', 'the second coordinator listening');
+  t.not(restarted.jobId, listening.jobId, 'a fresh start: a new job id');
+  const end = await second.sink.waitFor((l) => l.event === 'job_end', 'the restarted job to finish', 120_000);
+  t.is(end.status, 'completed');
+  t.is(await second.exited, 0);
+  t.is(await worker.exited, 0, 'the worker rejoined the new job and finished with it');
+  const joins = worker.sink.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('joined job'));
+  t.deepEqual(joins.map((l) => l.job), [listening.jobId, restarted.jobId]);
+});
