@@ -9,7 +9,7 @@ import { BACKEND_CHOICES, type BackendChoice } from './model/backend.ts';
 import type { Logger } from './telemetry/logger.ts';
 import { DEFAULT_DASHBOARD_PORT, startDashboard, type Dashboard } from './telemetry/dashboard.ts';
 import { startDashboardThread } from './telemetry/dashboard-thread.ts';
-import { exitAfterWrites, writesInFlight } from './train/write-guard.ts';
+import { exitAfterWrites, writesInFlight } from './io/write-guard.ts';
 
 // Command modules are imported when their command runs: a worker process need not load the
 // dashboard, the plotting library or the trainer's data pipeline just to start.

@@ -22,6 +22,7 @@ import type { TaskFailure__Output } from '../wire/generated/drover/v1/TaskFailur
 import type { Timings__Output } from '../wire/generated/drover/v1/Timings.ts';
 import { envelope, MAX_CHUNK_BYTES } from '../wire/protocol.ts';
 import type { ReplicaSpec } from '../wire/replica-spec.ts';
+import { guardWrite } from '../io/write-guard.ts';
 import { bytesTransfer, tensorTransfer, type OutgoingTransfer, type ReceivedTransfer } from '../wire/transfer.ts';
 import type { Checkpoint, EpochProgress } from './checkpoint.ts';
 import { checkpointPath, saveCheckpoint } from './checkpoint.ts';
@@ -973,7 +974,7 @@ export class Coordinator implements SessionHost {
   ): Promise<void> {
     const file = checkpointPath(this.options.outputDir);
     const optimizer = await this.options.trainer.optimizer.getState();
-    const { bytes } = await saveCheckpoint(file, {
+    const checkpoint: Checkpoint = {
       state: {
         jobId: this.jobId,
         jobName: this.options.jobName,
@@ -989,6 +990,11 @@ export class Coordinator implements SessionHost {
       weights: await readWeights(this.options.trainer.model),
       optimizer: { iterations: optimizer.iterations, slots: optimizer.slots.map((s) => ({ name: s.name, values: new Float32Array(s.values) })) },
       ...(stopper?.bestWeights ? { bestWeights: stopper.bestWeights } : {}),
+    };
+    // Guarded: a second Ctrl-C (or SIGTERM) waits for the write instead of cutting it in half.
+    const { bytes } = await guardWrite(() => {
+      this.log.info({ step: this.step, path: file }, `writing checkpoint at step ${this.step}`);
+      return saveCheckpoint(file, checkpoint);
     });
     logEvent(this.log, 'checkpoint', { step: this.step, epoch, path: file, bytes }, `checkpoint at step ${this.step} -> ${file}`);
   }
