@@ -104,10 +104,10 @@ async function resolveJob(flags: JobFlags): Promise<Job> {
  * The job with output.dir set to this run's own folder (<job folder>/<run id>, `latest` moved
  * to it), or with --resume to the latest run's: a run never overwrites another's model.
  */
-async function inRunFolder(job: Job, resume: boolean | 'auto' | undefined): Promise<Job> {
+async function inRunFolder(job: Job, resume: boolean | 'auto' | undefined): Promise<{ job: Job; resumed: boolean }> {
   const { openRunFolder } = await import('./train/run-folder.ts');
   const run = await openRunFolder(job.output.dir ?? path.join('runs', job.name), { resume });
-  return { ...job, output: { ...job.output, dir: run.dir } };
+  return { job: { ...job, output: { ...job.output, dir: run.dir } }, resumed: run.resumed };
 }
 
 /**
@@ -141,20 +141,21 @@ function interruptSignal(log: Logger, onSignal?: (name: 'SIGINT' | 'SIGTERM') =>
 }
 
 /**
- * Runs a job with its feed: progress bar or JSON on stdout, the JSON log file (default with
- * --dashboard: <output dir>/run.jsonl, appended to when resuming) and the live dashboard on
- * it. Everything started here is closed however the job ends.
+ * Runs a job with its feed: progress bar or JSON on stdout, the JSON log file (default:
+ * <run folder>/run.jsonl; appended to only when the run folder was resumed, so a fresh run
+ * never mixes into another's log) and the live dashboard on it. Everything started here is
+ * closed however the job ends.
  */
 async function withRunFeed(
   job: Job,
-  flags: JobFlags & { resume?: boolean | 'auto' },
+  flags: JobFlags & { resumed: boolean },
   run: (log: Logger, signal: AbortSignal) => Promise<unknown>,
   extras: { tap?: Writable; keepDashboard?: boolean } = {},
 ): Promise<void> {
   const { tap } = extras;
   const { createRunFeed } = await import('./telemetry/feed.ts');
-  const logFile = flags.log ?? (flags.dashboard !== undefined ? path.join(job.output.dir ?? path.join('runs', job.name), 'run.jsonl') : undefined);
-  const feed = await createRunFeed({ logFile, appendLog: flags.resume === true || flags.resume === 'auto', ...(tap ? { tap } : {}) });
+  const logFile = flags.log ?? path.join(job.output.dir ?? path.join('runs', job.name), 'run.jsonl');
+  const feed = await createRunFeed({ logFile, appendLog: flags.resumed, ...(tap ? { tap } : {}) });
   let dashboard: Dashboard | undefined;
   try {
     if (flags.dashboard !== undefined && logFile) {
@@ -201,7 +202,7 @@ export function buildProgram(): Command {
       .option('--epochs <n>', 'number of epochs', positiveInt)
       .option('--batch-size <n>', 'global batch size', positiveInt)
       .option('--threads <n>', 'compute threads (1-8): oneDNN\'s when its kernels are on, else the wasm backend\'s', positiveInt)
-      .option('--log <file>', 'also write the JSON event log here (default with --dashboard: <output dir>/run.jsonl)')
+      .option('--log <file>', 'write the JSON event log here instead of <run folder>/run.jsonl (appended to when the run resumes)')
       .option('--dashboard [port]', `serve the live dashboard (default port ${DEFAULT_DASHBOARD_PORT})`, port);
 
   jobOptions(
@@ -221,8 +222,8 @@ export function buildProgram(): Command {
         const { parseGpuSelection, resolveGpus } = await import('./cluster/gpus.ts');
         gpus = await resolveGpus(parseGpuSelection(flags.gpus));
       }
-      const job = await inRunFolder(resolved, flags.resume);
-      await withRunFeed(job, flags, async (log, signal) => {
+      const { job, resumed } = await inRunFolder(resolved, flags.resume);
+      await withRunFeed(job, { ...flags, resumed }, async (log, signal) => {
         if (flags.workers === undefined && gpus === undefined) {
           const { runJob } = await import('./train/run-job.ts');
           return runJob(job, { log, signal, resume: flags.resume });
@@ -257,13 +258,13 @@ export function buildProgram(): Command {
     .option('--metrics-port <n>', 'serve Prometheus metrics on http://<metrics host>:<n>/metrics (default: off; 0 = any free port)', port)
     .option('--metrics-host <address>', 'interface of the metrics endpoint', '0.0.0.0')
     .action(async (flags: CoordinatorFlags) => {
-      const job = await inRunFolder(await resolveJob(flags), flags.resume);
+      const { job, resumed } = await inRunFolder(await resolveJob(flags), flags.resume);
       // Metrics read the run's own event feed (docs/events.md), on a port of their own.
       const metrics = flags.metricsPort === undefined
         ? undefined
         : await (await import('./telemetry/metrics.ts')).startMetricsServer({ port: flags.metricsPort, host: flags.metricsHost ?? '0.0.0.0' });
       try {
-        await withRunFeed(job, flags, async (log, signal) => {
+        await withRunFeed(job, { ...flags, resumed }, async (log, signal) => {
           if (metrics) log.info({ metricsUrl: metrics.url, metricsPort: metrics.port }, `metrics: ${metrics.url}`);
           const { runCoordinator } = await import('./coordinator/run-coordinator.ts');
           return runCoordinator({ job, port: flags.port, host: flags.host, minWorkers: flags.minWorkers, token: flags.token, resume: flags.resume, log, signal });

@@ -1,10 +1,14 @@
 import test from 'ava';
-import { writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { FASHION_MNIST_DIR } from '../src/data/idx.ts';
 import { smallFashionMnist, spawnDrover, spawnWorker, startCoordinator, tempDir, testJob } from './helpers/cluster.ts';
 
 const BATCH = 32;
+
+async function readJsonLines(file: string): Promise<Record<string, unknown>[]> {
+  return (await readFile(file, 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+}
 
 test.serial('drover coordinator --resume auto starts fresh without a checkpoint, and started again on the same output folder after a SIGTERM continues the job', async (t) => {
   const dir = await tempDir(t);
@@ -50,6 +54,10 @@ test.serial('drover coordinator --resume auto starts fresh without a checkpoint,
   t.is(await second.exited, 0);
   t.is(await worker.exited, 0, 'the worker that waited finishes with the job');
   t.true(worker.sink.lines.some((l) => /waiting for it to resume/.test(String(l.msg))));
+  // The run folder's own log, with no --log: the resumed run appended to the first one's.
+  const log = await readJsonLines(path.join(dir, 'out', 'latest', 'run.jsonl'));
+  t.deepEqual(log.filter((l) => l.event === 'job_start').map((l) => l.resumedFrom === undefined ? 'fresh' : 'resumed'), ['fresh', 'resumed']);
+  t.deepEqual(log.filter((l) => l.event === 'job_end').map((l) => l.status), ['stopped', 'completed']);
 });
 
 test.serial('a drover worker stopped by SIGTERM leaves the job and exits 143, so a Kubernetes Job runs its index again', async (t) => {
@@ -116,4 +124,20 @@ test.serial('a worker waiting for resume joins a coordinator restarted before it
   t.is(await worker.exited, 0, 'the worker rejoined the new job and finished with it');
   const joins = worker.sink.lines.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('joined job'));
   t.deepEqual(joins.map((l) => l.job), [listening.jobId, restarted.jobId]);
+});
+
+test.serial('a fresh start under --resume auto (no checkpoint) truncates the --log file instead of appending a second run to it', async (t) => {
+  const dir = await tempDir(t);
+  const jobFile = await writeSmallJob(dir, 'fresh-log');
+  const logFile = path.join(dir, 'run.jsonl');
+  for (const run of ['first', 'second']) {
+    // Stopped before any worker joins: no checkpoint, so the second start is fresh too.
+    const coordinator = spawnDrover(t, ['coordinator', '--config', jobFile, '--resume', 'auto', '--log', logFile]);
+    await coordinator.sink.waitFor((l) => typeof l.msg === 'string' && l.msg.startsWith('waiting for workers'), `the ${run} coordinator to wait for workers`);
+    coordinator.kill('SIGTERM');
+    t.is(await coordinator.exited, 143);
+  }
+  const log = await readJsonLines(logFile);
+  t.is(log.filter((l) => l.event === 'job_start').length, 1, 'only the second run, which started fresh');
+  t.is(log.filter((l) => l.resume === 'auto').length, 1);
 });
