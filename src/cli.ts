@@ -10,7 +10,7 @@ import type { Logger } from './telemetry/logger.ts';
 import type { RunFolder } from './train/run-folder.ts';
 import { DEFAULT_DASHBOARD_PORT, startDashboard, type Dashboard } from './telemetry/dashboard.ts';
 import { startDashboardThread } from './telemetry/dashboard-thread.ts';
-import { exitAfterWrites, writesInFlight } from './train/write-guard.ts';
+import { exitAfterWrites, writesInFlight } from './io/write-guard.ts';
 
 // Command modules are imported when their command runs: a worker process need not load the
 // dashboard, the plotting library or the trainer's data pipeline just to start.
@@ -142,20 +142,21 @@ function interruptSignal(log: Logger, onSignal?: (name: 'SIGINT' | 'SIGTERM') =>
 }
 
 /**
- * Runs a job with its feed: progress bar or JSON on stdout, the JSON log file (default with
- * --dashboard: <output dir>/run.jsonl, appended to when resuming) and the live dashboard on
- * it. Everything started here is closed however the job ends.
+ * Runs a job with its feed: progress bar or JSON on stdout, the JSON log file (default:
+ * <run folder>/run.jsonl; appended to only when the run folder was resumed, so a fresh run
+ * never mixes into another's log) and the live dashboard on it. Everything started here is
+ * closed however the job ends.
  */
 async function withRunFeed(
   job: Job,
-  flags: JobFlags & { resume?: boolean | 'auto' },
+  flags: JobFlags,
   run: (log: Logger, signal: AbortSignal) => Promise<unknown>,
   extras: { tap?: Writable; keepDashboard?: boolean; run?: RunFolder } = {},
 ): Promise<void> {
   const { tap } = extras;
   const { createRunFeed } = await import('./telemetry/feed.ts');
-  const logFile = flags.log ?? (flags.dashboard !== undefined ? path.join(job.output.dir ?? path.join('runs', job.name), 'run.jsonl') : undefined);
-  const feed = await createRunFeed({ logFile, appendLog: flags.resume === true || flags.resume === 'auto', ...(tap ? { tap } : {}) });
+  const logFile = flags.log ?? path.join(job.output.dir ?? path.join('runs', job.name), 'run.jsonl');
+  const feed = await createRunFeed({ logFile, appendLog: extras.run?.resumed ?? false, ...(tap ? { tap } : {}) });
   let dashboard: Dashboard | undefined;
   try {
     if (flags.dashboard !== undefined && logFile) {
@@ -190,7 +191,7 @@ export function buildProgram(): Command {
     .showHelpAfterError();
 
   const backendOption = (): Option =>
-    new Option('--backend <name>', 'compute backend (auto: native TensorFlow if installed, else wasm with the oneDNN kernels where built; cpu: pure JS, ~1 img/s, checks only)')
+    new Option('--backend <name>', 'compute backend (auto: tfjs-node-gpu on a CUDA GPU, else a hardware WebGPU adapter, else tfjs-node, else wasm with the oneDNN kernels where built; cpu: pure JS, ~1 img/s, checks only)')
       .choices(BACKEND_CHOICES as unknown as string[]);
   /** Options of the commands that run a job. */
   const jobOptions = (command: Command): Command =>
@@ -203,7 +204,7 @@ export function buildProgram(): Command {
       .option('--epochs <n>', 'number of epochs', positiveInt)
       .option('--batch-size <n>', 'global batch size', positiveInt)
       .option('--threads <n>', 'compute threads (1-8): oneDNN\'s when its kernels are on, else the wasm backend\'s', positiveInt)
-      .option('--log <file>', 'also write the JSON event log here (default with --dashboard: <output dir>/run.jsonl)')
+      .option('--log <file>', 'write the JSON event log here instead of <run folder>/run.jsonl (appended to when the run resumes)')
       .option('--dashboard [port]', `serve the live dashboard (default port ${DEFAULT_DASHBOARD_PORT})`, port);
 
   jobOptions(

@@ -61,6 +61,9 @@ test('the checks catch the mistakes that would break a deployment', async (t) =>
     ['bad job file', (o) => { const c = named(o, 'ConfigMap', 'drover-job'); c.data['job.yaml'] += '\nbatchSize: 64\n'; }, /does not validate/],
     ['deleted pods count as failures', (o) => { named(o, 'Job', 'drover-coordinator').spec.podFailurePolicy.rules.pop(); }, /coordinator: a pod stopped by SIGTERM/],
     ['probe on the metrics port', (o) => { named(o, 'Job', 'drover-coordinator').spec.template.spec.containers[0].readinessProbe.grpc.port = 9464; }, /readinessProbe/],
+    ['liveness on the readiness status', (o) => { named(o, 'Job', 'drover-coordinator').spec.template.spec.containers[0].livenessProbe.grpc.service = 'drover.v1.Coordinator'; }, /livenessProbe reads health service "drover.v1.Coordinator"/],
+    ['liveness on the whole server', (o) => { delete named(o, 'Job', 'drover-coordinator').spec.template.spec.containers[0].livenessProbe.grpc.service; }, /livenessProbe reads health service ""/],
+    ['readiness on liveness', (o) => { named(o, 'Job', 'drover-coordinator').spec.template.spec.containers[0].readinessProbe.grpc.service = 'drover.v1.Liveness'; }, /readinessProbe reads health service/],
   ];
   for (const [what, edit, expected] of cases) {
     const problems = deploymentProblems(mistake(objects, edit), { workdir });

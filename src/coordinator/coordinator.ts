@@ -22,6 +22,7 @@ import type { TaskFailure__Output } from '../wire/generated/drover/v1/TaskFailur
 import type { Timings__Output } from '../wire/generated/drover/v1/Timings.ts';
 import { envelope, MAX_CHUNK_BYTES } from '../wire/protocol.ts';
 import type { ReplicaSpec } from '../wire/replica-spec.ts';
+import { guardWrite } from '../io/write-guard.ts';
 import { bytesTransfer, tensorTransfer, type OutgoingTransfer, type ReceivedTransfer } from '../wire/transfer.ts';
 import type { Checkpoint, EpochProgress } from './checkpoint.ts';
 import { checkpointPath, saveCheckpoint } from './checkpoint.ts';
@@ -286,6 +287,9 @@ export class Coordinator implements SessionHost {
     this.watchdog.unref();
     try {
       await this.waitForWorkers(cluster.minWorkers, cluster.joinTimeoutMs, signal);
+      // Stopped before enough workers came (a pod deleted while its workers are pending): a
+      // stop like any other, so the CLI exits 128 + signal and a Job does not count a failure.
+      if (signal?.aborted) return { status: 'stopped', history, steps: this.step };
       let pending: RoundState | undefined;
       const plan = (batch: SampledBatch, step: number, position: { epoch: number; offset: number }): RoundState => {
         const round = new Round({ kind: 'train', step, weightsVersion: this.version + (step - this.step - 1), split: 'train', epoch: batch.epoch, augment: true, expected: batch.indices.length });
@@ -920,11 +924,12 @@ export class Coordinator implements SessionHost {
     }
   }
 
+  /** Returns once `count` workers are live or the signal aborted (the caller checks which). */
   private async waitForWorkers(count: number, timeoutMs: number, signal: AbortSignal | undefined): Promise<void> {
     const started = performance.now();
     while (this.membership.live().length < count) {
       if (this.fatal) throw this.fatal;
-      if (signal?.aborted) throw new ClusterError('stopped while waiting for workers');
+      if (signal?.aborted) return;
       const left = timeoutMs - (performance.now() - started);
       if (left <= 0) {
         throw new ClusterError(`only ${this.membership.live().length} of ${count} workers (cluster.minWorkers) joined within ${timeoutMs} ms`);
@@ -969,7 +974,7 @@ export class Coordinator implements SessionHost {
   ): Promise<void> {
     const file = checkpointPath(this.options.outputDir);
     const optimizer = await this.options.trainer.optimizer.getState();
-    const { bytes } = await saveCheckpoint(file, {
+    const checkpoint: Checkpoint = {
       state: {
         jobId: this.jobId,
         jobName: this.options.jobName,
@@ -985,6 +990,11 @@ export class Coordinator implements SessionHost {
       weights: await readWeights(this.options.trainer.model),
       optimizer: { iterations: optimizer.iterations, slots: optimizer.slots.map((s) => ({ name: s.name, values: new Float32Array(s.values) })) },
       ...(stopper?.bestWeights ? { bestWeights: stopper.bestWeights } : {}),
+    };
+    // Guarded: a second Ctrl-C (or SIGTERM) waits for the write instead of cutting it in half.
+    const { bytes } = await guardWrite(() => {
+      this.log.info({ step: this.step, path: file }, `writing checkpoint at step ${this.step}`);
+      return saveCheckpoint(file, checkpoint);
     });
     logEvent(this.log, 'checkpoint', { step: this.step, epoch, path: file, bytes }, `checkpoint at step ${this.step} -> ${file}`);
   }

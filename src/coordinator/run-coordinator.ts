@@ -4,6 +4,7 @@ import path from 'node:path';
 import { CheckpointError, ConfigError, DroverError } from '../errors.ts';
 import type { Job } from '../config/job.ts';
 import { InMemorySplit } from '../data/idx.ts';
+import { guardWrite } from '../io/write-guard.ts';
 import type { Dataset } from '../data/types.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import { initBackend } from '../model/backend.ts';
@@ -189,7 +190,8 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
       phaseStart = { step: result.steps, epoch: result.history.length };
       await writePhaseMarker(outputDir, { jobId, phase: index + 1, start: phaseStart });
       resume = phaseBoundary({ jobId, jobName: job.name, seed: job.seed, steps: result.steps, history: result.history }, await readWeights(model));
-      await saveCheckpoint(checkpointPath(outputDir), resume);
+      const boundary = resume;
+      await guardWrite(() => saveCheckpoint(checkpointPath(outputDir), boundary));
     }
     // Training is over: export, test and dismissal follow, no worker can join any more.
     server?.setServing(false);
@@ -197,8 +199,11 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
     let test: ShardedEvaluation | undefined;
     let modelDir: string | undefined;
     if (result.status !== 'stopped') {
-      modelDir = path.join(outputDir, 'model');
-      await saveModel(model, modelDir, { classNames: dataset.classNames, ...samplePreparation(job.data), info: { job: job.name, jobId, steps: result.steps, epochs: result.history.length } });
+      const [exported, dir] = [model, path.join(outputDir, 'model')];
+      const info = { job: job.name, jobId, steps: result.steps, epochs: result.history.length };
+      // Guarded: a second Ctrl-C waits for both files, never pairs new weights with an old model.json.
+      await guardWrite(() => saveModel(exported, dir, { classNames: dataset.classNames, ...samplePreparation(job.data), info }));
+      modelDir = dir;
       if (dataset.test) {
         test = await coordinator.evaluateSplit('test', dataset.test, result.history.length);
         logEvent(log, 'evaluation', { split: 'test', loss: test.loss, accuracy: test.accuracy, n: test.n, classNames: dataset.classNames, confusion: test.confusion },

@@ -75,8 +75,18 @@ export interface CoordinatorServerOptions {
   log: Logger;
 }
 
-/** The service name the coordinator reports in grpc.health.v1 (the empty name, the whole server, too). */
+/**
+ * The service name of the coordinator's readiness in grpc.health.v1 (the empty name, the whole
+ * server, too): SERVING while workers may join; NOT_SERVING while it drains, exports and tests.
+ */
 export const HEALTH_SERVICE = 'drover.v1.Coordinator';
+
+/**
+ * The service name of the coordinator's liveness: SERVING from the moment it listens until it
+ * shuts down, through draining, export and test evaluation (which may take a long time), so a
+ * liveness probe restarts only a process that stopped answering.
+ */
+export const LIVENESS_SERVICE = 'drover.v1.Liveness';
 
 export interface CoordinatorServer {
   /** The bound port (useful with port 0). */
@@ -84,6 +94,7 @@ export interface CoordinatorServer {
   /**
    * What grpc.health.v1 answers (to anyone, no token: kubelet's gRPC probes carry none):
    * SERVING once the job is loaded and workers may join, NOT_SERVING before and while draining.
+   * Readiness only (HEALTH_SERVICE and ""): LIVENESS_SERVICE stays SERVING until close().
    */
   setServing(serving: boolean): void;
   /** Stops accepting, ends every session, and shuts down (forcefully after `graceMs`). */
@@ -156,7 +167,7 @@ export async function startCoordinatorServer(host: SessionHost, options: Coordin
   };
 
   server.addService(coordinatorService(), handlers);
-  const health = new HealthImplementation({ '': 'NOT_SERVING', [HEALTH_SERVICE]: 'NOT_SERVING' });
+  const health = new HealthImplementation({ '': 'NOT_SERVING', [HEALTH_SERVICE]: 'NOT_SERVING', [LIVENESS_SERVICE]: 'SERVING' });
   health.addToServer(server);
   const setServing = (serving: boolean): void => {
     for (const name of ['', HEALTH_SERVICE]) health.setStatus(name, serving ? 'SERVING' : 'NOT_SERVING');
@@ -170,6 +181,7 @@ export async function startCoordinatorServer(host: SessionHost, options: Coordin
     setServing,
     async close(graceMs = 2000): Promise<void> {
       setServing(false);
+      health.setStatus(LIVENESS_SERVICE, 'NOT_SERVING');
       for (const link of links) link.close();
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {

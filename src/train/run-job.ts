@@ -23,7 +23,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import { logEvent } from '../telemetry/events.ts';
 import { evaluateSplit, type Evaluation } from './evaluate.ts';
 import { fit, type FitProgress, type FitResult } from './fit.ts';
-import { guardWrite } from './write-guard.ts';
+import { guardWrite } from '../io/write-guard.ts';
 import { Trainer } from './trainer.ts';
 
 export interface RunJobOptions {

@@ -85,7 +85,9 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       if (info.name === 'tensorflow') computeThreads = os.availableParallelism();
     }
     while (!signal?.aborted) {
-      const reply = await joinWithRetry(connection, { backend: backendName, device, threads: computeThreads, name: options.name ?? '', jobId }, options.reconnectMs ?? 60_000, log, signal);
+      // Join the job --job names, else whichever job the coordinator runs now: one restarted
+      // before its first checkpoint runs the same job under a new id.
+      const reply = await joinWithRetry(connection, { backend: backendName, device, threads: computeThreads, name: options.name ?? '', jobId: options.jobId ?? '' }, options.reconnectMs ?? 60_000, log, signal);
       if (!reply) break;
       jobId = reply.envelope?.jobId ?? jobId;
       const spec = parseReplicaSpec(reply.replicaSpecJson);

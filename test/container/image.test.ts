@@ -3,6 +3,7 @@ import { randomBytes } from 'node:crypto';
 import { chown, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { LIVENESS_SERVICE } from '../../src/coordinator/server.ts';
 import { loadModel } from '../../src/model/export.ts';
 import { EventSink, REPO_ROOT } from '../helpers/cluster.ts';
 import { HealthProbe } from '../helpers/health-client.ts';
@@ -91,6 +92,7 @@ test.serial('the image trains a 2-worker job on a private network: SIGTERM check
   const probe = new HealthProbe(await hostPort(7070));
   t.teardown(() => probe.close());
   t.is(await probe.check(''), 'SERVING', 'a gRPC health probe of the running coordinator, without the token');
+  t.is(await probe.check(LIVENESS_SERVICE), 'SERVING', 'the liveness service deploy/ probes');
   for (const name of ['sim-1', 'sim-2']) await startWorker(name, ['--simulate-compute-ms', '300'], { DROVER_COORDINATOR: 'coordinator:7070' });
   await first.sink.waitFor((l) => l.event === 'step' && (l.step as number) >= 3, 'step 3 of the first run', 300_000);
   const scraped = parseExposition(await (await fetch(`http://${await hostPort(9464)}/metrics`)).text());
@@ -130,8 +132,9 @@ test.serial('the image trains a 2-worker job on a private network: SIGTERM check
   for (const backend of backends) t.regex(String(backend.description), /onednn/i, `the native kernels load in the image: ${backend.description}`);
   t.is(second.sink.events('worker_join').length, 2);
 
-  // 6. What the coordinator wrote to the volume, as the image's user: checkpoint, exported model.
-  const out = path.join(data, 'runs', 'container');
+  // 6. What the coordinator wrote to the volume, as the image's user: checkpoint, exported model,
+  // run log, in the run folder `latest` points at (both runs: the second resumed the first's).
+  const out = path.join(data, 'runs', 'container', 'latest');
   t.is((await stat(path.join(out, 'checkpoint.drover'))).uid, DROVER_UID);
   const saved = await loadModel(path.join(out, 'model'));
   t.teardown(() => saved.model.dispose());
@@ -140,4 +143,6 @@ test.serial('the image trains a 2-worker job on a private network: SIGTERM check
   const info = JSON.parse(await readFile(path.join(out, 'model', 'model.json'), 'utf8')) as Record<string, unknown>;
   t.truthy(info.modelTopology);
   t.is(end.steps, (start.resumedFrom as { step: number }).step + second.sink.events('step').length);
+  const log = (await readFile(path.join(out, 'run.jsonl'), 'utf8')).trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+  t.deepEqual(log.filter((l) => l.event === 'job_end').map((l) => l.status), ['stopped', 'completed'], 'one run log, appended to by the resumed run');
 });

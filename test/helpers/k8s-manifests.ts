@@ -10,6 +10,7 @@ import { Service } from 'kubernetes-models/v1/Service';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { z } from 'zod';
 import { parseJob } from '../../src/config/job.ts';
+import { HEALTH_SERVICE, LIVENESS_SERVICE } from '../../src/coordinator/server.ts';
 
 /** A rendered Kubernetes object, as plain data. */
 export type K8sObject = { apiVersion: string; kind: string; metadata: { name: string; labels?: Record<string, string> }; [key: string]: unknown };
@@ -242,6 +243,14 @@ export function deploymentProblems(objects: K8sObject[], image: { workdir: strin
   for (const probe of ['startupProbe', 'readinessProbe', 'livenessProbe'] as const) {
     if (main[probe]?.grpc?.port !== listenPort) problems.push(`coordinator: ${probe} is not a gRPC probe on port ${listenPort}`);
   }
+  // Readiness turns NOT_SERVING for the whole export and test evaluation: a liveness (or
+  // startup) probe on it would restart a coordinator that is finishing its job.
+  for (const probe of ['startupProbe', 'livenessProbe'] as const) {
+    const service = main[probe]?.grpc?.service ?? '';
+    if (service !== LIVENESS_SERVICE) problems.push(`coordinator: ${probe} reads health service "${service}", which is NOT_SERVING while the coordinator drains and exports; use "${LIVENESS_SERVICE}"`);
+  }
+  const readiness = main.readinessProbe?.grpc?.service ?? '';
+  if (readiness !== HEALTH_SERVICE && readiness !== '') problems.push(`coordinator: readinessProbe reads health service "${readiness}"; use "${HEALTH_SERVICE}" (SERVING while workers may join)`);
 
   // The volume: the coordinator's output folder (checkpoints, model) lies on the PVC.
   if (outputDir) {
