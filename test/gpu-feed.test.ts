@@ -14,7 +14,6 @@ import { DecodePool } from '../src/data/pool.ts';
 import type { SampleSplit } from '../src/data/sample-split.ts';
 import { ConfigError, DatasetError } from '../src/errors.ts';
 import { parseJob } from '../src/config/job.ts';
-import { initBackend, type BackendInfo } from '../src/model/backend.ts';
 import { buildScratchModel } from '../src/model/build.ts';
 import { fit } from '../src/train/fit.ts';
 import { runJob } from '../src/train/run-job.ts';
@@ -23,25 +22,9 @@ import { scheduleSpecSchema } from '../src/train/schedule.ts';
 import { Trainer } from '../src/train/trainer.ts';
 import { eventSink } from './helpers/event-sink.ts';
 import { rgbPixels, tempDir, writeImage } from './helpers/image-fixtures.ts';
+import { webGpuTests } from './helpers/webgpu.ts';
 
-/** Sets webgpu up (Vulkan, then Dawn's OpenGL backend), as test/webgpu.test.ts does; the reason when neither works. */
-async function setUpWebGpu(): Promise<{ info: BackendInfo } | { reason: string }> {
-  const reasons: string[] = [];
-  for (const dawnBackend of [process.env.DROVER_WEBGPU_BACKEND ?? 'vulkan', 'opengl']) {
-    process.env.DROVER_WEBGPU_BACKEND = dawnBackend;
-    try {
-      return { info: await initBackend('webgpu') };
-    } catch (err) {
-      reasons.push(`${dawnBackend}: ${err instanceof Error ? err.message.split('\n')[0] : String(err)}`);
-    }
-  }
-  return { reason: reasons.join('; ') };
-}
-
-const webgpu = await setUpWebGpu();
-const gpuTest = 'info' in webgpu ? test.serial : test.serial.skip;
-if ('reason' in webgpu) console.log(`webgpu feed tests skipped: no WebGPU adapter could be set up (${webgpu.reason})`);
-else console.log(`webgpu feed tests on ${webgpu.info.description}`);
+const { setup: webgpu, gpuTest } = await webGpuTests('webgpu feed tests');
 
 const SOURCE = 28;
 const INPUT = 24;

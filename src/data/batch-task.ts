@@ -6,11 +6,11 @@
  * The buffer either comes back transferred (not copied) or is written in place into a
  * SharedArrayBuffer the caller split among several tasks.
  */
-import { isMainThread } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import sharp from 'sharp';
 import { drawAugment, NO_AUGMENT, sampleAffine } from './augment.ts';
-import { decodeSample, type SampleFailure, type SampleInput } from './decode.ts';
+import type { SampleFailure, SampleInput } from './decode.ts';
+import { decodeInLanes, poolDecodeTarget } from './decode-lanes.ts';
 import { pixelMapFor, type PipelineConfig } from './pipeline.ts';
 import { warpInto } from './warp.ts';
 
@@ -58,44 +58,15 @@ export async function runBatchTask(task: BatchTask): Promise<BatchTaskResult> {
   } else {
     out = new Float32Array(samples.length * sampleSize);
   }
-  const target = {
-    width: geometry.width,
-    height: geometry.height,
-    resize: geometry.resize,
-    channels,
-    maxInputPixels: pipeline.maxInputPixels,
-    maxFileBytes: pipeline.maxFileBytes,
-    syncFileRead: !isMainThread,
-  };
+  const target = poolDecodeTarget(pipeline);
   const warpOptions = { fill: geometry.fill, fillValue: geometry.fillValue, interpolation: geometry.interpolation };
-  const failures: TaskFailure[] = [];
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < samples.length) {
-      const i = next++;
-      let outcome;
-      try {
-        outcome = await decodeSample(samples[i]!, target);
-      } catch (cause) {
-        // decodeSample reports bad data itself; anything thrown here is unexpected, but it is
-        // still one sample's problem, never the batch's.
-        outcome = { ok: false as const, failure: { reason: 'corrupt' as const, detail: String((cause as Error)?.message ?? cause) } };
-      }
-      if (!outcome.ok) {
-        failures.push({ index: i, ...outcome.failure });
-        continue;
-      }
-      const params = seeds && pipeline.augment
-        ? drawAugment(pipeline.augment, seeds[i]!, geometry.width, geometry.height)
-        : NO_AUGMENT;
-      const image = outcome.image;
-      const affine = sampleAffine(params, geometry, image.width, image.height);
-      warpInto(image, affine, out, base + i * sampleSize, geometry.width, geometry.height, warpOptions, pixelMapFor(pipeline.normalisation, params, channels));
-    }
-  };
-  const lanes = Math.max(1, Math.min(task.concurrency ?? 2, samples.length));
-  await Promise.all(Array.from({ length: lanes }, lane));
-  failures.sort((a, b) => a.index - b.index);
+  const failures = await decodeInLanes(samples, target, task.concurrency, (i, image) => {
+    const params = seeds && pipeline.augment
+      ? drawAugment(pipeline.augment, seeds[i]!, geometry.width, geometry.height)
+      : NO_AUGMENT;
+    const affine = sampleAffine(params, geometry, image.width, image.height);
+    warpInto(image, affine, out, base + i * sampleSize, geometry.width, geometry.height, warpOptions, pixelMapFor(pipeline.normalisation, params, channels));
+  });
   return { x: task.shared ? null : out, failures };
 }
 

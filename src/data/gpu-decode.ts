@@ -4,12 +4,11 @@
  * left to the device (gpu-augment.ts). Returns the decoded pixels, transferred, not copied.
  * Runs in a piscina thread (export `decodeForDevice`) or inline (`runDecodeForDevice`).
  */
-import { isMainThread } from 'node:worker_threads';
 import { Piscina } from 'piscina';
 import sharp from 'sharp';
 import { drawAugment, NO_AUGMENT, sampleAffine } from './augment.ts';
 import type { BatchTask, TaskFailure } from './batch-task.ts';
-import { decodeSample } from './decode.ts';
+import { decodeInLanes, poolDecodeTarget } from './decode-lanes.ts';
 import type { DeviceSample } from './gpu-augment.ts';
 
 if (Piscina.isWorkerThread) {
@@ -27,43 +26,17 @@ export interface DecodeForDeviceResult {
 
 export async function runDecodeForDevice(task: DecodeForDeviceTask): Promise<DecodeForDeviceResult> {
   const { pipeline, samples, seeds } = task;
-  const { geometry, channels } = pipeline;
-  const target = {
-    width: geometry.width,
-    height: geometry.height,
-    resize: geometry.resize,
-    channels,
-    maxInputPixels: pipeline.maxInputPixels,
-    maxFileBytes: pipeline.maxFileBytes,
-    syncFileRead: !isMainThread,
-  };
+  const { geometry } = pipeline;
+  const target = poolDecodeTarget(pipeline);
   const out: (DeviceSample | null)[] = new Array<DeviceSample | null>(samples.length).fill(null);
-  const failures: TaskFailure[] = [];
-  let next = 0;
-  const lane = async (): Promise<void> => {
-    while (next < samples.length) {
-      const i = next++;
-      let outcome;
-      try {
-        outcome = await decodeSample(samples[i]!, target);
-      } catch (cause) {
-        outcome = { ok: false as const, failure: { reason: 'corrupt' as const, detail: String((cause as Error)?.message ?? cause) } };
-      }
-      if (!outcome.ok) {
-        failures.push({ index: i, ...outcome.failure });
-        continue;
-      }
-      const params = seeds && pipeline.augment ? drawAugment(pipeline.augment, seeds[i]!, geometry.width, geometry.height) : NO_AUGMENT;
-      const image = outcome.image;
-      out[i] = {
-        image,
-        affine: sampleAffine(params, geometry, image.width, image.height),
-        colour: { brightness: params.brightness, channelShift: params.channelShift },
-      };
-    }
-  };
-  await Promise.all(Array.from({ length: Math.max(1, Math.min(task.concurrency ?? 2, samples.length)) }, lane));
-  failures.sort((a, b) => a.index - b.index);
+  const failures = await decodeInLanes(samples, target, task.concurrency, (i, image) => {
+    const params = seeds && pipeline.augment ? drawAugment(pipeline.augment, seeds[i]!, geometry.width, geometry.height) : NO_AUGMENT;
+    out[i] = {
+      image,
+      affine: sampleAffine(params, geometry, image.width, image.height),
+      colour: { brightness: params.brightness, channelShift: params.channelShift },
+    };
+  });
   return { samples: out, failures };
 }
 

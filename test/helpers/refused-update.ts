@@ -89,6 +89,20 @@ export async function trainerRefusesOverflow(t: ExecutionContext, trainer: Train
 }
 
 /**
+ * Trainer level: an ordinary applyGradients step reads nothing back; one whose gradients are
+ * large enough to be verified (1e11: above the threshold, finite after the update) reads its
+ * flags once. Takes two steps.
+ */
+export async function trainerReadsOnlyWhenVerified(t: ExecutionContext, trainer: Trainer, grads: readonly Float32Array[]): Promise<void> {
+  const ordinary = await countingReads(() => trainer.applyGradients(grads, 0.01));
+  t.is(ordinary.reads, 0, 'the common path adds no read per step');
+  const large = grads.map((g) => g.slice());
+  large[0]![0] = 1e11;
+  const verified = await countingReads(() => trainer.applyGradients(large, 0.01));
+  t.is(verified.reads, 1, 'the verified path reads its flags once');
+}
+
+/**
  * Calls fn with the active backend's reads counted; returns fn's result and the count. One
  * `t.data()` is one read: cpu and wasm serve `read` by calling their own `readSync`, which is
  * not counted again.
