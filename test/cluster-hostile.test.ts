@@ -3,7 +3,7 @@ import { status } from '@grpc/grpc-js';
 import { AuthError } from '../src/errors.ts';
 import { initBackend } from '../src/model/backend.ts';
 import { runWorker } from '../src/worker/run-worker.ts';
-import { EventSink, sinkLogger, smallFashionMnist, spawnWorker, startCoordinator, tempDir, testJob, type LogLine } from './helpers/cluster.ts';
+import { EventSink, idleCoordinator, sinkLogger, smallFashionMnist, spawnWorker, startCoordinator, tempDir, testJob, type LogLine } from './helpers/cluster.ts';
 import { joinRogue } from './helpers/rogue.ts';
 
 // Peers that hold the valid token and still misbehave, over real gRPC on loopback.
@@ -13,17 +13,10 @@ test.before(async () => {
 
 const TOKEN = 'correct-horse-battery';
 
-/** A coordinator that waits for more workers than will come: nothing trains, membership is under test. */
-async function idleCoordinator(t: Parameters<typeof startCoordinator>[0]) {
-  const dir = await tempDir(t);
-  const dataset = await smallFashionMnist(64);
-  return startCoordinator(t, testJob(dir, { cluster: { minWorkers: 9, token: TOKEN } }), { dataset });
-}
-
 const about = (worker: string) => (l: LogLine): boolean => l.worker === worker;
 
 test('Leave naming another worker is refused: only the holder of a worker\'s session key ends its membership', async (t) => {
-  const coordinator = await idleCoordinator(t);
+  const coordinator = await idleCoordinator(t, TOKEN);
   const address = `127.0.0.1:${coordinator.port}`;
   const victim = await joinRogue(address, TOKEN, 'victim');
   t.teardown(victim.close);
@@ -40,7 +33,7 @@ test('Leave naming another worker is refused: only the holder of a worker\'s ses
 });
 
 test('a session that ends without Leave is a worker_fail with its cause, never a worker_leave', async (t) => {
-  const coordinator = await idleCoordinator(t);
+  const coordinator = await idleCoordinator(t, TOKEN);
   const rogue = await joinRogue(`127.0.0.1:${coordinator.port}`, TOKEN, 'quiet');
   t.teardown(rogue.close);
   await coordinator.sink.waitFor((l) => l.event === 'worker_join' && l.worker === rogue.workerId, 'its session open');
@@ -52,7 +45,7 @@ test('a session that ends without Leave is a worker_fail with its cause, never a
 });
 
 test('a worker killed with kill -9 is a worker_fail, never a worker_leave', async (t) => {
-  const coordinator = await idleCoordinator(t);
+  const coordinator = await idleCoordinator(t, TOKEN);
   const workers = ['k1', 'k2'].map((name) => spawnWorker(t, coordinator.port, { name, token: TOKEN, args: ['--simulate-compute-ms', '1'] }));
   for (const name of ['k1', 'k2']) await coordinator.sink.waitFor((l) => l.event === 'worker_join' && String(l.worker).endsWith(name), `${name} joined`);
   for (const worker of workers) worker.kill('SIGKILL');
@@ -61,7 +54,7 @@ test('a worker killed with kill -9 is a worker_fail, never a worker_leave', asyn
 });
 
 test('messages about tasks never assigned are logged as protocol violations and the worker is evicted after three', async (t) => {
-  const coordinator = await idleCoordinator(t);
+  const coordinator = await idleCoordinator(t, TOKEN);
   const rogue = await joinRogue(`127.0.0.1:${coordinator.port}`, TOKEN, 'forger');
   t.teardown(rogue.close);
   await coordinator.sink.waitFor((l) => l.event === 'worker_join' && l.worker === rogue.workerId, 'its session open');

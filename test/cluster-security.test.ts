@@ -16,7 +16,7 @@ import { parseReplicaSpec } from '../src/wire/replica-spec.ts';
 import { tensorTransfer } from '../src/wire/transfer.ts';
 import { CoordinatorConnection } from '../src/worker/client.ts';
 import { runWorker } from '../src/worker/run-worker.ts';
-import { EventSink, compareUpdates, sinkLogger, smallFashionMnist, startCoordinator, tempDir, testJob } from './helpers/cluster.ts';
+import { EventSink, compareUpdates, idleCoordinator, sinkLogger, smallFashionMnist, startCoordinator, tempDir, testJob } from './helpers/cluster.ts';
 
 test.before(async () => {
   await initBackend('wasm');
@@ -24,15 +24,8 @@ test.before(async () => {
 
 const TOKEN = 'correct-horse-battery';
 
-/** A coordinator that waits for more workers than will come: nothing trains, the transport is under test. */
-async function idleCoordinator(t: Parameters<typeof startCoordinator>[0]) {
-  const dir = await tempDir(t);
-  const dataset = await smallFashionMnist(64);
-  return startCoordinator(t, testJob(dir, { cluster: { minWorkers: 9, token: TOKEN } }), { dataset });
-}
-
 test('a worker without the token, or with a wrong one, is refused and the refusal is logged', async (t) => {
-  const coordinator = await idleCoordinator(t);
+  const coordinator = await idleCoordinator(t, TOKEN);
   const address = `127.0.0.1:${coordinator.port}`;
   const log = sinkLogger(new EventSink());
   await t.throwsAsync(runWorker({ coordinator: address, backend: 'wasm', log, token: '' }), { instanceOf: AuthError, message: /no token presented/ });
@@ -50,7 +43,7 @@ test('a worker without the token, or with a wrong one, is refused and the refusa
 });
 
 test('another protocol version or another job id is refused with FAILED_PRECONDITION and a clear message', async (t) => {
-  const coordinator = await idleCoordinator(t);
+  const coordinator = await idleCoordinator(t, TOKEN);
   const client = createCoordinatorClient(`127.0.0.1:${coordinator.port}`, channelCredentials(undefined));
   t.teardown(() => client.close());
   const join = (jobId: string, protocolVersion: number) =>
@@ -145,7 +138,7 @@ test('a NaN gradient is refused without touching the model: the step is computed
 });
 
 test('message sizes are bounded: an oversized message or a transfer larger than the model is refused', async (t) => {
-  const coordinator = await idleCoordinator(t);
+  const coordinator = await idleCoordinator(t, TOKEN);
   const address = `127.0.0.1:${coordinator.port}`;
   const big = await rogue(address);
   t.teardown(big.close);

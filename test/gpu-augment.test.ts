@@ -3,7 +3,7 @@
  * every backend that starts here: cpu and wasm always, webgpu where an adapter exists (a
  * software one on CI). Same affines and colour draws (augment.ts), same normalisation.
  */
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-cpu';
 import { drawAugment, NO_AUGMENT, sampleAffine, type AugmentConfig, type AugmentParams, type GeometryConfig } from '../src/data/augment.ts';
@@ -85,6 +85,23 @@ const backends: { name: string; start: () => Promise<unknown> }[] = [
   { name: 'webgpu', start: () => initBackend('webgpu', undefined, { allowSoftware: true }) },
 ];
 
+/**
+ * Starts the backend; false when it is webgpu and no adapter can be had here (logged, the test
+ * passes as a said skip). Any other backend failing to start fails the test.
+ */
+async function started(t: ExecutionContext, backend: (typeof backends)[number]): Promise<boolean> {
+  try {
+    await backend.start();
+    return true;
+  } catch (err) {
+    // Only webgpu may be missing (no adapter, no Vulkan driver): said, not hidden.
+    if (backend.name !== 'webgpu') throw err;
+    t.log(`webgpu unavailable here, skipped: ${(err as Error).message}`);
+    t.pass();
+    return false;
+  }
+}
+
 const cases: Case[] = [
   { fill: 'constant', interpolation: 'bilinear', norm: resolveNormalisation('torch', 3), channels: 3 },
   { fill: 'nearest', interpolation: 'bilinear', norm: resolveNormalisation('rescale', 3), channels: 3 },
@@ -99,15 +116,7 @@ for (const backend of backends) {
   // the CPU pool path, so its reflect cases are left out rather than loosened.
   for (const c of cases.filter((k) => !(backend.name === 'wasm' && k.fill === 'reflect'))) {
     test.serial(`${backend.name}: ${c.channels}-channel ${c.interpolation} warp, fill ${c.fill}, colour draws and normalisation match the CPU path`, async (t) => {
-      try {
-        await backend.start();
-      } catch (err) {
-        // Only webgpu may be missing (no adapter, no Vulkan driver): said, not hidden.
-        if (backend.name !== 'webgpu') throw err;
-        t.log(`webgpu unavailable here, skipped: ${(err as Error).message}`);
-        t.pass();
-        return;
-      }
+      if (!(await started(t, backend))) return;
       const before = tf.memory().numTensors;
       const { cpu, device } = await both(c, true);
       t.is(tf.memory().numTensors, before, 'no tensor leaks');
@@ -130,14 +139,7 @@ for (const backend of backends) {
   }
 
   test.serial(`${backend.name}: without augmentation, a same-size image comes back as is (identity map, exact)`, async (t) => {
-    try {
-      await backend.start();
-    } catch (err) {
-      if (backend.name !== 'webgpu') throw err;
-      t.log(`webgpu unavailable here, skipped: ${(err as Error).message}`);
-      t.pass();
-      return;
-    }
+    if (!(await started(t, backend))) return;
     const image = smoothImage(OUT, OUT, 3, 1);
     const geometry: GeometryConfig = { width: OUT, height: OUT, resize: 'cover', fill: 'constant', fillValue: 0, interpolation: 'bilinear' };
     const affine = sampleAffine(NO_AUGMENT, geometry, OUT, OUT);

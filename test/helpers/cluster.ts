@@ -128,6 +128,16 @@ export function testJob(outputDir: string, overrides: Partial<JobInput> & { clus
 }
 
 /** An in-process coordinator on port 0, its events in `sink`; stopped in teardown. */
+/**
+ * A coordinator that waits for more workers than will come: nothing trains, so membership and
+ * the transport can be tested on their own.
+ */
+export async function idleCoordinator(t: Parameters<typeof startCoordinator>[0], token: string) {
+  const dir = await tempDir(t);
+  const dataset = await smallFashionMnist(64);
+  return startCoordinator(t, testJob(dir, { cluster: { minWorkers: 9, token } }), { dataset });
+}
+
 export async function startCoordinator(
   t: ExecutionContext,
   job: Job,
