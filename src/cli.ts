@@ -4,7 +4,7 @@ import path from 'node:path';
 import type { Writable } from 'node:stream';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { DroverError } from './errors.ts';
-import { loadJobFile, parseJob, type Job } from './config/job.ts';
+import { loadJobFile, parseJob, type Job } from './job/job-file.ts';
 import { BACKEND_CHOICES, type BackendChoice } from './model/backend.ts';
 import type { Logger } from './telemetry/logger.ts';
 import type { RunFolder } from './train/run-folder.ts';
@@ -221,7 +221,7 @@ export function buildProgram(): Command {
       // Resolved before anything starts: no GPU is a clear error, not a cluster without workers.
       let gpus: import('./model/webgpu.ts').GpuAdapterEntry[] | undefined;
       if (flags.gpus !== undefined) {
-        const { parseGpuSelection, resolveGpus } = await import('./cluster/gpus.ts');
+        const { parseGpuSelection, resolveGpus } = await import('./launch/gpu-selection.ts');
         gpus = await resolveGpus(parseGpuSelection(flags.gpus));
       }
       const { job, run: runFolder } = await inRunFolder(resolved, flags.resume);
@@ -230,7 +230,7 @@ export function buildProgram(): Command {
           const { runJob } = await import('./train/run-job.ts');
           return runJob(job, { log, signal, resume: flags.resume });
         }
-        const { runLocalCluster } = await import('./cluster/local-cluster.ts');
+        const { runLocalCluster } = await import('./launch/local-workers.ts');
         return runLocalCluster({ job, workers: gpus?.length ?? flags.workers!, ...(gpus ? { gpus } : {}), log, signal, resume: flags.resume });
       }, { keepDashboard: true, run: runFolder });
     });

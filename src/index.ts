@@ -5,7 +5,7 @@
  * resuming), open the run with openRunFolder and run the job with output.dir = run.dir.
  */
 export * from './errors.ts';
-export { parseJob, loadJobFile, jobSchema, type Job, type JobInput } from './config/job.ts';
+export { parseJob, loadJobFile, jobSchema, type Job, type JobInput } from './job/job-file.ts';
 export { runJob, openJobDataset, type JobResult, type RunJobOptions } from './train/run-job.ts';
 export { openRunFolder, latestRunId, LATEST, type RunFolder } from './train/run-folder.ts';
 export { fit, type FitOptions, type FitResult, type EpochRecord } from './train/fit.ts';
@@ -32,7 +32,7 @@ export { writeReport } from './telemetry/report.ts';
 export { logEvent, parseLogLine, type DroverEvent } from './telemetry/events.ts';
 export { startMetricsServer, CoordinatorMetrics, type MetricsServer, type MetricsServerOptions } from './telemetry/metrics.ts';
 export { runCoordinator, jobOutputDir, type CoordinatorRunOptions, type CoordinatorRunResult } from './coordinator/run-coordinator.ts';
-export { clusterSpecSchema, type ClusterSpec, type ClusterSpecInput } from './coordinator/cluster-spec.ts';
+export { clusterSpecSchema, type ClusterSpec, type ClusterSpecInput } from './job/cluster-spec.ts';
 export { runWorker, type WorkerOptions, type WorkerResult } from './worker/run-worker.ts';
 export { resolveCoordinatorAddress, type CoordinatorAddress, type CoordinatorAddressSource } from './worker/coordinator-address.ts';
-export { runLocalCluster, type LocalClusterOptions } from './cluster/local-cluster.ts';
+export { runLocalCluster, type LocalClusterOptions } from './launch/local-workers.ts';

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { parseJob } from '../src/config/job.ts';
+import { parseJob } from '../src/job/job-file.ts';
 import { runCoordinator } from '../src/coordinator/run-coordinator.ts';
 import { createRunFeed } from '../src/telemetry/feed.ts';
 import { EventSink, smallFashionMnist, spawnWorker, tempDir, testJob } from './helpers/cluster.ts';

@@ -6,7 +6,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { generateShapes } from '../src/data/shapes.ts';
 import { ConfigError } from '../src/errors.ts';
-import { parseGpuSelection } from '../src/cluster/gpus.ts';
+import { parseGpuSelection } from '../src/launch/gpu-selection.ts';
 import { listGpuAdapters, type GpuAdapterEntry } from '../src/model/webgpu.ts';
 import { spawnDrover, tempDir } from './helpers/cluster.ts';
 

@@ -94,7 +94,7 @@ test.serial('early stopping ends a distributed run and restores the best weights
   const [stop] = coordinator.sink.events('early_stop');
   t.like(stop, { epoch: 2, bestEpoch: 1, restored: true, monitor: 'val_loss' });
   t.is(coordinator.sink.events('evaluation', (l) => l.split === 'validation').length, 2, 'a sharded validation pass per epoch');
-  const { loadCheckpoint, checkpointPath } = await import('../src/coordinator/checkpoint.ts');
+  const { loadCheckpoint, checkpointPath } = await import('../src/job/checkpoint.ts');
   const checkpoint = await loadCheckpoint(checkpointPath(dir));
   t.is(checkpoint.state.earlyStopping!.bestEpoch, 1);
   const saved = await loadModel(path.join(dir, 'model'));

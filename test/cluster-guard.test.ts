@@ -2,7 +2,7 @@ import test from 'ava';
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { CheckpointError, WeightsError } from '../src/errors.ts';
-import { checkpointPath, loadCheckpoint, saveCheckpoint, type Checkpoint } from '../src/coordinator/checkpoint.ts';
+import { checkpointPath, loadCheckpoint, saveCheckpoint, type Checkpoint } from '../src/job/checkpoint.ts';
 import { GradientGuard, globalNorm } from '../src/coordinator/gradient-guard.ts';
 import { initBackend } from '../src/model/backend.ts';
 import { runWorker } from '../src/worker/run-worker.ts';

@@ -1,5 +1,5 @@
 import test from 'ava';
-import { runLocalCluster } from '../src/cluster/local-cluster.ts';
+import { runLocalCluster } from '../src/launch/local-workers.ts';
 import { ClusterError } from '../src/errors.ts';
 import { initBackend } from '../src/model/backend.ts';
 import { FASHION_MNIST_DIR } from '../src/data/idx.ts';

@@ -12,7 +12,7 @@ import { tokenMetadata } from '../src/wire/auth.ts';
 import { channelCredentials } from '../src/wire/credentials.ts';
 import type { CoordinatorMessage__Output } from '../src/wire/generated/drover/v1/CoordinatorMessage.ts';
 import { createCoordinatorClient, envelope, PROTOCOL_VERSION } from '../src/wire/protocol.ts';
-import { parseReplicaSpec } from '../src/wire/replica-spec.ts';
+import { parseReplicaSpec } from '../src/job/replica-spec.ts';
 import { tensorTransfer } from '../src/wire/transfer.ts';
 import { CoordinatorConnection } from '../src/worker/client.ts';
 import { runWorker } from '../src/worker/run-worker.ts';

@@ -1,7 +1,7 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
-import { runLocalCluster } from '../src/cluster/local-cluster.ts';
+import { runLocalCluster } from '../src/launch/local-workers.ts';
 import { generateShapes, SHAPE_CLASSES } from '../src/data/shapes.ts';
 import { Sampler } from '../src/data/sampler.ts';
 import { initBackend } from '../src/model/backend.ts';

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { WeightsError } from '../src/errors.ts';
-import type { ReplicaSpec } from '../src/wire/replica-spec.ts';
+import type { ReplicaSpec } from '../src/job/replica-spec.ts';
 import type { ReceivedTensor } from '../src/wire/transfer.ts';
 import { SimulatedReplica } from '../src/worker/simulated-replica.ts';
 import { placeWeightUpdate } from '../src/worker/weight-update.ts';

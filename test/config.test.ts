@@ -2,7 +2,7 @@ import test from 'ava';
 import { mkdtemp, writeFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { loadJobFile, parseJob } from '../src/config/job.ts';
+import { loadJobFile, parseJob } from '../src/job/job-file.ts';
 import { ConfigError } from '../src/errors.ts';
 
 test('an empty job gets the reference defaults: fmnist-cnn, Adam 1e-3, batch 64, 5 epochs', (t) => {

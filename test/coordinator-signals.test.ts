@@ -2,7 +2,7 @@ import test from 'ava';
 import { existsSync } from 'node:fs';
 import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { loadCheckpoint } from '../src/coordinator/checkpoint.ts';
+import { loadCheckpoint } from '../src/job/checkpoint.ts';
 import { FASHION_MNIST_DIR } from '../src/data/idx.ts';
 import { spawnDrover, spawnWorker, tempDir } from './helpers/cluster.ts';
 

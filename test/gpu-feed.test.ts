@@ -13,7 +13,7 @@ import { createSampleDecoder, openDataset, type OpenedDataset } from '../src/dat
 import { DecodePool } from '../src/data/pool.ts';
 import type { SampleSplit } from '../src/data/sample-split.ts';
 import { ConfigError, DatasetError } from '../src/errors.ts';
-import { parseJob } from '../src/config/job.ts';
+import { parseJob } from '../src/job/job-file.ts';
 import { buildScratchModel } from '../src/model/build.ts';
 import { fit } from '../src/train/fit.ts';
 import { runJob } from '../src/train/run-job.ts';

@@ -3,7 +3,7 @@ import type { ExecutionContext } from 'ava';
 import { existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { loadCheckpoint } from '../src/coordinator/checkpoint.ts';
+import { loadCheckpoint } from '../src/job/checkpoint.ts';
 import { spawnDrover, tempDir, type ChildHandle } from './helpers/cluster.ts';
 
 // Ctrl-C / SIGTERM of single-process `drover train` (the default command): real child

@@ -8,7 +8,9 @@
  *                      dist/linux-x64/ beside bench.mjs, where the bundled loader looks
  *   models/mobilenet_v2/  nsfwjs' MobileNetV2 as model.json + weights (read like any backbone directory)
  *   torch_cuda.py      the PyTorch CUDA anchor
- *   lib/libvulkan.so.1 the Vulkan loader, used only where the machine has none
+ *   lib/               the Vulkan loader (libvulkan.so.1) and glvnd's libGLdispatch.so.0 / libGLX.so.0,
+ *                      which NVIDIA's Vulkan ICD (libGLX_nvidia.so.0) needs: a headless GPU host often
+ *                      has none of them; run.sh uses each only where the machine lacks it
  * and prints its size (the machine takes 64 MiB with the checkout). The xz files are kept
  * between runs while their source has not changed (compressing Node takes minutes).
  *
@@ -63,12 +65,13 @@ await directoryHandler(path.join(out, 'models', 'mobilenet_v2')).save!(backbone.
 await copyFile(path.join(here, 'torch_cuda.py'), path.join(out, 'torch_cuda.py'));
 await copyFile(path.join(here, 'run.sh'), path.join(out, 'run.sh'));
 await chmod(path.join(out, 'run.sh'), 0o755);
-const vulkan = findVulkanLoader();
-if (vulkan) {
-  await mkdir(path.join(out, 'lib'), { recursive: true });
-  await copyFile(vulkan, path.join(out, 'lib', 'libvulkan.so.1'));
-} else {
-  console.warn('no libvulkan.so.1 on this machine: the bundle relies on the GPU machine having the Vulkan loader');
+// Without libGLdispatch the loader finds NVIDIA's ICD but cannot call into it ("Could not get
+// 'vkCreateInstance' via 'vk_icdGetInstanceProcAddr'"): seen on the lent H200 host.
+await mkdir(path.join(out, 'lib'), { recursive: true });
+for (const name of ['libvulkan.so.1', 'libGLdispatch.so.0', 'libGLX.so.0']) {
+  const found = findLibrary(name);
+  if (found) await copyFile(found, path.join(out, 'lib', name));
+  else console.warn(`no ${name} on this machine: the bundle relies on the GPU machine having it`);
 }
 
 const bytes = await du(out);
@@ -87,11 +90,11 @@ async function xzCached(source: string, name: string): Promise<void> {
   await writeFile(`${target}.src`, stamp);
 }
 
-function findVulkanLoader(): string | undefined {
+function findLibrary(name: string): string | undefined {
   try {
     const listing = execFileSync('ldconfig', ['-p'], { encoding: 'utf8' });
-    const match = /libvulkan\.so\.1 \(libc6,x86-64\) => (\S+)/.exec(listing);
-    return match?.[1];
+    const line = listing.split('\n').find((entry) => entry.trim().startsWith(`${name} (libc6,x86-64)`));
+    return line?.split(' => ')[1]?.trim();
   } catch {
     return undefined;
   }

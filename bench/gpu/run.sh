@@ -10,8 +10,8 @@
 #   GPU_BENCH_SETTING_TIMEOUT  seconds per webgpu setting (default 50; pytorch: 18 per setting, in one process)
 #   GPU_BENCH_ALLOW_SOFTWARE=1 accept a software adapter (lavapipe) instead of retrying for a GPU
 #   DROVER_PYTHON       the python with torch (default: the first of python3, python, ... that imports torch)
-# Vulkan: Dawn needs the loader (libvulkan.so.1; the bundle's copy is used where the machine
-# has none) and an ICD. When the first probe finds no GPU adapter, the NVIDIA ICD files found
+# Vulkan: Dawn needs the loader (libvulkan.so.1) and an ICD; NVIDIA's ICD needs glvnd's
+# libGLdispatch.so.0. The bundle's copies of these are used where the machine has none. When the first probe finds no GPU adapter, the NVIDIA ICD files found
 # on the machine are tried one by one through VK_DRIVER_FILES, and last a generated one pointing
 # at libGLX_nvidia.so.0 (what NVIDIA's own nvidia_icd.json names).
 set -u
@@ -51,13 +51,20 @@ uname -a; cat /etc/os-release 2>/dev/null | head -2
 command -v nvidia-smi >/dev/null && nvidia-smi -L
 echo "NVIDIA_DRIVER_CAPABILITIES=${NVIDIA_DRIVER_CAPABILITIES:-unset} VK_DRIVER_FILES=${VK_DRIVER_FILES:-unset} VK_ICD_FILENAMES=${VK_ICD_FILENAMES:-unset}"
 ls -l /usr/share/vulkan/icd.d /etc/vulkan/icd.d /usr/local/nvidia/share/vulkan/icd.d 2>/dev/null
-ldconfig -p 2>/dev/null | grep -E 'libvulkan|libGLX_nvidia|libnvidia-glcore' || true
+ldconfig -p 2>/dev/null | grep -E 'libvulkan|libGLX|libGLdispatch|libnvidia-glcore' || true
 "$PYTHON" -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available())' || true
 
-if ! ldconfig -p 2>/dev/null | grep -q 'libvulkan\.so\.1 '; then
-  echo "no system Vulkan loader: using the bundle's"
-  export LD_LIBRARY_PATH="$HERE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-fi
+# The bundle's libraries fill in only what the machine lacks (a machine's own copies stay first).
+mkdir -p "$WORK/lib"
+for f in "$HERE"/lib/*; do
+  [ -e "$f" ] || continue
+  name=$(basename "$f")
+  if ! ldconfig -p 2>/dev/null | grep -q "^[[:space:]]*$name "; then
+    echo "no system $name: using the bundle's"
+    ln -s "$f" "$WORK/lib/$name"
+  fi
+done
+export LD_LIBRARY_PATH="$WORK/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 
 hardware=(--hardware-only); [ "${GPU_BENCH_ALLOW_SOFTWARE:-0}" = 1 ] && hardware=()
 probe() { # prints the adapter; fails on none, or on a software one unless allowed

@@ -1,5 +1,5 @@
 import { WeightsError } from '../errors.ts';
-import type { GradientGuardSpec } from './cluster-spec.ts';
+import type { GradientGuardSpec } from '../job/cluster-spec.ts';
 
 /**
  * Optional defences against gradients that are finite but wrong (a buggy or hostile worker, a

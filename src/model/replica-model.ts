@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
-import type { ReplicaModelSpec } from '../wire/replica-spec.ts';
+import type { ReplicaModelSpec } from '../job/replica-spec.ts';
 import { buildScratchModel } from './build.ts';
 import { buildTransferModel, unfreezeFrom } from './transfer.ts';
 

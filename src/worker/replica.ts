@@ -5,7 +5,7 @@ import { buildReplicaModel } from '../model/replica-model.ts';
 import { weightManifest, writeWeightsAt, type WeightEntry } from '../model/weights.ts';
 import { Trainer } from '../train/trainer.ts';
 import { readFloat32 } from '../model/tensor-read.ts';
-import type { ReplicaSpec } from '../wire/replica-spec.ts';
+import type { ReplicaSpec } from '../job/replica-spec.ts';
 import type { ComputeReplica, ReplicaEvaluation, ReplicaGradients } from './compute-replica.ts';
 import { placeWeightUpdate, type WeightUpdate } from './weight-update.ts';
 

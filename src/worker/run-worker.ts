@@ -3,7 +3,7 @@ import { AuthError, ClusterError, ConfigError, DroverError, ProtocolError, Proto
 import type { BackendChoice } from '../model/backend.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { ClientTlsFiles } from '../wire/credentials.ts';
-import { parseReplicaSpec, type ReplicaSpec } from '../wire/replica-spec.ts';
+import { parseReplicaSpec, type ReplicaSpec } from '../job/replica-spec.ts';
 import { CoordinatorConnection } from './client.ts';
 import type { ComputeReplica } from './compute-replica.ts';
 import { SimulatedReplica } from './simulated-replica.ts';
@@ -168,7 +168,7 @@ async function makeDecoder(spec: ReplicaSpec, log: Logger): Promise<ShardDecoder
       return sharedDatasetDecoder(await openDataset(samples.dataset, { logger: log }));
     }
     case 'job-data': {
-      const { dataSpecSchema } = await import('../config/job.ts');
+      const { dataSpecSchema } = await import('../job/job-file.ts');
       const { openJobDataset } = await import('../train/run-job.ts');
       return sharedDatasetDecoder(await openJobDataset(dataSpecSchema.parse(samples.data), log));
     }

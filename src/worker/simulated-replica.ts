@@ -1,6 +1,6 @@
 import type { Batch } from '../data/types.ts';
 import type { WeightEntry } from '../model/weights.ts';
-import type { ReplicaSpec } from '../wire/replica-spec.ts';
+import type { ReplicaSpec } from '../job/replica-spec.ts';
 import type { ComputeReplica, ReplicaEvaluation, ReplicaGradients } from './compute-replica.ts';
 import { placeWeightUpdate, type WeightUpdate } from './weight-update.ts';
 

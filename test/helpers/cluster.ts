@@ -6,7 +6,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import type { ExecutionContext } from 'ava';
 import pino from 'pino';
-import { parseJob, type Job, type JobInput } from '../../src/config/job.ts';
+import { parseJob, type Job, type JobInput } from '../../src/job/job-file.ts';
 import { runCoordinator, type CoordinatorRunResult } from '../../src/coordinator/run-coordinator.ts';
 import { FASHION_MNIST_DIR, openIdxDataset } from '../../src/data/idx.ts';
 import type { Dataset } from '../../src/data/types.ts';

@@ -9,7 +9,7 @@ import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import { parse as parseYaml, parseAllDocuments } from 'yaml';
 import { z } from 'zod';
-import { parseJob } from '../../src/config/job.ts';
+import { parseJob } from '../../src/job/job-file.ts';
 import { HEALTH_SERVICE, LIVENESS_SERVICE } from '../../src/coordinator/server.ts';
 
 /** A rendered Kubernetes object, as plain data. */

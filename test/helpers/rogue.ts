@@ -3,7 +3,7 @@ import type { CoordinatorMessage__Output } from '../../src/wire/generated/drover
 import type { TaskAssignment__Output } from '../../src/wire/generated/drover/v1/TaskAssignment.ts';
 import type { WorkerMessage } from '../../src/wire/generated/drover/v1/WorkerMessage.ts';
 import { envelope } from '../../src/wire/protocol.ts';
-import { parseReplicaSpec, type ReplicaSpec } from '../../src/wire/replica-spec.ts';
+import { parseReplicaSpec, type ReplicaSpec } from '../../src/job/replica-spec.ts';
 import { tensorTransfer } from '../../src/wire/transfer.ts';
 import { CoordinatorConnection } from '../../src/worker/client.ts';
 

@@ -2,7 +2,7 @@ import { readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
 import { CheckpointError } from '../errors.ts';
-import type { Job } from '../config/job.ts';
+import type { Job } from './job-file.ts';
 import type { WeightSet } from '../model/weights.ts';
 import type { EpochRecord } from '../train/fit.ts';
 import type { Checkpoint } from './checkpoint.ts';

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ClusterError, ConfigError } from '../errors.ts';
-import type { Job } from '../config/job.ts';
+import type { Job } from '../job/job-file.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import type { GpuAdapterEntry } from '../model/webgpu.ts';
 import { runCoordinator, type CoordinatorRunResult } from '../coordinator/run-coordinator.ts';

@@ -10,7 +10,7 @@ import { PRESET_NAMES } from '../model/presets.ts';
 import { BACKEND_CHOICES } from '../model/backend.ts';
 import { optimizerSpecSchema } from '../train/optimizers.ts';
 import { scheduleSpecSchema } from '../train/schedule.ts';
-import { clusterSpecSchema } from '../coordinator/cluster-spec.ts';
+import { clusterSpecSchema } from './cluster-spec.ts';
 
 /**
  * Where the samples come from. `default`: Fashion-MNIST if installed, else generated shapes;
@@ -87,7 +87,7 @@ export const jobSchema = z.strictObject({
       dir: z.string().min(1).optional(),
     })
     .default({}),
-  /** Distributed training: coordinator address, workers, deadlines, secret, TLS (src/coordinator/cluster-spec.ts). */
+  /** Distributed training: coordinator address, workers, deadlines, secret, TLS (src/job/cluster-spec.ts). */
   cluster: clusterSpecSchema.optional(),
 });
 

@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
 import { CheckpointError } from '../errors.ts';
-import type { Job } from '../config/job.ts';
+import type { Job } from './job-file.ts';
 import { writeWeights } from '../model/weights.ts';
 import type { Trainer } from '../train/trainer.ts';
 import { checkpointPath, loadCheckpoint, type Checkpoint } from './checkpoint.ts';
