@@ -1,9 +1,9 @@
 /**
  * Distributed training figures.
  *
- *   npm run bench:cluster -- [--mode real|simulated|accuracy|all] [--steps 60] [--warmup 10] [--rounds 3]
+ *   npm run bench:cluster -- [--mode real|simulated|netns|accuracy|all] [--steps 60] [--warmup 10] [--rounds 3]
  *        [--workers 1,2] [--sim-workers 2,4,8,16] [--sim-params 0.2,3.5,25] [--compute-ms 100]
- *        [--epochs 3] [--skip-single] [--json]
+ *        [--net-workers 1,2,4,8] [--rates 1000,10000] [--epochs 3] [--skip-single] [--json]
  *
  * real:      img/s of the reference job (fmnist-cnn, Adam 1e-3, global batch 64, Fashion-MNIST)
  *            in one process and with 1 and 2 local worker processes, and the mean step split into
@@ -13,20 +13,28 @@
  *            weights out, gradients in, checks, averaging, optimizer, snapshot. Measured for
  *            2..16 workers on loopback and dense models of ~0.2 M, 3.5 M and 25 M parameters.
  *
+ * netns:     the simulated workers again, but the coordinator and each worker run in their own
+ *            Linux network namespace behind a rate-limited link (bench/netns.ts; root only), so
+ *            bytes move at --rates Mbit/s as between machines. Weak scaling: each worker gets 64
+ *            samples a step (global batch 64 x workers). Per setup: step time, scaling efficiency
+ *            against one worker (step time of 1 over step time of N), and the bytes through the
+ *            busiest process per step (in + out, read from the links' counters) over the model's bytes.
+ *
  * accuracy:  the reference job on all of Fashion-MNIST for --epochs, in one process and with 2
  *            local workers: test accuracy of both (not part of `all`: it takes minutes).
  *
  * All processes run on this machine: with fewer cores than processes they compete for CPU,
  * which the figures include (they are an upper bound of the overhead on dedicated nodes).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
+import { NamespaceNetwork } from './netns.ts';
 import { runLocalCluster } from '../src/launch/local-workers.ts';
 import { parseJob, type JobInput } from '../src/job/job-file.ts';
 import { runCoordinator } from '../src/coordinator/run-coordinator.ts';
@@ -50,6 +58,8 @@ const { values: args } = parseArgs({
     'sim-params': { type: 'string', default: '0.2,3.5,25' },
     'sim-steps': { type: 'string', default: '8' },
     'compute-ms': { type: 'string', default: '100' },
+    'net-workers': { type: 'string', default: '1,2,4,8' },
+    rates: { type: 'string', default: '1000,10000' },
     epochs: { type: 'string', default: '3' },
     'skip-single': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
@@ -250,6 +260,117 @@ async function simulatedMode(): Promise<Record<string, unknown>[]> {
   return rows;
 }
 
+/** Bytes in + out of each node's link, from the kernel's counters. */
+function linkBytes(net: NamespaceNetwork): number[] {
+  return net.nodes.map((node) => {
+    const [link] = JSON.parse(execFileSync('ip', ['-n', node.ns, '-s', '-j', 'link', 'show', 'eth0'], { encoding: 'utf8' })) as { stats64: { rx: { bytes: number }; tx: { bytes: number } } }[];
+    return link!.stats64.rx.bytes + link!.stats64.tx.bytes;
+  });
+}
+
+/** One job on a fresh namespace network: node 0 runs the coordinator, nodes 1..N one simulated worker each. */
+async function netnsRun(layers: LayerSpecInput[], workers: number, rateMbit: number): Promise<Split & { bytesPerStep: number[] }> {
+  const simSteps = Number(args['sim-steps']);
+  const simWarmup = 2;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-bench-'));
+  const net = NamespaceNetwork.create({ count: workers + 1, rateMbit });
+  const coordinatorAddress = net.nodes[0]!.address;
+  const logFile = path.join(dir, 'run.jsonl');
+  const job: JobInput = {
+    name: 'bench-netns',
+    backend: 'wasm',
+    data: { kind: 'idx', dir: FASHION_MNIST_DIR, limitTrain: BATCH * workers * (simSteps + simWarmup), validationSize: 0, limitTest: 64 },
+    model: { layers },
+    train: { epochs: 1, batchSize: BATCH * workers, logEvery: 1, optimizer: { name: 'adam', learningRate: 1e-3 } },
+    output: { dir },
+    cluster: { host: coordinatorAddress, port: 7070, minWorkers: workers, stepDeadlineMs: 600_000, balance: 'equal' },
+  };
+  await writeFile(path.join(dir, 'job.json'), JSON.stringify(job));
+  const children: ChildProcess[] = [];
+  const exited = (child: ChildProcess): Promise<number | null> => new Promise((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', resolve)));
+  try {
+    const coordinator = net.spawn(0, process.execPath, ['bin/drover.js', 'coordinator', '--config', path.join(dir, 'job.json'), '--log', logFile], { cwd: root, stdio: 'ignore' });
+    children.push(coordinator);
+    for (let i = 0; i < workers; i++) {
+      children.push(net.spawn(i + 1, process.execPath, ['bin/drover.js', 'worker', '--coordinator', `${coordinatorAddress}:7070`, '--name', `sim${i}`, '--reconnect-ms', '30000', '--simulate-compute-ms', args['compute-ms']!], { cwd: root, stdio: 'ignore' }));
+    }
+    // The link counters are read when the warm-up's last step is logged and when the job ends.
+    let before: number[] | undefined;
+    let after: number[] | undefined;
+    let stepsSeen = 0;
+    let stepsAtBefore = 0;
+    const done = exited(coordinator);
+    let finished = false;
+    void done.then(() => (finished = true));
+    while (!finished) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const text = await readFile(logFile, 'utf8').catch(() => '');
+      const seen = text.split('\n').filter((l) => l.includes('"event":"step"')).length;
+      if (seen > stepsSeen) {
+        stepsSeen = seen;
+        if (!before && seen >= simWarmup) {
+          before = linkBytes(net);
+          stepsAtBefore = seen;
+        }
+        if (seen >= simSteps + simWarmup) after ??= linkBytes(net);
+      }
+    }
+    const code = await done;
+    if (code !== 0) throw new Error(`coordinator exited with ${code} (log: ${logFile})`);
+    const lines = (await readFile(logFile, 'utf8')).split('\n').filter((l) => l.includes('"event":"step"')).map((l) => {
+      const e = JSON.parse(l) as StepLine & { time: string };
+      return { ...e, at: Date.parse(e.time) };
+    });
+    const counted = stepsSeen - stepsAtBefore;
+    const bytesPerStep = before && after && counted > 0 ? after.map((b, i) => (b - before![i]!) / counted) : [];
+    return { ...summarise(lines, simWarmup), bytesPerStep };
+  } finally {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    await Promise.all(children.map(exited));
+    net.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function netnsMode(): Promise<Record<string, unknown>[]> {
+  await initBackend('wasm');
+  const rows: Record<string, unknown>[] = [];
+  for (const rateMbit of args.rates!.split(',').map(Number)) {
+    for (const millions of args['sim-params']!.split(',').map(Number)) {
+      const layers = denseLayers(millions);
+      const probe = buildScratchModel({ layers, inputShape: [28, 28, 1], classes: 10 });
+      const params = countParams(probe);
+      probe.dispose();
+      let oneWorkerStepMs: number | undefined;
+      for (const workers of args['net-workers']!.split(',').map(Number)) {
+        const run = await netnsRun(layers, workers, rateMbit);
+        if (workers === 1) oneWorkerStepMs = run.stepMs;
+        const busiest = Math.max(...run.bytesPerStep);
+        const row = {
+          setup: `netns-${rateMbit >= 1000 ? `${rateMbit / 1000}g` : `${rateMbit}m`}-star-${workers}w-${millions}m`,
+          mode: 'netns',
+          reduction: 'star',
+          rate_mbit: rateMbit,
+          workers,
+          params,
+          img_per_s: run.imgPerSec,
+          step_ms: run.stepMs,
+          efficiency: oneWorkerStepMs === undefined ? null : oneWorkerStepMs / run.stepMs,
+          busiest_bytes_per_model: busiest / (4 * params),
+          transfer_ms: run.transferMs,
+          reduce_ms: run.reduceMs,
+        };
+        rows.push(row);
+        if (args.json) console.log(JSON.stringify(row));
+        else {
+          console.log(`${String(rateMbit).padStart(6)} Mbit/s ${(params / 1e6).toFixed(2).padStart(6)} M params, star, ${String(workers).padStart(2)} workers: step ${fmt(run.stepMs).padStart(8)} ms, ${fmt(run.imgPerSec, 0).padStart(6)} img/s, efficiency ${row.efficiency === null ? '-' : fmt(100 * row.efficiency, 0) + ' %'}, busiest process moves ${fmt(row.busiest_bytes_per_model, 2)} x model bytes per step`);
+        }
+      }
+    }
+  }
+  return rows;
+}
+
 async function accuracyMode(): Promise<Record<string, unknown>[]> {
   const { runJob } = await import('../src/train/run-job.ts');
   const rows: Record<string, unknown>[] = [];
@@ -287,5 +408,13 @@ if (args.mode === 'real' || args.mode === 'all') out.real = await realMode();
 if (args.mode === 'simulated' || args.mode === 'all') {
   if (!args.json) console.log(`\ncoordinator overhead per step, simulated compute of ${args['compute-ms']} ms, global batch ${BATCH}, loopback, ${os.availableParallelism()} cores:`);
   out.simulated = await simulatedMode();
+}
+if (args.mode === 'netns' || args.mode === 'all') {
+  if (process.getuid?.() !== 0) {
+    if (args.mode === 'netns') throw new Error('--mode netns needs root (ip netns, tc)');
+  } else {
+    if (!args.json) console.log(`\nnamespace network (tc tbf per link), simulated compute of ${args['compute-ms']} ms, ${BATCH} samples per worker, ${os.availableParallelism()} cores:`);
+    out.netns = await netnsMode();
+  }
 }
 if (args.json) console.log(JSON.stringify(out, null, 2));
