@@ -23,10 +23,17 @@
  * accuracy:  the reference job on all of Fashion-MNIST for --epochs, in one process and with 2
  *            local workers: test accuracy of both (not part of `all`: it takes minutes).
  *
+ * --json: one JSON line per setup as it finishes, with at least `setup` and `img_per_s`; the
+ * simulated and netns lines add `workers`, `params`, `reduction`, `step_ms`, `efficiency` and
+ * `busiest_bytes_per_model` (bytes in + out of the busiest process per step over the model's
+ * bytes: the coordinator's 2 x workers for the star; from /proc/<pid>/io on loopback, from the
+ * link counters in namespaces).
+ *
  * All processes run on this machine: with fewer cores than processes they compete for CPU,
  * which the figures include (they are an upper bound of the overhead on dedicated nodes).
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -84,11 +91,14 @@ interface StepLine {
 /** Collects the coordinator's step events (with the time each arrived). */
 class StepSink extends Writable {
   readonly steps: StepLine[] = [];
+  /** Called after each step event with the number seen so far. */
+  onStep: ((count: number) => void) | undefined;
   override _write(chunk: Buffer, _encoding: string, done: () => void): void {
     for (const line of String(chunk).split('\n')) {
       if (!line.includes('"event":"step"')) continue;
       const e = JSON.parse(line) as StepLine;
       this.steps.push({ ...e, at: performance.now() });
+      this.onStep?.(this.steps.length);
     }
     done();
   }
@@ -176,7 +186,22 @@ async function realMode(): Promise<Record<string, unknown>[]> {
       rounds: splits.map((s) => Math.round(s.imgPerSec)),
     };
   });
-  if (!args.json) {
+  if (args.json) {
+    for (const r of rows) {
+      console.log(JSON.stringify({
+        setup: r.workers === 0 ? 'single' : `workers-${r.workers}`,
+        mode: 'real',
+        workers: r.workers,
+        img_per_s: r.imgPerSec,
+        step_ms: r.stepMs,
+        data_wait_ms: r.dataWaitMs,
+        compute_ms: r.computeMs,
+        transfer_ms: r.transferMs,
+        reduce_ms: r.reduceMs,
+        rounds: r.rounds,
+      }));
+    }
+  } else {
     console.log(`\nreference job: fmnist-cnn, Adam 1e-3, global batch ${BATCH}, ${steps} steps after ${warmup} warm-up, median of ${rounds} interleaved rounds; ${backend.description}; ${os.availableParallelism()} cores`);
     console.log('setup               img/s   step ms  data wait  compute  transfer  reduce   img/s per round');
     const cell = (x: number, width: number): string => (Number.isNaN(x) ? '-' : fmt(x)).padStart(width);
@@ -233,6 +258,14 @@ async function simulatedMode(): Promise<Record<string, unknown>[]> {
         cluster: { host: '127.0.0.1', port: 0, minWorkers: workers, stepDeadlineMs: 600_000, balance: 'equal' },
       };
       const children: ChildProcess[] = [];
+      // Bytes each process passed through read()/write() (sockets, here) after the warm-up.
+      let before: number[] | undefined;
+      let after: number[] | undefined;
+      const pids = (): number[] => [process.pid, ...children.map((c) => c.pid!)];
+      sink.onStep = (count) => {
+        if (count === simWarmup) before = pids().map(processIoBytes);
+        if (count === simWarmup + simSteps) after = pids().map(processIoBytes);
+      };
       const result = runCoordinator({
         job: parseJob(input),
         dataset: syntheticDataset(BATCH * (simSteps + simWarmup)),
@@ -251,13 +284,43 @@ async function simulatedMode(): Promise<Record<string, unknown>[]> {
       }
       const split = summarise(sink.steps, simWarmup);
       const overheadMs = split.stepMs - computeMs;
-      rows.push({ params, workers, simulatedComputeMs: computeMs, ...split, overheadMs, overheadShare: overheadMs / split.stepMs });
+      const busiest = before && after ? Math.max(...after.map((b, i) => b - before![i]!)) / simSteps : NaN;
+      const row = {
+        setup: `sim-star-${workers}w-${millions}m`,
+        mode: 'simulated',
+        reduction: 'star',
+        workers,
+        params,
+        img_per_s: split.imgPerSec,
+        step_ms: split.stepMs,
+        // Fixed global batch: more workers share the same 64 samples, so the ideal step time stays that of one worker.
+        efficiency: null,
+        busiest_bytes_per_model: busiest / (4 * params),
+        simulated_compute_ms: computeMs,
+        overhead_ms: overheadMs,
+        overhead_share: overheadMs / split.stepMs,
+        transfer_ms: split.transferMs,
+        reduce_ms: split.reduceMs,
+      };
+      rows.push(row);
+      if (args.json) console.log(JSON.stringify(row));
       if (!args.json) {
-        console.log(`${(params / 1e6).toFixed(2).padStart(6)} M params, ${String(workers).padStart(2)} workers: step ${fmt(split.stepMs).padStart(7)} ms = ${computeMs} ms compute + ${fmt(overheadMs).padStart(7)} ms overhead (${fmt(100 * overheadMs / split.stepMs, 0)} %: transfer ${fmt(split.transferMs)}, reduce ${fmt(split.reduceMs)})`);
+        console.log(`${(params / 1e6).toFixed(2).padStart(6)} M params, ${String(workers).padStart(2)} workers: step ${fmt(split.stepMs).padStart(7)} ms = ${computeMs} ms compute + ${fmt(overheadMs).padStart(7)} ms overhead (${fmt(100 * overheadMs / split.stepMs, 0)} %: transfer ${fmt(split.transferMs)}, reduce ${fmt(split.reduceMs)}); busiest process moves ${fmt(row.busiest_bytes_per_model, 2)} x model bytes per step`);
       }
     }
   }
   return rows;
+}
+
+/** Bytes a process passed through read() and write() so far (sockets included), from /proc. */
+function processIoBytes(pid: number): number {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const field = (name: string): number => Number(new RegExp(`^${name}: (\\d+)`, 'm').exec(io)?.[1] ?? NaN);
+    return field('rchar') + field('wchar');
+  } catch {
+    return NaN;
+  }
 }
 
 /** Bytes in + out of each node's link, from the kernel's counters. */
@@ -394,7 +457,8 @@ async function accuracyMode(): Promise<Record<string, unknown>[]> {
     const minutes = (performance.now() - started) / 60_000;
     await rm(dir, { recursive: true, force: true });
     rows.push({ setup: workers === 0 ? 'single process' : `${workers} local workers`, epochs: Number(args.epochs), testAccuracy: test?.accuracy, minutes });
-    if (!args.json) console.log(`${String(rows.at(-1)!.setup).padEnd(16)} test accuracy ${((test?.accuracy ?? NaN) * 100).toFixed(2)} % after ${args.epochs} epochs (${minutes.toFixed(1)} min)`);
+    if (args.json) console.log(JSON.stringify({ setup: workers === 0 ? 'accuracy-single' : `accuracy-workers-${workers}`, mode: 'accuracy', workers, epochs: Number(args.epochs), test_accuracy: test?.accuracy, minutes }));
+    else console.log(`${String(rows.at(-1)!.setup).padEnd(16)} test accuracy ${((test?.accuracy ?? NaN) * 100).toFixed(2)} % after ${args.epochs} epochs (${minutes.toFixed(1)} min)`);
   }
   return rows;
 }
@@ -417,4 +481,5 @@ if (args.mode === 'netns' || args.mode === 'all') {
     out.netns = await netnsMode();
   }
 }
-if (args.json) console.log(JSON.stringify(out, null, 2));
+// With --json every setup was printed as one JSON line as it finished.
+void out;
