@@ -4,7 +4,7 @@ import { initBackend } from '../src/model/backend.ts';
 import { buildScratchModel, countParams } from '../src/model/build.ts';
 import { PRESETS, PRESET_NAMES } from '../src/model/presets.ts';
 import { ModelError } from '../src/errors.ts';
-import { regularizationLosses } from '../src/train/trainer.ts';
+import { regularizationLosses } from '../src/train/gradient-model.ts';
 
 test.before(async () => {
   await initBackend('wasm');
