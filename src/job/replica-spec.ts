@@ -1,6 +1,5 @@
 import { z } from 'zod';
-import { layerSpecSchema } from '../model/layer-spec.ts';
-import { transferSpecSchema } from '../model/transfer-spec.ts';
+import { modelSpecSchema, type ModelSpec } from '../model/model-spec.ts';
 import { ProtocolError } from '../errors.ts';
 
 const dim = z.number().int().positive();
@@ -11,30 +10,11 @@ const dim = z.number().int().positive();
  */
 export const replicaSpecSchema = z.strictObject({
   jobName: z.string(),
-  model: z.discriminatedUnion('kind', [
-    z.strictObject({
-      kind: z.literal('scratch'),
-      layers: z.array(layerSpecSchema).min(1),
-      inputShape: z.tuple([dim, dim, dim]),
-      classes: z.number().int().min(2),
-      l2: z.number().min(0),
-      seed: z.number().int().min(0),
-    }),
-    /**
-     * A pretrained backbone under a new head (src/model/transfer.ts). Each worker loads the
-     * backbone itself (`nsfwjs:` from its own install; a path must exist on the worker).
-     */
-    z.strictObject({
-      kind: z.literal('transfer'),
-      /** The job's transfer section as the coordinator validated it (defaults filled in). */
-      transfer: transferSpecSchema,
-      inputShape: z.tuple([dim, dim, dim]),
-      classes: z.number().int().min(2),
-      seed: z.number().int().min(0),
-      /** The fine-tuning phase's first trainable layer (unfreezeFrom); null: the first phase, frozen as `transfer.freeze` says. */
-      trainableFrom: z.string().min(1).nullable(),
-    }),
-  ]),
+  /**
+   * The model to build (src/model/model-spec.ts). A transfer backbone is loaded by each worker
+   * itself (`nsfwjs:` from its own install; a path must exist on the worker).
+   */
+  model: modelSpecSchema,
   /** Every weight of the model in order (what a broadcast holds); the trainable ones get gradients. */
   weights: z.array(z.strictObject({ name: z.string(), shape: z.array(z.number().int().min(0)), trainable: z.boolean() })),
   /**
@@ -53,7 +33,8 @@ export const replicaSpecSchema = z.strictObject({
 });
 
 export type ReplicaSpec = z.infer<typeof replicaSpecSchema>;
-export type ReplicaModelSpec = ReplicaSpec['model'];
+/** The model part of a replica spec: model/'s ModelSpec (the name callers of the wire know it by). */
+export type ReplicaModelSpec = ModelSpec;
 
 /** Parses the JSON of a JoinReply; throws a ProtocolError naming the first bad field. */
 export function parseReplicaSpec(json: string): ReplicaSpec {

@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { DataSplit } from '../data/types.ts';
-import type { Trainer } from './trainer.ts';
+import type { GradientModel } from './gradient-model.ts';
 
 /** Metrics of a whole split in inference mode, with the confusion matrix (rows: true class). */
 export interface Evaluation {
@@ -21,7 +21,7 @@ export interface EvaluateOptions {
  * Evaluates a split in batches; loss is the sample-weighted mean. Yields to the event loop
  * between batches, so a long evaluation does not hold up signals or the dashboard.
  */
-export async function evaluateSplit(trainer: Trainer, split: DataSplit, classes: number, options: EvaluateOptions = {}): Promise<Evaluation> {
+export async function evaluateSplit(model: Pick<GradientModel, 'evaluate'>, split: DataSplit, classes: number, options: EvaluateOptions = {}): Promise<Evaluation> {
   const batchSize = options.batchSize ?? 256;
   const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
   let lossSum = 0;
@@ -31,7 +31,7 @@ export async function evaluateSplit(trainer: Trainer, split: DataSplit, classes:
     const indices = Array.from({ length: Math.min(batchSize, split.length - start) }, (_, i) => start + i);
     const batch = await split.loadBatch(indices, { augment: false });
     if (batch.n === 0) continue;
-    const result = await trainer.evaluate(batch);
+    const result = await model.evaluate(batch);
     lossSum += result.loss * result.n;
     correct += result.correct;
     n += result.n;
