@@ -35,4 +35,4 @@ export { runCoordinator, jobOutputDir, type CoordinatorRunOptions, type Coordina
 export { clusterSpecSchema, type ClusterSpec, type ClusterSpecInput } from './job/cluster-spec.ts';
 export { runWorker, type WorkerOptions, type WorkerResult } from './worker/run-worker.ts';
 export { resolveCoordinatorAddress, type CoordinatorAddress, type CoordinatorAddressSource } from './worker/coordinator-address.ts';
-export { runLocalCluster, type LocalClusterOptions } from './launch/local-workers.ts';
+export { runWithLocalWorkers, type LocalWorkersOptions } from './launch/local-workers.ts';
