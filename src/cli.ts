@@ -9,9 +9,9 @@ import { addReportCommand } from './commands/report-command.ts';
 import { addTrainCommand } from './commands/train-command.ts';
 import { addWorkerCommand } from './commands/worker-command.ts';
 
-// Each command module declares its flags here and imports its work when it runs: a worker
-// process need not load the dashboard, the plotting library or the trainer's data pipeline
-// just to start.
+// Each command module (src/commands/*-command.ts) declares its flags up front and imports its
+// work only when its command runs: a worker process need not load the dashboard, the plotting
+// library or the trainer's data pipeline just to start.
 
 /** The commands, in the order `drover --help` lists them. */
 const COMMANDS = [
