@@ -42,7 +42,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { NamespaceNetwork } from './netns.ts';
-import { runLocalCluster } from '../src/launch/local-workers.ts';
+import { runWithLocalWorkers } from '../src/launch/local-workers.ts';
 import { parseJob, type JobInput } from '../src/job/job-file.ts';
 import { runCoordinator } from '../src/coordinator/run-coordinator.ts';
 import { FASHION_MNIST_DIR, InMemorySplit, openIdxDataset } from '../src/data/idx.ts';
@@ -153,7 +153,7 @@ async function localCluster(workers: number): Promise<Split> {
     output: { dir },
   });
   try {
-    await runLocalCluster({ job, workers, log: pino({ level: 'info' }, sink) });
+    await runWithLocalWorkers({ job, workers, log: pino({ level: 'info' }, sink) });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -453,7 +453,7 @@ async function accuracyMode(): Promise<Record<string, unknown>[]> {
     const quiet = pino({ level: 'warn' });
     const test = workers === 0
       ? (await runJob(reference(dir), { log: quiet })).test
-      : (await runLocalCluster({ job: reference(dir), workers, log: quiet })).test;
+      : (await runWithLocalWorkers({ job: reference(dir), workers, log: quiet })).test;
     const minutes = (performance.now() - started) / 60_000;
     await rm(dir, { recursive: true, force: true });
     rows.push({ setup: workers === 0 ? 'single process' : `${workers} local workers`, epochs: Number(args.epochs), testAccuracy: test?.accuracy, minutes });

@@ -1,7 +1,7 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
-import { runLocalCluster } from '../src/launch/local-workers.ts';
+import { runWithLocalWorkers } from '../src/launch/local-workers.ts';
 import { generateShapes, SHAPE_CLASSES } from '../src/data/shapes.ts';
 import { Sampler } from '../src/data/sampler.ts';
 import { initBackend } from '../src/model/backend.ts';
@@ -46,7 +46,7 @@ test.serial('drover train --workers 2 runs a transfer job with its fine-tuning p
   });
   const sink = new EventSink();
   let pids: number[] = [];
-  const result = await runLocalCluster({ job, workers: 2, log: sinkLogger(sink), onWorkers: (started) => (pids = started) });
+  const result = await runWithLocalWorkers({ job, workers: 2, log: sinkLogger(sink), onWorkers: (started) => (pids = started) });
   t.is(result.status, 'completed');
   t.deepEqual(pids.map(alive), [false, false], 'both workers exited');
 
