@@ -160,6 +160,25 @@ export class RemoteError extends DroverError {
   }
 }
 
+/**
+ * The installed grpc-js is not the version whose internals drover patches were tested against
+ * (src/wire/grpc-internals.ts), or lacks the internal a patch needs: install the tested version.
+ */
+export class GrpcInternalsError extends DroverError {
+  override readonly code = 'DROVER_ERR_GRPC_INTERNALS';
+  override name = 'GrpcInternalsError';
+  constructor(
+    message: string,
+    /** The grpc-js version found installed. */
+    readonly seenVersion: string,
+    /** The grpc-js version drover's patches were tested with. */
+    readonly testedVersion: string,
+    options: DroverErrorOptions = {},
+  ) {
+    super(message, options);
+  }
+}
+
 /** Why a saved model cannot be read or written; stable, so callers and tests need no message. */
 export type ModelFileReason =
   | 'missing-dir'
