@@ -21,7 +21,7 @@ export interface WorkerOptions {
   backend?: BackendChoice;
   /** Bind to this WebGPU adapter (index of `drover gpus`): implies backend webgpu. */
   gpu?: number;
-  /** Compute threads of the wasm backend (default 1). */
+  /** Compute threads: oneDNN's when its kernels are on, else the wasm backend's (default 1). */
   threads?: number;
   /** Name shown in the coordinator's log. */
   name?: string;
