@@ -38,6 +38,9 @@ const root = path.resolve(here, '..', '..');
 const { values } = parseArgs({ options: { out: { type: 'string', default: path.join(root, '.gpu-bundle') } } });
 const out = path.resolve(values.out);
 const require = createRequire(import.meta.url);
+/** The Vulkan loader and glvnd, by soname, and the Debian packages that hold them. */
+const GLVND_LIBRARIES = ['libvulkan.so.1', 'libGLdispatch.so.0', 'libGLX.so.0', 'libGL.so.1', 'libEGL.so.1', 'libGLESv2.so.2', 'libOpenGL.so.0'];
+const GLVND_PACKAGES = ['libvulkan1', 'libglvnd0', 'libglx0', 'libgl1', 'libegl1', 'libgles2', 'libopengl0'];
 
 await mkdir(out, { recursive: true });
 // Everything but the cached xz files is rewritten.
@@ -105,10 +108,6 @@ async function xzCached(source: string, name: string): Promise<void> {
   execFileSync('sh', ['-c', 'xz -9 -c "$1" > "$2"', 'sh', source, target], { stdio: 'inherit' });
   await writeFile(`${target}.src`, stamp);
 }
-
-/** The Vulkan loader and glvnd, by soname, and the Debian packages that hold them. */
-const GLVND_LIBRARIES = ['libvulkan.so.1', 'libGLdispatch.so.0', 'libGLX.so.0', 'libGL.so.1', 'libEGL.so.1', 'libGLESv2.so.2', 'libOpenGL.so.0'];
-const GLVND_PACKAGES = ['libvulkan1', 'libglvnd0', 'libglx0', 'libgl1', 'libegl1', 'libgles2', 'libopengl0'];
 
 /** One .deb per package: from $GPU_BUNDLE_DEBS or <repo>/.gl, else downloaded once into a cache. Empty when neither works. */
 async function glvndDebs(): Promise<string[]> {
