@@ -17,6 +17,8 @@
  *                      the first finds no adapter, unpacks them into / and runs ldconfig. Taken from
  *                      <repo>/.gl/ or $GPU_BUNDLE_DEBS when there, else `apt-get download` into
  *                      node_modules/.cache/drover-gpu-debs/
+ *   vk-layer/          drover's one-GPU-per-process Vulkan layer, built here with cc: run.sh checks it
+ *                      against the machine's driver (ordinal 0 shows the GPU, ordinal 1 nothing)
  * and prints its size (the machine takes 64 MiB with the checkout). The xz files are kept
  * between runs while their source has not changed (compressing Node takes minutes).
  *
@@ -91,6 +93,15 @@ if (debs.length > 0) {
     if (found) await copyFile(found, path.join(out, 'lib', name));
     else console.warn(`no ${name} on this machine: the bundle relies on the GPU machine having it`);
   }
+}
+
+// drover's Vulkan device-select layer (src/model/vulkan-device-select.ts), for run.sh's check of
+// it against the GPU machine's driver.
+try {
+  await mkdir(path.join(out, 'vk-layer'), { recursive: true });
+  execFileSync(process.env.CC || 'cc', ['-shared', '-fPIC', '-O2', '-fvisibility=hidden', '-o', path.join(out, 'vk-layer', 'libVkLayer_drover_device_select.so'), path.join(root, 'native', 'vk-device-select', 'drover_device_select.c'), '-lpthread']);
+} catch (err) {
+  console.warn(`drover's Vulkan device-select layer not built (${(err as Error).message.split('\n')[0]}): run.sh skips its check`);
 }
 
 const bytes = await du(out);

@@ -59,10 +59,12 @@ ldconfig -p 2>/dev/null | grep -E 'libvulkan|libGLX|libGLdispatch|libEGL|libGL\.
 "$PYTHON" -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.cuda.is_available())' || true
 
 hardware=(--hardware-only); [ "${GPU_BENCH_ALLOW_SOFTWARE:-0}" = 1 ] && hardware=()
+ADAPTER_JSON=
 probe() { # prints the adapter; fails on none, or on a software one unless allowed
   local adapter
   adapter=$(timeout 30 "$NODE" "$WORK/bench.mjs" --probe ${hardware[@]+"${hardware[@]}"}) || return 1
   echo "adapter: $adapter"
+  ADAPTER_JSON=$adapter
 }
 # probe, then again with each NVIDIA ICD manifest found on the machine, then with generated ones
 # naming NVIDIA's GLX library (what its manifest names) and its EGL library (its headless build).
@@ -136,6 +138,24 @@ else
   fi
 fi
 [ $ADAPTER_OK = 1 ] && say "webgpu adapter found" || say "no GPU WebGPU adapter: webgpu lines will say why"
+# drover's one-GPU-per-process Vulkan layer (src/model/vulkan-device-select.ts) against this
+# machine's driver: bound to the adapter's name, ordinal 0 must show it and ordinal 1 nothing
+# (one GPU here; hosts with identical GPUs bind ordinal k to the k-th).
+layer=$(ls "$HERE"/vk-layer/*.so 2>/dev/null | head -1)
+if [ $ADAPTER_OK = 1 ] && [ -n "$layer" ]; then
+  echo "--- drover's Vulkan device-select layer"
+  mkdir -p "$WORK/vk-layer"
+  printf '{"file_format_version":"1.1.2","layer":{"name":"VK_LAYER_DROVER_device_select","type":"GLOBAL","library_path":"%s","api_version":"1.3.0","implementation_version":"1","description":"drover","functions":{"vkNegotiateLoaderLayerInterfaceVersion":"vkNegotiateLoaderLayerInterfaceVersion"}}}\n' "$layer" > "$WORK/vk-layer/drover_device_select.json"
+  name=$("$NODE" -e 'console.log(JSON.parse(process.argv[1]).name)' "$ADAPTER_JSON")
+  with_layer() { VK_ADD_LAYER_PATH="$WORK/vk-layer" VK_INSTANCE_LAYERS=VK_LAYER_DROVER_device_select NODEVICE_SELECT=1 \
+    DROVER_VK_DEVICE_NAME="$name" DROVER_VK_DEVICE_ORDINAL="$1" VK_LOADER_DEBUG=error,warn timeout 30 "$NODE" "$WORK/bench.mjs" --probe ${hardware[@]+"${hardware[@]}"}; }
+  first=$(with_layer 0) && second=$(with_layer 1; echo " rc=$?")
+  echo "ordinal 0: ${first:-none}"; echo "ordinal 1: ${second:-none}"
+  case "$first|$second" in
+    *"$name"*"|"*"rc=1") say "device-select layer OK on this driver: ordinal 0 shows $name, ordinal 1 none" ;;
+    *) say "device-select layer check FAILED (see log): ordinal 0 -> ${first:-none}; ordinal 1 -> ${second:-none}" ;;
+  esac
+fi
 if [ "${GPU_BENCH_PROBE_ONLY:-0}" = 1 ]; then say "probe only: done"; [ $ADAPTER_OK = 1 ]; exit; fi
 
 # shellcheck disable=SC2086 # GPU_BENCH_ARGS is a word list on purpose
