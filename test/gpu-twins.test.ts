@@ -88,7 +88,13 @@ test('deviceSelectEnv adds drover\'s layer to what the environment already has',
     DROVER_VK_DEVICE_ORDINAL: '3',
     NODEVICE_SELECT: '1',
   });
-  t.deepEqual(deviceSelectEnv('/layers/drover', { name: 'x', ordinal: 0 }, env).VK_ADD_LAYER_PATH, '/layers/drover:/other', 'set twice, listed once');
+  const again = deviceSelectEnv('/layers/drover', { name: 'x', ordinal: 0 }, env);
+  t.is(again.VK_ADD_LAYER_PATH, '/layers/drover:/other', 'set twice, listed once');
+  t.is(again.VK_INSTANCE_LAYERS, 'VK_LAYER_DROVER_device_select:VK_LAYER_KHRONOS_validation');
+  // The loader ignores VK_ADD_LAYER_PATH while VK_LAYER_PATH is set; old loaders know only the latter.
+  t.is(deviceSelectEnv('/layers/drover', { name: 'x', ordinal: 0 }, { VK_LAYER_PATH: '/mine' }).VK_LAYER_PATH, '/layers/drover:/mine');
+  t.is(deviceSelectEnv('/layers/drover', { name: 'x', ordinal: 0 }, {}, { viaLayerPath: true }).VK_LAYER_PATH, '/layers/drover');
+  t.false('VK_LAYER_PATH' in deviceSelectEnv('/layers/drover', { name: 'x', ordinal: 0 }, {}));
 });
 
 twins('drover gpus lists identically named adapters under their own indices', (t) => {

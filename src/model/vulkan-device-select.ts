@@ -116,13 +116,23 @@ async function build(dir: string): Promise<void> {
 /**
  * The environment that shows a process (this one, before Dawn creates its Vulkan instance, or a
  * child) only the chosen device. The loader reads these at each vkCreateInstance.
+ * VK_ADD_LAYER_PATH (loader 1.3.2xx on) adds the layer's directory to the standard search; the
+ * loader ignores it while VK_LAYER_PATH is set, so the directory joins that too when it is,
+ * and older loaders need `viaLayerPath` (VK_LAYER_PATH, which replaces the standard search for
+ * explicit layers: those then load only from the paths it lists).
  */
-export function deviceSelectEnv(layerDir: string, choice: VulkanDeviceChoice, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
-  const join = (first: string, rest: string | undefined) => (rest ? `${first}:${rest}` : first);
+export function deviceSelectEnv(
+  layerDir: string,
+  choice: VulkanDeviceChoice,
+  env: NodeJS.ProcessEnv = process.env,
+  options: { viaLayerPath?: boolean } = {},
+): Record<string, string> {
+  const withDir = (list: string | undefined) => [layerDir, ...(list ?? '').split(':').filter((p) => p && p !== layerDir)].join(':');
   const layers = (env.VK_INSTANCE_LAYERS ?? '').split(':').filter(Boolean);
   return {
-    VK_ADD_LAYER_PATH: (env.VK_ADD_LAYER_PATH ?? '').split(':').includes(layerDir) ? env.VK_ADD_LAYER_PATH! : join(layerDir, env.VK_ADD_LAYER_PATH),
-    VK_INSTANCE_LAYERS: layers.includes(LAYER_NAME) ? layers.join(':') : [LAYER_NAME, ...layers].join(':'),
+    VK_ADD_LAYER_PATH: withDir(env.VK_ADD_LAYER_PATH),
+    ...(env.VK_LAYER_PATH || options.viaLayerPath ? { VK_LAYER_PATH: withDir(env.VK_LAYER_PATH) } : {}),
+    VK_INSTANCE_LAYERS: [LAYER_NAME, ...layers.filter((l) => l !== LAYER_NAME)].join(':'),
     DROVER_VK_DEVICE_NAME: choice.name,
     DROVER_VK_DEVICE_ORDINAL: String(choice.ordinal),
     // Mesa's implicit device-select layer reorders devices (pointless with one) and crashes on
@@ -132,8 +142,8 @@ export function deviceSelectEnv(layerDir: string, choice: VulkanDeviceChoice, en
 }
 
 /** Binds this process to one Vulkan device: every Dawn instance created afterwards sees only it. */
-export async function bindProcessToVulkanDevice(choice: VulkanDeviceChoice): Promise<void> {
-  Object.assign(process.env, deviceSelectEnv(await deviceSelectLayerDir(), choice));
+export async function bindProcessToVulkanDevice(choice: VulkanDeviceChoice, options: { viaLayerPath?: boolean } = {}): Promise<void> {
+  Object.assign(process.env, deviceSelectEnv(await deviceSelectLayerDir(), choice, process.env, options));
 }
 
 async function exists(file: string): Promise<boolean> {

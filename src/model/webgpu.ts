@@ -204,16 +204,18 @@ async function bindToAdapter(wanted: GpuAdapterEntry, list: GpuAdapterEntry[], b
     throw new NoGpuError(`--gpu ${wanted.index}: another adapter is also named "${wanted.name}", and dawn.node selects by name only; the one-GPU-per-process layer works on Dawn's vulkan backend only`);
   }
   const ordinal = list.filter((entry) => entry.name === wanted.name).indexOf(wanted);
-  await bindProcessToVulkanDevice({ name: wanted.name, ordinal });
   // Proof that the layer took effect: this process now sees that one device and nothing else.
-  const seen = await listGpuAdapters({ dawnBackend: backend });
-  if (seen.length !== 1 || seen[0]!.name !== wanted.name) {
-    throw new NoGpuError(
-      `--gpu ${wanted.index}: drover's Vulkan device-select layer did not take effect (this process still sees ${seen.length === 0 ? 'no adapter' : describeList(seen)}); ` +
-        'the Vulkan loader must honour VK_ADD_LAYER_PATH (loader >= 1.3.234; README: GPU hosts)',
-    );
+  // A loader older than VK_ADD_LAYER_PATH (2022) finds the layer through VK_LAYER_PATH only.
+  let seen: GpuAdapterEntry[] = [];
+  for (const viaLayerPath of [false, true]) {
+    await bindProcessToVulkanDevice({ name: wanted.name, ordinal }, { viaLayerPath });
+    seen = await listGpuAdapters({ dawnBackend: backend });
+    if (seen.length === 1 && seen[0]!.name === wanted.name) return undefined;
   }
-  return undefined;
+  throw new NoGpuError(
+    `--gpu ${wanted.index}: drover's Vulkan device-select layer did not take effect (this process still sees ${seen.length === 0 ? 'no adapter' : describeList(seen)}); ` +
+      'run with VK_LOADER_DEBUG=layer to see why the Vulkan loader did not load it (README: GPU hosts)',
+  );
 }
 
 /**
