@@ -6,7 +6,7 @@
  */
 export * from './errors.ts';
 export { parseJob, loadJobFile, jobSchema, type Job, type JobInput } from './job/job-file.ts';
-export { runJob, openJobDataset, type JobResult, type RunJobOptions } from './train/run-job.ts';
+export { runJob, type JobResult, type RunJobOptions } from './train/run-job.ts';
 export { openRunFolder, latestRunId, LATEST, type RunFolder } from './train/run-folder.ts';
 export { fit, type FitOptions, type FitResult, type EpochRecord } from './train/fit.ts';
 export { Trainer, type GradientResult, type StepMetrics, type PredictionResult } from './train/trainer.ts';
@@ -20,8 +20,8 @@ export { PRESETS, PRESET_NAMES, type PresetName } from './model/presets.ts';
 export { buildTransferModel, unfreezeFrom, transferSpecSchema, type TransferSpec } from './model/transfer.ts';
 export { saveModel, loadModel, type LoadedModel } from './model/export.ts';
 export { readWeights, writeWeights, weightManifest, type WeightEntry, type WeightSet } from './model/weights.ts';
-export { openDataset, createSampleDecoder } from './data/open.ts';
-export { datasetSpecSchema, type DatasetSpec } from './data/spec.ts';
+export { openDataset, openJobDataset, createSampleDecoder } from './data/open.ts';
+export { datasetSpecSchema, type DatasetSpec } from './data/sources/index.ts';
 export { openIdxDataset } from './data/idx.ts';
 export { Sampler, proportionalSizes } from './data/sampler.ts';
 export { prefetch } from './data/prefetch.ts';
