@@ -239,7 +239,6 @@ export class BatchLoader {
   ): Batch {
     const n = samples.length;
     const size = this.sampleSize;
-    const ids = options.ids;
     if (failures.length === 0) {
       const y = new Int32Array(n);
       for (let i = 0; i < n; i++) y[i] = labels[i]!;
