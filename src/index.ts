@@ -68,7 +68,7 @@ export { evaluateModel, type EvaluateOptions, type ModelEvaluation } from './com
 /** Opens a dataset (a dataset spec, as a job's `data` section) with its splits, ready to batch. */
 export { openDataset, type OpenedDataset } from './data/open.ts';
 /** A dataset spec: where the images are and how they are read. */
-export type { DatasetSpec } from './data/spec.ts';
+export type { DatasetSpec } from './data/sources/index.ts';
 /** A dataset, its splits, their batches and the input shape they decode to. */
 export type { Batch, Dataset, DataSplit, InputShape } from './data/types.ts';
 

@@ -1,9 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import { access } from 'node:fs/promises';
 import path from 'node:path';
-import { CheckpointError, ConfigError, DroverError } from '../errors.ts';
+import { CheckpointError, DroverError } from '../errors.ts';
 import type { Job } from '../job/job-file.ts';
-import { InMemorySplit } from '../data/idx.ts';
 import { guardWrite } from '../io/write-guard.ts';
 import type { Dataset } from '../data/types.ts';
 import type { BackendChoice } from '../model/backend.ts';
@@ -16,7 +15,9 @@ import { readWeights, weightManifest } from '../model/weights.ts';
 import type { LayerSpecInput } from '../model/layer-spec.ts';
 import { logEvent } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import { jobStartFields, openJobDataset, samplePreparation } from '../train/run-job.ts';
+import { jobStartFields, samplePreparation } from '../train/run-job.ts';
+import { openJobDataset } from '../data/open.ts';
+import { workerSamples } from '../data/shards/index.ts';
 import { Trainer } from '../train/trainer.ts';
 import type { ReplicaModelSpec, ReplicaSpec } from '../job/replica-spec.ts';
 import { checkpointPath, removeStaleTemporaries, saveCheckpoint } from '../job/checkpoint.ts';
@@ -132,7 +133,7 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
         jobName: job.name,
         model: replicaModelSpec(job, dataset, phase.trainableFrom),
         weights: weightManifest(model).map((w) => ({ name: w.name, shape: w.shape, trainable: w.trainable })),
-        samples: samplesSpec(job, dataset, cluster),
+        samples: workerSamples(dataset, cluster.dataTransport, job.data),
       };
       const previous = coordinator;
       coordinator = new Coordinator({
@@ -247,21 +248,6 @@ function replicaModelSpec(job: Job, dataset: Dataset, trainableFrom: string | nu
   if (job.model.transfer) return { kind: 'transfer', transfer: job.model.transfer, inputShape: dataset.inputShape, classes, seed: job.seed, trainableFrom };
   const layers: LayerSpecInput[] = job.model.preset ? PRESETS[job.model.preset as PresetName].layers : job.model.layers!;
   return { kind: 'scratch', layers: layers as Extract<ReplicaModelSpec, { kind: 'scratch' }>['layers'], inputShape: dataset.inputShape, classes, l2: job.model.l2, seed: job.seed };
-}
-
-/** How workers get their samples: raw pixels for in-memory splits, the data pipeline otherwise, or their own mounts. */
-function samplesSpec(job: Job, dataset: Dataset, cluster: ClusterSpec): ReplicaSpec['samples'] {
-  const openedSpec = (dataset as Dataset & { spec?: unknown }).spec;
-  if (cluster.dataTransport === 'shared') {
-    return openedSpec !== undefined
-      ? { decoder: 'pipeline', transport: 'shared', dataset: openedSpec, inputShape: dataset.inputShape }
-      : { decoder: 'job-data', transport: 'shared', data: job.data as Record<string, unknown> };
-  }
-  if (dataset.train instanceof InMemorySplit) return { decoder: 'raw-u8', transport: 'stream', shape: dataset.inputShape };
-  if (openedSpec === undefined) {
-    throw new ConfigError(`dataset ${dataset.name} has no spec a worker could decode its samples with; use cluster.dataTransport: shared`, 'cluster.dataTransport');
-  }
-  return { decoder: 'pipeline', transport: 'stream', dataset: openedSpec, inputShape: dataset.inputShape };
 }
 
 /** --resume auto: whether the output folder holds a checkpoint; says which way it went. */

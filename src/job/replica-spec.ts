@@ -20,9 +20,10 @@ export const replicaSpecSchema = z.strictObject({
   /**
    * How the worker turns a shard into a batch. `raw-u8`: shards carry uint8 pixels, scaled to
    * [0, 1] as the in-memory IDX split does. `pipeline`: the data pipeline of `dataset` (a
-   * src/data/spec.ts spec: decode, resize, augment, normalise) over encoded samples from the
-   * coordinator, or over the worker's own mount of the dataset (`shared`). `job-data`: the
-   * job's `data` spec, opened by the worker itself (`shared`).
+   * pipeline source's spec, src/data/sources/: decode, resize, augment, normalise) over encoded
+   * samples from the coordinator, or over the worker's own mount of the dataset (`shared`).
+   * `job-data`: the job's `data` spec, opened by the worker itself (`shared`). The coordinator
+   * builds it with `workerSamples` (src/data/shards/index.ts), whose type mirrors this schema.
    */
   samples: z.discriminatedUnion('decoder', [
     z.strictObject({ decoder: z.literal('raw-u8'), transport: z.literal('stream'), shape: z.tuple([dim, dim, dim]) }),

@@ -1,13 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { access } from 'node:fs/promises';
 import path from 'node:path';
 import type * as tf from '@tensorflow/tfjs';
 import type { Job, DataSpec } from '../job/job-file.ts';
 import type { Dataset } from '../data/types.ts';
 import type { PreprocessSpec, ResizeModeSpec } from '../data/spec.ts';
-import { FASHION_MNIST_DIR, openIdxDataset } from '../data/idx.ts';
-import { openDataset } from '../data/open.ts';
-import { openShapesDataset } from '../data/shapes.ts';
+import { openJobDataset } from '../data/open.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import { initBackend } from '../model/backend.ts';
 import { buildScratchModel, countParams } from '../model/build.ts';
@@ -44,24 +41,6 @@ export interface JobResult {
   checkpoint: string;
 }
 
-/** Opens the dataset a job names; `default` is Fashion-MNIST where installed, else generated shapes. */
-export async function openJobDataset(spec: DataSpec, log: Logger): Promise<Dataset> {
-  switch (spec.kind) {
-    case 'default': {
-      if (await exists(FASHION_MNIST_DIR)) return openIdxDataset({ dir: FASHION_MNIST_DIR, name: 'fashion-mnist' });
-      log.info(
-        { reason: `${FASHION_MNIST_DIR} not found (apt-get install dataset-fashion-mnist)` },
-        'Fashion-MNIST is not installed: training on generated shapes instead',
-      );
-      return openShapesDataset({ perClass: 300, size: 32 });
-    }
-    case 'shapes':
-      return openShapesDataset(spec);
-    default:
-      return openDataset(spec, { logger: log });
-  }
-}
-
 /** The fields of a job_start event that single-process and distributed runs share. */
 export function jobStartFields(job: Job, run: { backend: string; model: tf.LayersModel; label: string; dataset: Dataset; epochs: number }) {
   const { dataset } = run;
@@ -94,15 +73,6 @@ export function samplePreparation(spec: DataSpec): { preprocess: PreprocessSpec;
     preprocess: 'preprocess' in spec ? spec.preprocess : 'rescale',
     resize: 'resize' in spec ? spec.resize : 'cover',
   };
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await access(file);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 interface BuiltModel {
