@@ -19,7 +19,8 @@ export interface RankGroup {
 }
 
 export interface GroupOptions {
-  parkMs?: number;
+  /** How long each rank's server lets a stream wait for a step not started (default: the inbox's). */
+  parkMs?(rank: number): number | undefined;
   onChunk?(receiver: number, chunk: InboundChunk): void;
   /** Addresses of ranks served elsewhere (another process), in rank order after the local ones. */
   remote?: string[];
@@ -29,7 +30,7 @@ export interface GroupOptions {
 export async function startGroup(count: number, options: GroupOptions = {}): Promise<RankGroup> {
   const servers = await Promise.all(
     Array.from({ length: count }, (_, r) =>
-      startPeerServer({ host: '127.0.0.1', port: 0, jobId: JOB, token: TOKEN, parkMs: options.parkMs, onChunk: (chunk) => options.onChunk?.(r, chunk) }),
+      startPeerServer({ host: '127.0.0.1', port: 0, jobId: JOB, token: TOKEN, parkMs: options.parkMs?.(r), onChunk: (chunk) => options.onChunk?.(r, chunk) }),
     ),
   );
   const addresses = [...servers.map((s) => `127.0.0.1:${s.port}`), ...(options.remote ?? [])];

@@ -219,6 +219,8 @@ export class PeerInbox {
     }
     const slot = open.slots.get(slotName(chunk.phase, chunk.sender, chunk.range));
     if (!slot) throw new ProtocolError(`no ${chunk.phase} of range ${chunk.range} from rank ${chunk.sender} is expected at step ${key.step}`);
+    if (slot.owner !== undefined) throw new ProtocolError(`${describe(slot.spec)} is already being sent by another stream`);
+    if (slot.done) throw new ProtocolError(`${describe(slot.spec)} is already complete`);
     if (chunk.encoding !== expectation.encoding) throw new ProtocolError(`step ${key.step} travels in ${expectation.encoding}, the chunk is ${chunk.encoding}`);
     checkChunk(slot, chunk);
     return slot;
