@@ -1,3 +1,7 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import test from 'ava';
 import { PeerTimeoutError } from '../src/errors.ts';
@@ -114,6 +118,24 @@ test.serial('an aborted reduction rejects with the signal reason and the next st
   await t.throwsAsync(pending, { message: 'stopping' });
   const vectors = [vectorOf(1, 1000), vectorOf(2, 1000)];
   for (const result of await reduceAll(group, 2, vectors)) t.true(sameBits(result, sequentialSum(vectors)));
+});
+
+test.serial('over TLS (the coordinator\'s credentials), the same exact sum; a plaintext peer cannot take part', async (t) => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-peer-tls-'));
+  t.teardown(() => rm(dir, { recursive: true, force: true }));
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  try {
+    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
+  } catch {
+    t.pass('openssl is not installed: no certificate to test with');
+    return;
+  }
+  const group = await startGroup(2, { tls: { cert, key, ca: cert } });
+  t.teardown(() => group.close());
+  const vectors = [vectorOf(1, 10_000), vectorOf(2, 10_000)];
+  for (const result of await reduceAll(group, 1, vectors)) t.true(sameBits(result, sequentialSum(vectors)));
+  t.not(await push(group.addresses[0]!, TOKEN, []), grpc.status.OK, 'a plaintext stream is not served');
 });
 
 /** Opens one Push stream to `address`, writes `chunks`, and resolves with the status it ended with. */

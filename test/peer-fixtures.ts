@@ -22,6 +22,8 @@ export interface GroupOptions {
   /** How long each rank's server lets a stream wait for a step not started (default: the inbox's). */
   parkMs?(rank: number): number | undefined;
   onChunk?(receiver: number, chunk: InboundChunk): void;
+  /** TLS on every server (cert, key) and link (ca). */
+  tls?: { cert: string; key: string; ca: string };
   /** Addresses of ranks served elsewhere (another process), in rank order after the local ones. */
   remote?: string[];
 }
@@ -30,14 +32,22 @@ export interface GroupOptions {
 export async function startGroup(count: number, options: GroupOptions = {}): Promise<RankGroup> {
   const servers = await Promise.all(
     Array.from({ length: count }, (_, r) =>
-      startPeerServer({ host: '127.0.0.1', port: 0, jobId: JOB, token: TOKEN, parkMs: options.parkMs?.(r), onChunk: (chunk) => options.onChunk?.(r, chunk) }),
+      startPeerServer({
+        host: '127.0.0.1',
+        port: 0,
+        jobId: JOB,
+        token: TOKEN,
+        tls: options.tls,
+        parkMs: options.parkMs?.(r),
+        onChunk: (chunk) => options.onChunk?.(r, chunk),
+      }),
     ),
   );
   const addresses = [...servers.map((s) => `127.0.0.1:${s.port}`), ...(options.remote ?? [])];
   const ranks = servers.map((server, rank) => ({
     server,
     address: addresses[rank]!,
-    collective: new PeerCollective({ jobId: JOB, token: TOKEN, inbox: server.inbox, group: { generation: 0, rank, peers: addresses } }),
+    collective: new PeerCollective({ jobId: JOB, token: TOKEN, tls: options.tls, inbox: server.inbox, group: { generation: 0, rank, peers: addresses } }),
   }));
   return {
     ranks,

@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import type { DroverError } from '../errors.ts';
+import { ClusterError, type DroverError } from '../errors.ts';
 import { tokenMetadata } from '../wire/auth.ts';
 import { channelCredentials, type ClientTlsFiles } from '../wire/credentials.ts';
 import { FLOW_CONTROL_WINDOW } from '../wire/flow-control.ts';
@@ -80,7 +80,9 @@ export class PeerLink {
         settled = true;
         wake?.();
         if (!error) return resolve({ ok: true, bytes: bytes.byteLength });
-        resolve({ ok: false, error: fromServiceError(error, `push ${header.phase} of range ${header.range} to ${this.address}`), unreachable: isUnreachable(error) });
+        const what = `push ${header.phase} of range ${header.range} to ${this.address}`;
+        if (isUnreachable(error)) resolve({ ok: false, error: new ClusterError(`${what}: peer unreachable (${error.details || error.message})`, { cause: error }), unreachable: true });
+        else resolve({ ok: false, error: fromServiceError(error, what), unreachable: false });
       });
       void writeChunks(call, header, options.encoding, bytes, () => settled, (resume) => (wake = resume));
     });
