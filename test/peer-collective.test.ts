@@ -66,6 +66,20 @@ test.serial('bf16 halves the payload bytes, every rank holds the same values, wi
   t.true(worst > 0, 'bf16 did round');
 });
 
+test.serial('a peer that starts a step early waits, paused, at the receiver and its range lands once the step opens there', async (t) => {
+  const group = await startGroup(2);
+  t.teardown(() => group.close());
+  const vectors = [vectorOf(1, LENGTH_OF[2]), vectorOf(2, LENGTH_OF[2])];
+  const early = group.ranks[1]!.collective.reduceScatterAllGather(4, vectors[1]!, { deadlineMs: 20_000, encoding: 'fp32' });
+  const waiting = Date.now();
+  while (group.ranks[0]!.server.inbox.parkedCount === 0 && Date.now() - waiting < 5000) await new Promise((resolve) => setTimeout(resolve, 20));
+  t.is(group.ranks[0]!.server.inbox.parkedCount, 1, 'rank 1\'s range (two chunks) waits at rank 0');
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  const late = group.ranks[0]!.collective.reduceScatterAllGather(4, vectors[0]!, { deadlineMs: 20_000, encoding: 'fp32' });
+  for (const result of await Promise.all([late, early])) t.true(sameBits(result, sequentialSum(vectors)));
+  t.is(group.ranks[0]!.server.inbox.parkedCount, 0);
+});
+
 test.serial('vectors shorter than the group (empty ranges) and empty vectors reduce too', async (t) => {
   const group = await startGroup(5);
   t.teardown(() => group.close());

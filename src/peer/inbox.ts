@@ -80,9 +80,13 @@ interface Opened {
 }
 
 export interface InboxOptions {
-  /** Streams that may wait at once for a step not opened yet (peers a step ahead); more are refused. */
+  /**
+   * Streams that may wait at once for a step not opened yet (peers a step ahead); more are
+   * refused. Default: twice the last opened group's size, at least 8 (each other rank may be one
+   * step ahead). Each holds at most one chunk plus what gRPC buffers for a paused stream.
+   */
   maxParked?: number;
-  /** How long such a stream may wait before it is refused. */
+  /** How long such a stream may wait before it is refused; at least the step deadline (peers compute at different speeds). Default 60 s. */
   parkMs?: number;
 }
 
@@ -110,12 +114,14 @@ function compareKeys(a: Key, b: Key): number {
 export class PeerInbox {
   private current: Opened | undefined;
   private readonly parked = new Set<ParkedStream>();
-  private readonly maxParked: number;
   private readonly parkMs: number;
 
-  constructor(options: InboxOptions = {}) {
-    this.maxParked = options.maxParked ?? 64;
+  constructor(private readonly options: InboxOptions = {}) {
     this.parkMs = options.parkMs ?? 60_000;
+  }
+
+  private get maxParked(): number {
+    return this.options.maxParked ?? 2 * Math.max(4, this.current?.expectation.size ?? 0);
   }
 
   /** Streams waiting for a step not opened yet. */

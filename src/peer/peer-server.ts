@@ -75,6 +75,11 @@ function sameStream(first: InboundChunk, chunk: InboundChunk): void {
  * Serves a worker's Peer service: the token on every stream, job and version on every chunk,
  * then the inbox decides where (and whether) the values land. One stream fills one range; it
  * is answered once the range is complete.
+ *
+ * What a sender holding the token can make this worker hold: nothing beyond the open step's
+ * slots, which the worker allocates itself, plus for each stream waiting for its step (at most
+ * `maxParked`) one chunk and what gRPC buffers for a paused stream (16 messages of at most
+ * ~1 MiB), plus each connection's receive window (`windowBytes`).
  */
 export async function startPeerServer(options: PeerServerOptions): Promise<PeerServer> {
   const inbox = new PeerInbox(options);
