@@ -1,8 +1,8 @@
 import { PeerTimeoutError, ProtocolError, type PeerFailure } from '../errors.ts';
 import { roundArrayToBf16 } from './bf16.ts';
 import type { PeerInbox, SlotSpec } from './inbox.ts';
-import { PeerLink, type Push, type PeerLinkOptions } from './peer-client.ts';
-import type { Encoding, Phase } from './protocol.ts';
+import { PeerLink, wireBytes, type Push, type PeerLinkOptions } from './peer-client.ts';
+import { bytesPerValue, type Encoding, type Phase } from './protocol.ts';
 import { splitRanges } from './ranges.ts';
 import { sumInOrder } from './sum.ts';
 
@@ -38,11 +38,6 @@ export interface CollectiveStats {
   reductions: number;
   bytesSent: number;
   bytesReceived: number;
-}
-
-/** Sent and received payload bytes are counted per push and per slot. */
-function payloadBytes(values: number, encoding: Encoding): number {
-  return values * (encoding === 'bf16' ? 2 : 4);
 }
 
 /**
@@ -180,10 +175,10 @@ export class PeerCollective {
       const maybeDone = (): void => {
         if (gathering && missing.scatter.size === 0 && missing.gather.size === 0 && pending.size === 0) finish();
       };
-      const send = (to: number, phase: Phase, range: number, values: Float32Array): void => {
+      const send = (to: number, phase: Phase, range: number, bytes: Uint8Array): void => {
         const push = this.links.get(peers[to]!)!.push(
           { jobId: this.options.jobId, generation, step, phase, sender: rank, range },
-          values,
+          bytes,
           // gRPC's own deadline a little later than the call's, so the call's names who was missing.
           { encoding, deadline: started + options.deadlineMs + 1000 },
         );
@@ -203,7 +198,8 @@ export class PeerCollective {
         sumInOrder(ownSum, contributions);
         if (encoding === 'bf16') roundArrayToBf16(ownSum);
         gathering = true;
-        for (let r = 0; r < size; r++) if (r !== rank) send(r, 'gather', rank, ownSum);
+        const bytes = wireBytes(ownSum, encoding);
+        for (let r = 0; r < size; r++) if (r !== rank) send(r, 'gather', rank, bytes);
         maybeDone();
       };
       const onAbort = (): void => finish(options.signal!.reason instanceof Error ? options.signal!.reason : new Error(String(options.signal!.reason)));
@@ -220,7 +216,7 @@ export class PeerCollective {
         { generation, step, rank, size, encoding, slots },
         {
           done: (slot) => {
-            this.counters.bytesReceived += payloadBytes(slot.target.length, encoding);
+            this.counters.bytesReceived += slot.target.length * bytesPerValue(encoding);
             missing[slot.phase].delete(slot.sender);
             if (finished) return;
             if (slot.phase === 'scatter' && missing.scatter.size === 0) gather();
@@ -229,7 +225,7 @@ export class PeerCollective {
         },
       );
       if (finished) return;
-      for (let r = 0; r < size; r++) if (r !== rank) send(r, 'scatter', r, flat.subarray(ranges[r]!.start, ranges[r]!.start + ranges[r]!.count));
+      for (let r = 0; r < size; r++) if (r !== rank) send(r, 'scatter', r, wireBytes(flat.subarray(ranges[r]!.start, ranges[r]!.start + ranges[r]!.count), encoding));
       if (!gathering && missing.scatter.size === 0) gather();
     });
   }

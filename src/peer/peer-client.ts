@@ -68,14 +68,13 @@ export class PeerLink {
     });
   }
 
-  /** Streams `values` (one whole range) to the peer. An empty range sends nothing. */
-  push(header: PushHeader, values: Float32Array, options: PushOptions): Push {
-    if (values.length === 0) return { done: Promise.resolve({ ok: true, bytes: 0 }), cancel: () => undefined };
+  /** Streams one whole range, as `wireBytes` encoded it, to the peer. An empty range sends nothing. */
+  push(header: PushHeader, bytes: Uint8Array, options: PushOptions): Push {
+    if (bytes.byteLength === 0) return { done: Promise.resolve({ ok: true, bytes: 0 }), cancel: () => undefined };
     let call: grpc.ClientWritableStream<PeerChunk> | undefined;
     let settled = false;
     let wake: (() => void) | undefined;
     const done = new Promise<PushOutcome>((resolve) => {
-      const bytes = payloadBytes(values, options.encoding);
       call = this.client.Push(tokenMetadata(this.options.token), { deadline: options.deadline }, (error) => {
         settled = true;
         wake?.();
@@ -109,8 +108,11 @@ function isUnreachable(error: grpc.ServiceError): boolean {
   return !answered && (error.code === grpc.status.INTERNAL || error.code === grpc.status.UNKNOWN);
 }
 
-/** The range's bytes on the wire: a view of the values (fp32), or their bfloat16 encoding. */
-function payloadBytes(values: Float32Array, encoding: Encoding): Uint8Array {
+/**
+ * A range's bytes on the wire: a view of the values (fp32: the caller keeps them unchanged
+ * until the push settles), or their bfloat16 encoding (encode once, push to every peer).
+ */
+export function wireBytes(values: Float32Array, encoding: Encoding): Uint8Array {
   if (encoding === 'fp32') return new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
   const encoded = encodeBf16(values);
   return new Uint8Array(encoded.buffer, encoded.byteOffset, encoded.byteLength);
