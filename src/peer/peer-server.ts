@@ -38,8 +38,12 @@ export interface PeerServer {
   close(graceMs?: number): Promise<void>;
 }
 
-/** Concurrent streams per connection: a sender needs at most a scatter, a gather and one early stream of the next step. */
-const MAX_STREAMS_PER_CONNECTION = 16;
+/**
+ * Concurrent streams per connection. A sender needs at most a scatter, a gather and one early
+ * stream of the next step, but processes holding several ranks (tests, benches) share one
+ * connection per receiver, so this is HTTP/2's recommended minimum rather than 3.
+ */
+const MAX_STREAMS_PER_CONNECTION = 100;
 
 /** The header of a wire chunk, checked for job, version, phase and encoding. */
 function inbound(message: PeerChunk__Output, jobId: string): InboundChunk {
