@@ -179,7 +179,12 @@ export class PeerInbox {
 
   /** Writes a chunk of a stream that holds `slot` (claiming it on the first chunk); throws, writing nothing, when it does not fit. */
   write(slot: Slot, owner: object, chunk: InboundChunk): void {
+    const { expectation } = slot.open;
     if (slot.open.closed || slot.open !== this.current) throw new ProtocolError(`step ${chunk.step} is no longer expected here (finished or abandoned)`);
+    if (compareKeys(chunk, expectation) !== 0 || chunk.phase !== slot.spec.phase || chunk.sender !== slot.spec.sender || chunk.range !== slot.spec.range) {
+      throw new ProtocolError(`a chunk of step ${chunk.step} does not belong to ${describe(slot.spec)} of step ${expectation.step}`);
+    }
+    if (chunk.encoding !== expectation.encoding) throw new ProtocolError(`step ${expectation.step} travels in ${expectation.encoding}, the chunk is ${chunk.encoding}`);
     if (slot.owner !== undefined && slot.owner !== owner) throw new ProtocolError(`${describe(slot.spec)} is already being sent by another stream`);
     if (slot.done) throw new ProtocolError(`${describe(slot.spec)} is already complete`);
     checkChunk(slot, chunk);
