@@ -213,3 +213,31 @@ export class ModelMetadataError extends DroverError {
     super(message, options);
   }
 }
+
+/** What a PeerTimeoutError found: who, in which half of the reduction, and how they failed. */
+export interface PeerFailure {
+  /** Ranks (of the group the step ran with) that failed the step, ascending. */
+  ranks: readonly number[];
+  phase: 'scatter' | 'gather';
+  step: number;
+  /**
+   * deadline: their part did not arrive in time; unreachable: their connection failed; refused:
+   * they answered with an error (often: they had abandoned the step already, naming the culprit
+   * themselves). A coordinator evicts on deadline and unreachable, scatter reports first.
+   */
+  reason: 'deadline' | 'unreachable' | 'refused';
+}
+
+/**
+ * A step of the peer gradient reduction failed because of other ranks (named in `failure`): the
+ * coordinator evicts them and the smaller group redoes the step.
+ */
+export class PeerTimeoutError extends DroverError {
+  override readonly code = 'DROVER_ERR_PEER_TIMEOUT';
+  readonly failure: PeerFailure;
+  constructor(message: string, failure?: PeerFailure, options: DroverErrorOptions = {}) {
+    super(message, options);
+    this.name = 'PeerTimeoutError';
+    this.failure = failure ?? { ranks: [], phase: 'scatter', step: -1, reason: 'deadline' };
+  }
+}
