@@ -22,8 +22,9 @@ import { GradientGuard } from './gradient-guard.ts';
 import { GradientIntake } from './gradient-intake.ts';
 import { Round, type SplitName } from './round.ts';
 import type { SessionHandlers, SessionHost, SessionLimits, WorkerLink } from './server.ts';
+import { PeerReduction } from './peer-reduction.ts';
 import { StarReduction } from './star-reduction.ts';
-import type { StepReduction } from './step-reduction.ts';
+import type { ReductionOutcome, StepReduction } from './step-reduction.ts';
 import { stepTiming } from './step-stats.ts';
 import { TaskDispatch, type RoundState } from './task-dispatch.ts';
 import { sampleSource, type SampleSource } from './task-messages.ts';
@@ -84,6 +85,8 @@ export class Coordinator implements SessionHost, StepEngine {
   private readonly intake: GradientIntake;
   private readonly publisher: WeightPublisher;
   private readonly reduction: StepReduction;
+  /** The peer reduction, when the job uses it (cluster.reduction: peer with more than one worker allowed). */
+  private readonly peer: PeerReduction | undefined;
   private readonly train: SampleSource;
   private readonly limits: SessionLimits;
   private transferIds = 0;
@@ -111,7 +114,10 @@ export class Coordinator implements SessionHost, StepEngine {
       step: () => this.stepsApplied,
       fatal: () => this.fatal,
       fail: (error) => this.fail(error),
-      removed: (id) => this.dispatch.releaseWorker(id),
+      removed: (id) => {
+        this.peer?.workerRemoved(id);
+        this.dispatch.releaseWorker(id);
+      },
     });
     this.train = sampleSource(options.dataset.train, 'train', cluster.dataTransport);
     const weights = weightManifest(trainer.model);
@@ -120,7 +126,10 @@ export class Coordinator implements SessionHost, StepEngine {
     const nextTransferId = (): number => ++this.transferIds;
     this.publisher = new WeightPublisher(this.jobId, trainer.model, weights, () => this.workers.sessions(), nextTransferId);
     const guard = cluster.gradientGuard ? new GradientGuard(cluster.gradientGuard) : undefined;
-    this.reduction = new StarReduction(trainer, weights, this.publisher, guard, log);
+    // 'peer' with at most one worker is the star: nobody to reduce with.
+    this.peer = cluster.reduction === 'peer' && cluster.maxWorkers > 1 ? this.peerReduction() : undefined;
+    this.reduction = this.peer ?? new StarReduction(trainer, weights, this.publisher, guard, log);
+    if (this.peer) this.limits.optimizerBytes = 4 * this.limits.gradientBytes + 1024;
     this.dispatch = new TaskDispatch({
       jobId: this.jobId,
       cluster,
@@ -161,6 +170,7 @@ export class Coordinator implements SessionHost, StepEngine {
       replicaSpecJson: JSON.stringify(this.options.replicaSpec),
       maxChunkBytes: MAX_CHUNK_BYTES,
       sessionKey: record.sessionKey,
+      peer: this.peer ? { port: this.options.cluster.peerPort, optimizerJson: JSON.stringify(this.options.trainer.optimizer.spec), parkMs: 2 * this.options.cluster.stepDeadlineMs } : null,
     };
   }
 
@@ -171,18 +181,32 @@ export class Coordinator implements SessionHost, StepEngine {
     this.workers.remove(workerId, 'leave', reason);
   }
 
-  openSession(workerId: string, sessionKey: string, link: WorkerLink): { handlers: SessionHandlers; limits: SessionLimits } {
+  openSession(workerId: string, sessionKey: string, link: WorkerLink, ready?: { peerPort: number }): { handlers: SessionHandlers; limits: SessionLimits } {
+    const { peer } = this;
+    // Checked first: a worker that cannot take part never becomes live.
+    if (peer) PeerReduction.checkPeerPort(workerId, ready?.peerPort ?? 0);
     this.workers.open(workerId, sessionKey, link);
-    // The current weights first, all of them: everything after is computed on them or later
-    // versions, and partial broadcasts build on them.
-    const weights = this.publisher.currentFullBroadcast();
-    if (weights) link.send(weights);
+    if (peer) {
+      peer.sessionOpened(workerId, link.peer, ready!.peerPort);
+      // Its weights and optimizer state, pulled from a worker that holds them (between steps).
+      void peer.syncJoiners().catch((error: unknown) => this.log.warn({ worker: workerId }, `could not send ${workerId} the model's state: ${(error as Error).message}`));
+    } else {
+      // The current weights first, all of them: everything after is computed on them or later
+      // versions, and partial broadcasts build on them.
+      const weights = this.publisher.currentFullBroadcast();
+      if (weights) link.send(weights);
+    }
     this.dispatch.assignWaiting();
     this.workers.wake();
     const handlers: SessionHandlers = {
       gradient: (result, gradients, buffers) => void this.intake.gradient(workerId, result, gradients, buffers),
       evaluation: (result) => this.intake.evaluation(workerId, result),
       failure: (failure) => this.dispatch.taskFailed(workerId, failure),
+      ...(peer ? {
+        reduced: (result) => peer.reduced(workerId, result),
+        peerFault: (fault) => peer.fault(workerId, fault),
+        state: (reply, weights, slots) => void peer.state(workerId, reply, weights, slots),
+      } satisfies Partial<SessionHandlers> : {}),
       closed: (error) => this.workers.closed(workerId, link, error),
     };
     return { handlers, limits: this.limits };
@@ -193,7 +217,8 @@ export class Coordinator implements SessionHost, StepEngine {
   /** Sends the starting weights, starts the deadline watchdog, and waits for cluster.minWorkers workers. */
   async ready(signal?: AbortSignal): Promise<boolean> {
     const { cluster } = this.options;
-    if (this.publisher.published === undefined) await this.publisher.publish(this.version, 'all');
+    // With the peer reduction, workers get the weights with the optimizer state as they join.
+    if (this.publisher.published === undefined && !this.peer) await this.publisher.publish(this.version, 'all');
     if (!this.watchdog) {
       this.watchdog = setInterval(() => this.checkDeadlines(), Math.min(1000, Math.max(50, Math.floor(cluster.stepDeadlineMs / 5))));
       this.watchdog.unref();
@@ -203,14 +228,22 @@ export class Coordinator implements SessionHost, StepEngine {
   }
 
   async step(batch: SampledBatch, context: StepContext, next?: SampledBatch): Promise<StepOutcome> {
-    const current = this.claimPrefetched(batch) ?? this.planTraining(batch, context.step);
-    current.round.startedAt = performance.now();
-    // Prefetch: the next shard goes out now, so workers decode it while this step computes.
-    if (next) this.prefetched = { batch: next, state: this.planTraining(next, context.step + 1) };
-    await this.dispatch.finish(current);
-    const reduceStart = performance.now();
     const version = this.version + 1;
-    const outcome = await current.reduction!.apply({ step: context.step, lr: context.lr, version });
+    let current: RoundState;
+    let outcome: ReductionOutcome;
+    let reduceStart: number;
+    if (this.peer) {
+      // No prefetch: a step's shards go to the group that holds the weights it needs.
+      ({ state: current, outcome, reduceStart } = await this.peer.step(batch, context, version));
+    } else {
+      current = this.claimPrefetched(batch) ?? this.planTraining(batch, context.step);
+      current.round.startedAt = performance.now();
+      // Prefetch: the next shard goes out now, so workers decode it while this step computes.
+      if (next) this.prefetched = { batch: next, state: this.planTraining(next, context.step + 1) };
+      await this.dispatch.finish(current);
+      reduceStart = performance.now();
+      outcome = await current.reduction!.apply({ step: context.step, lr: context.lr, version });
+    }
     this.stepsApplied = context.step;
     this.version = version;
     const stepEnd = performance.now();
@@ -229,7 +262,7 @@ export class Coordinator implements SessionHost, StepEngine {
         return { kind: 'refused' };
       }
       case 'applied':
-        return { kind: 'applied', loss: outcome.loss, correct: outcome.correct, n: outcome.n, timing: stepTiming(current.reports, current.round.startedAt, reduceStart, stepEnd) };
+        return { kind: 'applied', loss: outcome.loss, correct: outcome.correct, n: outcome.n, timing: stepTiming(current.reports, current.round.startedAt ?? reduceStart, reduceStart, stepEnd) };
     }
   }
 
@@ -243,9 +276,11 @@ export class Coordinator implements SessionHost, StepEngine {
 
   /** Writes `weights` into the coordinator's model and sends all of them to every worker as a new version. */
   async setWeights(weights: WeightSet): Promise<void> {
+    await this.peer?.refreshBeforeRewrite();
     writeWeights(this.options.trainer.model, weights);
     this.version++;
-    await this.publisher.publish(this.version, 'all');
+    if (this.peer) await this.peer.rewritten();
+    else await this.publisher.publish(this.version, 'all');
   }
 
   optimizerState(): ReturnType<StepEngine['optimizerState']> {
@@ -278,6 +313,8 @@ export class Coordinator implements SessionHost, StepEngine {
 
   /** Sharded evaluation of a split on the current weights. */
   async evaluateSplit(split: SplitName, data: DataSplit, epoch: number): Promise<ShardedEvaluation> {
+    // Every worker computes on the current weights: one that joined since the last step gets them first.
+    await this.peer?.syncJoiners();
     const round = new Round({ kind: 'evaluate', step: this.stepsApplied, weightsVersion: this.version, split, epoch, augment: false, expected: data.length });
     const state = this.dispatch.openRound(round, sampleSource(data, split, this.options.cluster.dataTransport));
     state.evaluation = new EvaluationAccumulator(this.options.dataset.classNames.length);
@@ -339,6 +376,37 @@ export class Coordinator implements SessionHost, StepEngine {
     const state = this.dispatch.openRound(round, this.train, this.reduction.open(round.expected));
     this.dispatch.assign(state, batch.indices);
     return state;
+  }
+
+  private peerReduction(): PeerReduction {
+    const { cluster, trainer, log } = this.options;
+    // Built before task dispatch (the reduction is part of the coordinator's parts): read it late.
+    const coordinator = this;
+    return new PeerReduction({
+      jobId: this.jobId,
+      cluster,
+      log,
+      trainer,
+      membership: this.workers.membership,
+      get dispatch() {
+        return coordinator.dispatch;
+      },
+      link: (id) => this.workers.link(id),
+      evict: (id, reason, error) => this.workers.remove(id, 'fail', reason, error),
+      waitForWorker: () => {
+        this.workers.armNoWorkerTimer(cluster.joinTimeoutMs);
+        return this.workers.waitFor(1, cluster.joinTimeoutMs, undefined);
+      },
+      version: () => this.version,
+      fatal: () => this.fatal,
+      nextTransferId: () => ++this.transferIds,
+      openRound: (batch, step, reduction, peer) => {
+        const round = new Round({ kind: 'train', step, weightsVersion: this.version, split: 'train', epoch: batch.epoch, augment: true, expected: batch.indices.length });
+        const state = this.dispatch.openRound(round, this.train, reduction);
+        state.peer = peer;
+        return state;
+      },
+    });
   }
 
   /** A worker broke the contract (bad gradient, foreign task): refuse it, evict it, reassign its shards. */

@@ -29,8 +29,8 @@ export class PhaseHost implements SessionHost {
     this.coordinator().leave(workerId, sessionKey, reason);
   }
 
-  openSession(workerId: string, sessionKey: string, link: WorkerLink): { handlers: SessionHandlers; limits: SessionLimits } {
-    return this.coordinator().openSession(workerId, sessionKey, link);
+  openSession(workerId: string, sessionKey: string, link: WorkerLink, ready?: { peerPort: number }): { handlers: SessionHandlers; limits: SessionLimits } {
+    return this.coordinator().openSession(workerId, sessionKey, link, ready);
   }
 
   private coordinator(): Coordinator {

@@ -12,6 +12,9 @@ import type { GradientResult__Output } from '../wire/generated/drover/v1/Gradien
 import type { JoinReply } from '../wire/generated/drover/v1/JoinReply.ts';
 import type { JoinRequest__Output } from '../wire/generated/drover/v1/JoinRequest.ts';
 import type { TaskFailure__Output } from '../wire/generated/drover/v1/TaskFailure.ts';
+import type { PeerFault__Output } from '../wire/generated/drover/v1/PeerFault.ts';
+import type { PeerReduced__Output } from '../wire/generated/drover/v1/PeerReduced.ts';
+import type { StateReply__Output } from '../wire/generated/drover/v1/StateReply.ts';
 import type { WorkerMessage__Output } from '../wire/generated/drover/v1/WorkerMessage.ts';
 import { coordinatorService, envelope, MAX_MESSAGE_BYTES, PROTOCOL_VERSION } from '../wire/protocol.ts';
 import { tuneServerWindow } from '../wire/flow-control.ts';
@@ -39,6 +42,8 @@ export interface SessionLimits {
   gradientBytes: number;
   /** Exact byte size of the non-trainable weights (0 when the model has none). */
   bufferBytes: number;
+  /** Peer reduction: largest optimizer state a StateReply may carry (absent: none accepted). */
+  optimizerBytes?: number;
 }
 
 /** What the coordinator does with a session's messages. */
@@ -50,6 +55,12 @@ export interface SessionHandlers {
   gradient(result: GradientResult__Output, gradients: Promise<ReceivedTransfer> | undefined, buffers: Promise<ReceivedTransfer> | undefined): void;
   evaluation(result: EvaluationResult__Output): void;
   failure(failure: TaskFailure__Output): void;
+  /** Peer reduction: a worker holds its step reduced. */
+  reduced?(result: PeerReduced__Output): void;
+  /** Peer reduction: a worker's reduction failed, naming the ranks that failed it. */
+  peerFault?(fault: PeerFault__Output): void;
+  /** Peer reduction: the weights and optimizer state a StateRequest asked for. */
+  state?(reply: StateReply__Output, weights: Promise<ReceivedTransfer>, slots: Promise<ReceivedTransfer>): void;
   /** The session ended: the worker hung up, died, broke the protocol, or was evicted. Called once. */
   closed(error: DroverError | undefined): void;
 }
@@ -62,7 +73,7 @@ export interface SessionHost {
   /** Ends a member's membership; throws AuthError unless `sessionKey` is the one its Join got. */
   leave(workerId: string, sessionKey: string, reason: string): void;
   /** Binds a session to a member; throws UnknownWorkerError for an id it does not know, AuthError for a wrong key. */
-  openSession(workerId: string, sessionKey: string, link: WorkerLink): { handlers: SessionHandlers; limits: SessionLimits };
+  openSession(workerId: string, sessionKey: string, link: WorkerLink, ready?: { peerPort: number }): { handlers: SessionHandlers; limits: SessionLimits };
 }
 
 export interface CoordinatorServerOptions {
@@ -233,9 +244,10 @@ function runSession(call: SessionCall, link: SessionLink, host: SessionHost, rec
       if (!session) {
         if (message.body !== 'ready' || !message.ready) throw new ProtocolError(`first message of a session must be "ready", got "${message.body}"`);
         link.workerId = message.ready.workerId;
-        session = host.openSession(message.ready.workerId, message.ready.sessionKey, link);
-        const { gradientBytes, bufferBytes } = session.limits;
-        assembler = new TransferAssembler(2 * (gradientBytes + bufferBytes) + 1024, receiveBuffers);
+        session = host.openSession(message.ready.workerId, message.ready.sessionKey, link, { peerPort: message.ready.peerPort });
+        const { gradientBytes, bufferBytes, optimizerBytes } = session.limits;
+        const stateBytes = optimizerBytes === undefined ? 0 : gradientBytes + bufferBytes + optimizerBytes;
+        assembler = new TransferAssembler(2 * (gradientBytes + bufferBytes) + stateBytes + 1024, receiveBuffers);
         return;
       }
       switch (message.body) {
@@ -261,6 +273,23 @@ function runSession(call: SessionCall, link: SessionLink, host: SessionHost, rec
         case 'failure':
           session.handlers.failure(message.failure!);
           return;
+        case 'reduced':
+          if (!session.handlers.reduced) throw new ProtocolError('"reduced" sent in a job without the peer reduction');
+          session.handlers.reduced(message.reduced!);
+          return;
+        case 'peerFault':
+          if (!session.handlers.peerFault) throw new ProtocolError('"peerFault" sent in a job without the peer reduction');
+          session.handlers.peerFault(message.peerFault!);
+          return;
+        case 'state': {
+          const { optimizerBytes } = session.limits;
+          if (!session.handlers.state || optimizerBytes === undefined) throw new ProtocolError('"state" sent in a job without the peer reduction');
+          const reply = message.state!;
+          const weights = assembler!.expect(reply.weights, { maxBytes: session.limits.gradientBytes + session.limits.bufferBytes, what: `weights from ${link.workerId}`, finite: true });
+          const slots = assembler!.expect(reply.optimizerSlots, { maxBytes: optimizerBytes, what: `optimizer state from ${link.workerId}`, finite: true });
+          session.handlers.state(reply, weights, slots);
+          return;
+        }
         case 'ready':
           throw new ProtocolError('"ready" sent twice on one session');
         default:

@@ -26,9 +26,27 @@ export interface RoundState {
   labels: Map<string, Uint32Array>;
   /** Each worker's part, for the step's timing. */
   reports: TaskReport[];
+  /** Peer reduction: the group that reduces this attempt at the step (see PeerReduction). */
+  peer?: PeerAttempt;
   resolve: () => void;
   reject: (error: Error) => void;
   done: Promise<void>;
+}
+
+/**
+ * One attempt at a step with the peer reduction: one task per rank of the group. Its tasks are
+ * never replanned one by one: a worker lost from it fails the whole attempt (`lost`), and the
+ * step is planned again over the survivors with a new generation.
+ */
+export interface PeerAttempt {
+  generation: number;
+  /** Worker ids in rank order. */
+  group: readonly string[];
+  /** Their peer addresses, in rank order. */
+  addresses: readonly string[];
+  globalBatch: number;
+  deadlineMs: number;
+  lost(workerId: string, why: string): void;
 }
 
 /** What task dispatch needs from the coordinator around it. */
@@ -145,6 +163,15 @@ export class TaskDispatch {
     }
   }
 
+  /** Sends a peer attempt's tasks: one shard per rank of its group, as planned. */
+  assignPeer(state: RoundState, plans: readonly { workerId: string; ids: Uint32Array }[]): void {
+    for (const plan of plans) {
+      const task = state.round.addTask(plan.ids, plan.workerId);
+      this.track(task, state, 1);
+      this.dispatch(task, state);
+    }
+  }
+
   /** Gives parked tasks of every round to the workers now live (one joined). */
   assignWaiting(): void {
     if (this.host.membership.live().length === 0) return;
@@ -161,6 +188,10 @@ export class TaskDispatch {
   releaseWorker(workerId: string): void {
     for (const state of this.rounds.values()) {
       const orphans = state.round.release(workerId);
+      if (state.peer && orphans.length > 0) {
+        state.peer.lost(workerId, `${workerId} left the job`);
+        continue;
+      }
       for (const orphan of orphans) {
         this.replan(state, orphan, this.attempts.get(orphan.id) ?? 1);
         const live = this.host.membership.live().map((w) => w.id);
@@ -210,7 +241,9 @@ export class TaskDispatch {
     if (inARow >= MAX_FAILURES_IN_A_ROW) {
       this.evictUnhealthy(workerId, `failed ${inARow} tasks in a row; last: ${code}: ${message}`, new ClusterError(`worker ${workerId} failed ${inARow} tasks in a row (last: ${code}): evicted`));
     }
-    this.replan(state, task, attempt + 1, workerId);
+    // Its peers wait for its part: the whole step is planned again.
+    if (state.peer) state.peer.lost(workerId, `${workerId} could not do task ${task.id}: ${code}`);
+    else this.replan(state, task, attempt + 1, workerId);
   }
 
   /**
@@ -329,6 +362,12 @@ export class TaskDispatch {
     const link = this.host.link(task.workerId!);
     if (!link) return;
     if (state.evaluation) state.labels.set(task.id, Uint32Array.from(payload.labels));
-    link.send(taskMessages(this.host.jobId, task, payload));
+    const messages = taskMessages(this.host.jobId, task, payload);
+    const { peer } = state;
+    if (peer) {
+      const rank = peer.group.indexOf(task.workerId!);
+      messages[0]!.task!.peer = { generation: peer.generation, rank, peers: [...peer.addresses], globalBatch: peer.globalBatch, deadlineMs: peer.deadlineMs };
+    }
+    link.send(messages);
   }
 }

@@ -52,6 +52,22 @@ export const clusterSpecSchema = z.strictObject({
   token: z.string().min(8, 'use a token of at least 8 characters').optional(),
   tls: tlsSpecSchema.optional(),
   gradientGuard: gradientGuardSpecSchema.optional(),
+  /**
+   * How a step's gradients become the update. `star`: every worker sends its gradient here; the
+   * coordinator sums, applies the optimizer and broadcasts the weights. `peer`: workers
+   * reduce-scatter and all-gather the gradient among themselves and each applies the same
+   * optimizer step (src/coordinator/peer-reduction.ts); the coordinator only commits steps.
+   * `peer` with cluster.maxWorkers 1 runs the star.
+   */
+  reduction: z.enum(['star', 'peer']).default('star'),
+  /** Port each worker's peer server listens on with `reduction: peer` (0: any free port, told to the coordinator). */
+  peerPort: z.number().int().min(0).max(65535).default(0),
+  /**
+   * With `reduction: peer`: how long a worker waits for its peers' parts of a step's reduction
+   * before naming the missing ones to the coordinator (which evicts them and redoes the step).
+   * Default: half of stepDeadlineMs, so the peers' report comes before the step deadline.
+   */
+  peerDeadlineMs: z.number().int().positive().optional(),
 });
 
 export type ClusterSpec = z.infer<typeof clusterSpecSchema>;

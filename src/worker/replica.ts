@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ProtocolError } from '../errors.ts';
+import { readWeights } from '../model/weights.ts';
 import type { Batch } from '../data/types.ts';
 import { buildReplicaModel } from '../model/replica-model.ts';
 import { weightManifest, writeWeightsAt, type WeightEntry } from '../model/weights.ts';
@@ -7,18 +8,25 @@ import { GradientModel } from '../train/gradient-model.ts';
 import { modelVariables } from '../model/variables.ts';
 import { readFloat32 } from '../model/tensor-read.ts';
 import type { ReplicaSpec } from '../job/replica-spec.ts';
-import type { ComputeReplica, ReplicaEvaluation, ReplicaGradients } from './compute-replica.ts';
+import { NonFiniteUpdateError } from '../errors.ts';
+import { ModelOptimizer } from '../train/model-optimizer.ts';
+import { optimizerSpecSchema } from '../train/optimizers.ts';
+import type { PeerReplica, ReplicaEvaluation, ReplicaGradients, ReplicaState } from './compute-replica.ts';
 import { placeWeightUpdate, type WeightUpdate } from './weight-update.ts';
 
 /**
- * A worker's copy of the model. It never applies updates itself: it computes on the weights the
- * coordinator broadcasts, so every replica holds the same version.
+ * A worker's copy of the model. With the star it never applies updates itself: it computes on
+ * the weights the coordinator broadcasts, so every replica holds the same version. With the
+ * peer reduction it holds an optimizer and applies the group's reduced gradient.
  */
-export class ModelReplica implements ComputeReplica {
+export class ModelReplica implements PeerReplica {
   readonly manifest: WeightEntry[];
   private readonly gradientModel: GradientModel;
   private readonly bufferVariables: tf.Variable[];
   private current: number | undefined;
+  private optimizer: ModelOptimizer | undefined;
+  /** Indices of the non-trainable weights whose statistics `train` reports. */
+  private readonly bufferIndices: number[];
 
   /** Builds the model the spec describes (a transfer backbone loads from this machine's install). */
   static async build(spec: ReplicaSpec): Promise<ModelReplica> {
@@ -38,6 +46,48 @@ export class ModelReplica implements ComputeReplica {
     // A transfer backbone's batch norm runs in inference mode: no non-trainable weight moves in a
     // forward pass, so none goes back (a frozen MobileNetV2 would otherwise send all its weights).
     this.bufferVariables = spec.model.kind === 'transfer' ? [] : modelVariables(built).filter((w) => !w.trainable).map((w) => w.read());
+    this.bufferIndices = spec.model.kind === 'transfer' ? [] : this.manifest.flatMap((w, i) => (w.trainable ? [] : [i]));
+  }
+
+  get reportsBuffers(): boolean {
+    return this.bufferVariables.length > 0;
+  }
+
+  enableOptimizer(optimizerJson: string): void {
+    this.optimizer?.optimizer.dispose();
+    const parsed = optimizerSpecSchema.safeParse(JSON.parse(optimizerJson));
+    if (!parsed.success) throw new ProtocolError(`optimizer spec: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+    this.optimizer = new ModelOptimizer(this.gradientModel.model, parsed.data);
+  }
+
+  async applyReduced(grads: readonly Float32Array[], buffers: readonly Float32Array[], lr: number, version: number): Promise<boolean> {
+    if (!this.optimizer) throw new ProtocolError('a reduced step to apply, but this replica has no optimizer (not a peer-reduction job)');
+    let applied = true;
+    try {
+      await this.optimizer.applyGradients(grads, lr);
+      if (buffers.length > 0) writeWeightsAt(this.gradientModel.model, this.bufferIndices, buffers);
+    } catch (error) {
+      if (!(error instanceof NonFiniteUpdateError)) throw error;
+      applied = false;
+    }
+    this.current = version;
+    return applied;
+  }
+
+  skipTo(version: number): void {
+    this.current = version;
+  }
+
+  async readState(): Promise<ReplicaState> {
+    const weights = await readWeights(this.gradientModel.model);
+    const optimizer = this.optimizer ? await this.optimizer.optimizer.getState() : { iterations: 0, slots: [] };
+    return { weights: weights.values, optimizer };
+  }
+
+  setOptimizerState(state: ReplicaState['optimizer']): void {
+    if (!this.optimizer) throw new ProtocolError('optimizer state sent to a replica without an optimizer');
+    this.optimizer.bind();
+    this.optimizer.optimizer.setState(state);
   }
 
   get version(): number | undefined {
@@ -70,6 +120,7 @@ export class ModelReplica implements ComputeReplica {
   }
 
   dispose(): void {
+    this.optimizer?.optimizer.dispose();
     this.gradientModel.model.dispose();
   }
 }

@@ -5,7 +5,8 @@ import type { Logger } from '../telemetry/logger.ts';
 import type { ClientTlsFiles } from '../wire/credentials.ts';
 import { parseReplicaSpec, type ReplicaSpec } from '../job/replica-spec.ts';
 import { CoordinatorConnection } from './client.ts';
-import type { ComputeReplica } from './compute-replica.ts';
+import { isPeerReplica, type ComputeReplica } from './compute-replica.ts';
+import type { PeerParticipant, PeerParticipantOptions } from './peer-participant.ts';
 import { SimulatedReplica } from './simulated-replica.ts';
 import { WorkerSession } from './session.ts';
 import { shardDecoder, type ShardDecoder } from './shard-decoder.ts';
@@ -108,7 +109,9 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       }
       sessions++;
       log.info({ worker: reply.workerId, job: jobId, coordinator: options.coordinator }, `joined job ${jobId} as ${reply.workerId}`);
-      const session = new WorkerSession({ call: connection.session(), jobId, workerId: reply.workerId, sessionKey: reply.sessionKey, replica, decoder: decoder!, log: log.child({ worker: reply.workerId }) });
+      const workerLog = log.child({ worker: reply.workerId });
+      const peer = reply.peer ? await startPeer(replica, { jobId, token, config: reply.peer, log: workerLog }) : undefined;
+      const session = new WorkerSession({ call: connection.session(), jobId, workerId: reply.workerId, sessionKey: reply.sessionKey, replica, decoder: decoder!, log: workerLog, peer });
       const onAbort = (): void => {
         void connection.leave(jobId, reply.workerId, reply.sessionKey, 'worker stopped (signal)').catch(() => {}).finally(() => session.close());
       };
@@ -150,6 +153,13 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
 /** Refusals a retry cannot fix: wrong secret, other job or protocol, a model this worker cannot hold. */
 function isFatal(error: DroverError): boolean {
   return error instanceof AuthError || error instanceof ProtocolMismatchError || error instanceof WeightsError;
+}
+
+/** This session's part in the peer reduction (a job with cluster.reduction: peer). */
+async function startPeer(replica: ComputeReplica, options: Omit<PeerParticipantOptions, 'replica'>): Promise<PeerParticipant> {
+  if (!isPeerReplica(replica)) throw new ConfigError('this job reduces gradients among workers (cluster.reduction: peer): simulated workers cannot take part', 'cluster.reduction');
+  const { PeerParticipant } = await import('./peer-participant.ts');
+  return PeerParticipant.start({ ...options, replica });
 }
 
 async function buildReplica(spec: ReplicaSpec): Promise<ComputeReplica> {

@@ -11,7 +11,9 @@ import { StreamWriter } from '../wire/stream-writer.ts';
 import { BufferPool } from '../wire/buffer-pool.ts';
 import { tensorTransfer, TransferAssembler } from '../wire/transfer.ts';
 import type { SessionCall } from './client.ts';
-import type { ComputeReplica } from './compute-replica.ts';
+import { isPeerReplica, type ComputeReplica, type ReplicaGradients } from './compute-replica.ts';
+import type { PeerParticipant } from './peer-participant.ts';
+import { PeerTimeoutError } from '../errors.ts';
 import type { ShardDecoder } from './shard-decoder.ts';
 
 /** How a session ended. */
@@ -32,6 +34,8 @@ export interface SessionOptions {
   log: Logger;
   /** Largest shard payload accepted. */
   maxShardBytes?: number;
+  /** The job reduces gradients among workers: this worker's part in it. */
+  peer?: PeerParticipant;
 }
 
 /** A task in the worker's queue. */
@@ -63,6 +67,8 @@ export class WorkerSession {
   private version: number | undefined;
   private transferIds = 0;
   private weightsReceiveMs = 0;
+  /** Peer reduction: commits and state requests run one after another, in stream order. */
+  private peerWork: Promise<void> = Promise.resolve();
   private finish!: (end: SessionEnd) => void;
   /** Resolves once when the session is over. */
   readonly done: Promise<SessionEnd>;
@@ -83,7 +89,7 @@ export class WorkerSession {
     call.on('data', (message: CoordinatorMessage__Output) => this.onMessage(message));
     call.on('error', (error: ServiceError) => this.end({ kind: 'broken', error: fromServiceError(error, 'session') }));
     call.on('end', () => this.end({ kind: 'broken', error: new ProtocolError('the coordinator ended the session') }));
-    this.writer.send([{ envelope: this.envelope, ready: { workerId: options.workerId, sessionKey: options.sessionKey } }]);
+    this.writer.send([{ envelope: this.envelope, ready: { workerId: options.workerId, sessionKey: options.sessionKey, peerPort: options.peer?.port ?? 0 } }]);
   }
 
   /** Ends the session from this side (Ctrl-C, leave). */
@@ -97,6 +103,7 @@ export class WorkerSession {
     this.assembler.abort(new ProtocolError('session ended'));
     this.queue.length = 0;
     this.writer.close();
+    void this.options.peer?.close();
     this.options.call.removeAllListeners('data');
     // Keep an error listener: a late error on a finished call must not crash the process.
     this.options.call.on('error', () => {});
@@ -126,8 +133,10 @@ export class WorkerSession {
           const { version, weights, partial, baseVersion } = message.weights!;
           const started = performance.now();
           const expected = this.options.replica.manifest.reduce((sum, w) => sum + 4 * w.shape.reduce((a, b) => a * b, 1), 0);
+          const optimizerState = this.expectOptimizerState(message.weights!, expected);
           this.assembler.expect(weights, { maxBytes: expected, what: `weights v${version}` }).then(
-            (received) => {
+            async (received) => {
+              const state = await optimizerState;
               if (this.ended) return;
               try {
                 // A partial broadcast builds on this session's weights: the replica may hold an older session's.
@@ -135,6 +144,11 @@ export class WorkerSession {
                   throw new WeightsError(`partial weight broadcast v${version} builds on v${baseVersion}, this session holds ${this.version === undefined ? 'no full broadcast yet' : `v${this.version}`}`);
                 }
                 this.options.replica.setWeights({ version, tensors: received.tensors, ...(partial ? { base: baseVersion } : {}) });
+                if (state) {
+                  const { replica } = this.options;
+                  if (!isPeerReplica(replica)) throw new ProtocolError('optimizer state sent to a worker that applies no updates');
+                  replica.setOptimizerState(state);
+                }
               } catch (error) {
                 this.fail(error);
                 return;
@@ -159,6 +173,31 @@ export class WorkerSession {
         case 'task':
           this.enqueue(message.task!);
           return;
+        case 'commit': {
+          const commit = message.commit!;
+          const peer = this.peerPart('commit');
+          this.serially(async () => {
+            await peer.commit(commit);
+            this.version = commit.version;
+            this.pump();
+          });
+          return;
+        }
+        case 'abort': {
+          const { step, generation } = message.abort!;
+          this.peerPart('abort').abort(step, generation);
+          // Its task, if still queued, will not be reduced by this group.
+          for (let i = this.queue.length - 1; i >= 0; i--) {
+            const task = this.queue[i]!.assignment;
+            if (task.step === step && task.peer && task.peer.generation <= generation) this.queue.splice(i, 1);
+          }
+          return;
+        }
+        case 'stateRequest': {
+          const { requestId } = message.stateRequest!;
+          this.serially(() => this.sendState(requestId));
+          return;
+        }
         case 'stop':
           this.end({ kind: 'stopped', reason: message.stop!.reason, jobCompleted: message.stop!.jobCompleted, rejoin: message.stop!.rejoin === true });
           return;
@@ -274,6 +313,10 @@ export class WorkerSession {
             },
           },
         ]);
+      } else if (assignment.peer) {
+        const result = batch.n > 0 ? await this.options.replica.train(batch) : undefined;
+        const computeMs = performance.now() - computeStart;
+        await this.reducePeer(assignment, batch, result, { dataWaitMs, computeMs, transferMs, decodeMs: task.decodeMs });
       } else if (batch.n === 0) {
         // Every sample was undecodable (each counted as a skip): nothing to compute, the shard is still covered.
         this.writer.send([
@@ -320,6 +363,63 @@ export class WorkerSession {
       // The batch was copied into tensors: its buffer can serve the next batch.
       batch.release?.();
     }
+  }
+
+  private peerPart(what: string): PeerParticipant {
+    if (!this.options.peer) throw new ProtocolError(`"${what}" sent to a worker of a job without the peer reduction`);
+    return this.options.peer;
+  }
+
+  /** Runs peer work after the peer work before it (stream order); a failure ends the session. */
+  private serially(work: () => Promise<void>): void {
+    this.peerWork = this.peerWork.then(work).catch((error: unknown) => this.fail(error));
+  }
+
+  /** The optimizer slots a weight broadcast carries (peer reduction), once they are in. */
+  private expectOptimizerState(header: { hasOptimizerState: boolean; optimizerIterations: number; optimizerSlots: Parameters<TransferAssembler['expect']>[0] }, weightBytes: number) {
+    if (!header.hasOptimizerState) return Promise.resolve(undefined);
+    const slots = this.assembler.expect(header.optimizerSlots, { maxBytes: 4 * weightBytes + 1024, what: 'optimizer state' });
+    slots.catch(() => {});
+    return slots.then((received) => ({
+      iterations: header.optimizerIterations,
+      slots: received.tensors.map((t) => ({ name: t.name, values: Float32Array.from(t.data as Float32Array) })),
+    }));
+  }
+
+  /** Reduces a training result with the step's peers; says reduced, or names who failed the step. */
+  private async reducePeer(assignment: TaskAssignment__Output, batch: Batch, result: ReplicaGradients | undefined, timings: { dataWaitMs: number; computeMs: number; transferMs: number; decodeMs: number }): Promise<void> {
+    const peer = this.peerPart('a peer task');
+    const { generation } = assignment.peer!;
+    const base = { taskId: assignment.taskId, step: assignment.step, generation };
+    try {
+      await peer.reduce(assignment.step, assignment.peer!, result);
+    } catch (error) {
+      if (this.ended || peer.isAbort(error)) return;
+      if (!(error instanceof PeerTimeoutError)) throw error;
+      const { ranks, phase, reason } = error.failure;
+      this.options.log.warn({ step: assignment.step, generation, ranks, phase, reason }, error.message);
+      this.writer.send([{ envelope: this.envelope, peerFault: { ...base, ranks: [...ranks], phase, reason, message: error.message } }]);
+      return;
+    }
+    this.writer.send([{
+      envelope: this.envelope,
+      reduced: { ...base, loss: result?.loss ?? 0, correct: result?.correct ?? 0, n: result?.n ?? 0, timings, skipped: batch.skipped ?? [], skipReasons: skipReasonsOf(batch) },
+    }]);
+  }
+
+  /** Answers a StateRequest: every weight and the optimizer's slots, as of the last step applied. */
+  private async sendState(requestId: number): Promise<void> {
+    const { replica } = this.options;
+    if (!isPeerReplica(replica)) throw new ProtocolError('state requested of a worker that applies no updates');
+    const state = await replica.readState();
+    const weights = tensorTransfer(++this.transferIds, replica.manifest.map((w, i) => ({ name: w.name, shape: w.shape, data: state.weights[i]! })), MAX_CHUNK_BYTES);
+    const slots = tensorTransfer(++this.transferIds, state.optimizer.slots.map((slot) => ({ name: slot.name, shape: [slot.values.length], data: slot.values })), MAX_CHUNK_BYTES);
+    const messages: WorkerMessage[] = [{
+      envelope: this.envelope,
+      state: { requestId, version: this.version ?? 0, weights: weights.header, optimizerIterations: state.optimizer.iterations, optimizerSlots: slots.header },
+    }];
+    for (const chunk of [...weights.chunks, ...slots.chunks]) messages.push({ envelope: this.envelope, chunk });
+    this.writer.send(messages);
   }
 
   /** Tells the coordinator a task cannot be done here; it goes to another worker. */

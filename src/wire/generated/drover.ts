@@ -12,9 +12,17 @@ import type { JoinReply as _drover_v1_JoinReply, JoinReply__Output as _drover_v1
 import type { JoinRequest as _drover_v1_JoinRequest, JoinRequest__Output as _drover_v1_JoinRequest__Output } from './drover/v1/JoinRequest.ts';
 import type { LeaveReply as _drover_v1_LeaveReply, LeaveReply__Output as _drover_v1_LeaveReply__Output } from './drover/v1/LeaveReply.ts';
 import type { LeaveRequest as _drover_v1_LeaveRequest, LeaveRequest__Output as _drover_v1_LeaveRequest__Output } from './drover/v1/LeaveRequest.ts';
+import type { PeerConfig as _drover_v1_PeerConfig, PeerConfig__Output as _drover_v1_PeerConfig__Output } from './drover/v1/PeerConfig.ts';
+import type { PeerFault as _drover_v1_PeerFault, PeerFault__Output as _drover_v1_PeerFault__Output } from './drover/v1/PeerFault.ts';
+import type { PeerReduced as _drover_v1_PeerReduced, PeerReduced__Output as _drover_v1_PeerReduced__Output } from './drover/v1/PeerReduced.ts';
+import type { PeerStep as _drover_v1_PeerStep, PeerStep__Output as _drover_v1_PeerStep__Output } from './drover/v1/PeerStep.ts';
 import type { Ready as _drover_v1_Ready, Ready__Output as _drover_v1_Ready__Output } from './drover/v1/Ready.ts';
 import type { Shard as _drover_v1_Shard, Shard__Output as _drover_v1_Shard__Output } from './drover/v1/Shard.ts';
 import type { SkippedSample as _drover_v1_SkippedSample, SkippedSample__Output as _drover_v1_SkippedSample__Output } from './drover/v1/SkippedSample.ts';
+import type { StateReply as _drover_v1_StateReply, StateReply__Output as _drover_v1_StateReply__Output } from './drover/v1/StateReply.ts';
+import type { StateRequest as _drover_v1_StateRequest, StateRequest__Output as _drover_v1_StateRequest__Output } from './drover/v1/StateRequest.ts';
+import type { StepAbort as _drover_v1_StepAbort, StepAbort__Output as _drover_v1_StepAbort__Output } from './drover/v1/StepAbort.ts';
+import type { StepCommit as _drover_v1_StepCommit, StepCommit__Output as _drover_v1_StepCommit__Output } from './drover/v1/StepCommit.ts';
 import type { Stop as _drover_v1_Stop, Stop__Output as _drover_v1_Stop__Output } from './drover/v1/Stop.ts';
 import type { TaskAssignment as _drover_v1_TaskAssignment, TaskAssignment__Output as _drover_v1_TaskAssignment__Output } from './drover/v1/TaskAssignment.ts';
 import type { TaskFailure as _drover_v1_TaskFailure, TaskFailure__Output as _drover_v1_TaskFailure__Output } from './drover/v1/TaskFailure.ts';
@@ -43,10 +51,18 @@ export interface ProtoGrpcType {
       JoinRequest: MessageTypeDefinition<_drover_v1_JoinRequest, _drover_v1_JoinRequest__Output>
       LeaveReply: MessageTypeDefinition<_drover_v1_LeaveReply, _drover_v1_LeaveReply__Output>
       LeaveRequest: MessageTypeDefinition<_drover_v1_LeaveRequest, _drover_v1_LeaveRequest__Output>
+      PeerConfig: MessageTypeDefinition<_drover_v1_PeerConfig, _drover_v1_PeerConfig__Output>
+      PeerFault: MessageTypeDefinition<_drover_v1_PeerFault, _drover_v1_PeerFault__Output>
+      PeerReduced: MessageTypeDefinition<_drover_v1_PeerReduced, _drover_v1_PeerReduced__Output>
+      PeerStep: MessageTypeDefinition<_drover_v1_PeerStep, _drover_v1_PeerStep__Output>
       Ready: MessageTypeDefinition<_drover_v1_Ready, _drover_v1_Ready__Output>
       SampleEncoding: EnumTypeDefinition
       Shard: MessageTypeDefinition<_drover_v1_Shard, _drover_v1_Shard__Output>
       SkippedSample: MessageTypeDefinition<_drover_v1_SkippedSample, _drover_v1_SkippedSample__Output>
+      StateReply: MessageTypeDefinition<_drover_v1_StateReply, _drover_v1_StateReply__Output>
+      StateRequest: MessageTypeDefinition<_drover_v1_StateRequest, _drover_v1_StateRequest__Output>
+      StepAbort: MessageTypeDefinition<_drover_v1_StepAbort, _drover_v1_StepAbort__Output>
+      StepCommit: MessageTypeDefinition<_drover_v1_StepCommit, _drover_v1_StepCommit__Output>
       Stop: MessageTypeDefinition<_drover_v1_Stop, _drover_v1_Stop__Output>
       TaskAssignment: MessageTypeDefinition<_drover_v1_TaskAssignment, _drover_v1_TaskAssignment__Output>
       TaskFailure: MessageTypeDefinition<_drover_v1_TaskFailure, _drover_v1_TaskFailure__Output>

@@ -1,6 +1,7 @@
 // Original file: proto/drover.proto
 
 import type { Envelope as _drover_v1_Envelope, Envelope__Output as _drover_v1_Envelope__Output } from '../../drover/v1/Envelope.ts';
+import type { PeerConfig as _drover_v1_PeerConfig, PeerConfig__Output as _drover_v1_PeerConfig__Output } from '../../drover/v1/PeerConfig.ts';
 
 export interface JoinReply {
   'envelope'?: (_drover_v1_Envelope | null);
@@ -22,6 +23,11 @@ export interface JoinReply {
    * it (the shared token proves membership of the cluster, not which worker one is).
    */
   'sessionKey'?: (string);
+  /**
+   * Set when the job reduces gradients among workers (cluster.reduction: peer): the worker
+   * serves a Peer service (proto/peer.proto) and tells its port in Ready.peer_port.
+   */
+  'peer'?: (_drover_v1_PeerConfig | null);
 }
 
 export interface JoinReply__Output {
@@ -44,4 +50,9 @@ export interface JoinReply__Output {
    * it (the shared token proves membership of the cluster, not which worker one is).
    */
   'sessionKey': (string);
+  /**
+   * Set when the job reduces gradients among workers (cluster.reduction: peer): the worker
+   * serves a Peer service (proto/peer.proto) and tells its port in Ready.peer_port.
+   */
+  'peer': (_drover_v1_PeerConfig__Output | null);
 }

@@ -10,6 +10,11 @@ export interface Ready {
    * The session_key of worker_id's JoinReply.
    */
   'sessionKey'?: (string);
+  /**
+   * Port of this worker's Peer service (peer-reduction jobs; 0 otherwise). The coordinator
+   * pairs it with the address it sees the session come from.
+   */
+  'peerPort'?: (number);
 }
 
 /**
@@ -21,4 +26,9 @@ export interface Ready__Output {
    * The session_key of worker_id's JoinReply.
    */
   'sessionKey': (string);
+  /**
+   * Port of this worker's Peer service (peer-reduction jobs; 0 otherwise). The coordinator
+   * pairs it with the address it sees the session come from.
+   */
+  'peerPort': (number);
 }

@@ -2,6 +2,7 @@
 
 import type { TaskKind as _drover_v1_TaskKind, TaskKind__Output as _drover_v1_TaskKind__Output } from '../../drover/v1/TaskKind.ts';
 import type { Shard as _drover_v1_Shard, Shard__Output as _drover_v1_Shard__Output } from '../../drover/v1/Shard.ts';
+import type { PeerStep as _drover_v1_PeerStep, PeerStep__Output as _drover_v1_PeerStep__Output } from '../../drover/v1/PeerStep.ts';
 
 export interface TaskAssignment {
   'taskId'?: (string);
@@ -15,6 +16,10 @@ export interface TaskAssignment {
    */
   'weightsVersion'?: (number);
   'shard'?: (_drover_v1_Shard | null);
+  /**
+   * Peer reduction: the group that reduces this step's gradients. Absent with the star.
+   */
+  'peer'?: (_drover_v1_PeerStep | null);
 }
 
 export interface TaskAssignment__Output {
@@ -29,4 +34,8 @@ export interface TaskAssignment__Output {
    */
   'weightsVersion': (number);
   'shard': (_drover_v1_Shard__Output | null);
+  /**
+   * Peer reduction: the group that reduces this step's gradients. Absent with the star.
+   */
+  'peer': (_drover_v1_PeerStep__Output | null);
 }

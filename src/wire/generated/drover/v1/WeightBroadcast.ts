@@ -20,6 +20,13 @@ export interface WeightBroadcast {
    */
   'partial'?: (boolean);
   'baseVersion'?: (number);
+  /**
+   * Peer reduction: the optimizer's state as of `version` (a full broadcast to a worker that
+   * joins, or a restored checkpoint); every slot a float32 tensor, named. Absent otherwise.
+   */
+  'hasOptimizerState'?: (boolean);
+  'optimizerIterations'?: (number);
+  'optimizerSlots'?: (_drover_v1_Transfer | null);
 }
 
 /**
@@ -40,4 +47,11 @@ export interface WeightBroadcast__Output {
    */
   'partial': (boolean);
   'baseVersion': (number);
+  /**
+   * Peer reduction: the optimizer's state as of `version` (a full broadcast to a worker that
+   * joins, or a restored checkpoint); every slot a float32 tensor, named. Absent otherwise.
+   */
+  'hasOptimizerState': (boolean);
+  'optimizerIterations': (number);
+  'optimizerSlots': (_drover_v1_Transfer__Output | null);
 }

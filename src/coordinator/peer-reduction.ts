@@ -1,0 +1,462 @@
+import { ClusterError, DroverError, PeerTimeoutError, ProtocolError, WeightsError } from '../errors.ts';
+import type { SampledBatch } from '../data/sampler.ts';
+import type { ClusterSpec } from '../job/cluster-spec.ts';
+import type { StepContext } from '../job/step-engine.ts';
+import { readWeights, weightManifest, writeWeights, type WeightSet } from '../model/weights.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { OptimizerSlot } from '../train/optimizers.ts';
+import type { Trainer } from '../train/trainer.ts';
+import type { CoordinatorMessage } from '../wire/generated/drover/v1/CoordinatorMessage.ts';
+import type { PeerFault__Output } from '../wire/generated/drover/v1/PeerFault.ts';
+import type { PeerReduced__Output } from '../wire/generated/drover/v1/PeerReduced.ts';
+import type { StateReply__Output } from '../wire/generated/drover/v1/StateReply.ts';
+import { envelope } from '../wire/protocol.ts';
+import { tensorTransfer, type ReceivedTransfer } from '../wire/transfer.ts';
+import type { Membership } from './membership.ts';
+import type { Contribution } from './reducer.ts';
+import { planShards } from './scheduler.ts';
+import type { WorkerLink } from './server.ts';
+import type { ReducingStep, ReductionOutcome, StepReduction } from './step-reduction.ts';
+import type { PeerAttempt, RoundState, TaskDispatch } from './task-dispatch.ts';
+
+/** What the peer reduction needs from the coordinator around it. */
+export interface PeerHost {
+  readonly jobId: string;
+  readonly cluster: ClusterSpec;
+  readonly log: Logger;
+  /** The coordinator's model and optimizer: a copy of the replicas' state, pulled when needed. */
+  readonly trainer: Trainer;
+  readonly membership: Membership;
+  readonly dispatch: TaskDispatch;
+  link(workerId: string): WorkerLink | undefined;
+  evict(workerId: string, reason: string, error: DroverError): void;
+  /** Resolves once a worker is live (the join timeout fails the job otherwise). */
+  waitForWorker(): Promise<void>;
+  /** The weights version workers compute on now. */
+  version(): number;
+  fatal(): Error | undefined;
+  nextTransferId(): number;
+  /** Opens the training round of one attempt at `step` (its tasks are sent by the caller). */
+  openRound(batch: SampledBatch, step: number, reduction: ReducingStep, peer: PeerAttempt): RoundState;
+}
+
+/** An attempt at a step failed (a peer was lost or named): it is planned again. */
+class AttemptFailed extends Error {}
+
+/** Fault reports of one attempt gathered this long before the coordinator decides whom to evict. */
+const FAULT_WINDOW_MS = 250;
+/** Attempts at one step that evicted nobody (only "refused" reports) before the named are evicted anyway. */
+const MAX_ATTEMPTS_WITHOUT_EVICTION = 3;
+
+interface Attempt {
+  state: RoundState;
+  group: readonly string[];
+  faults: (PeerFault__Output & { from: string })[];
+  timer: NodeJS.Timeout | undefined;
+  failed: boolean;
+}
+
+/**
+ * The peer reduction (cluster.reduction: peer): workers reduce-scatter and all-gather their
+ * scaled gradients among themselves (src/peer/) and each applies the same optimizer step, so the
+ * coordinator moves no gradient and no weight per step. It is the control plane:
+ *
+ * - a step is one attempt per membership: the batch is planned over the workers that hold the
+ *   current state (one shard per rank, rank = task order = summation order), with a generation
+ *   that changes whenever the group does;
+ * - two-phase: workers report "reduced" (metrics only) and apply the update only when every rank
+ *   has and the coordinator sends StepCommit; a peer lost or named by its peers' PeerFault
+ *   (deadline or unreachable; scatter-phase reports first) is evicted, the survivors get
+ *   StepAbort, and the whole batch is planned again over them: all or none apply, no sample
+ *   is lost or counted twice;
+ * - state: a worker that joins gets the weights and optimizer state as a full broadcast; the
+ *   coordinator pulls them from a worker that holds them (StateRequest), which is also what
+ *   `weights()` and `optimizerState()` (checkpoints, export) do. The pulled copy lives in the
+ *   coordinator's own trainer.
+ *
+ * The optimizer may refuse an update on every replica alike (a weight would turn non-finite):
+ * the coordinator does not hear of it and reports the step applied.
+ */
+export class PeerReduction implements StepReduction {
+  private generation = 0;
+  private lastGroup = '';
+  private readonly addresses = new Map<string, string>();
+  /** The weights version each worker holds with its optimizer state. */
+  private readonly holds = new Map<string, number>();
+  /** The version the coordinator's trainer holds. */
+  private coordinatorVersion: number;
+  private requests = 0;
+  private readonly pulls = new Map<number, { workerId: string; resolve: (state: PulledState) => void; reject: (error: Error) => void }>();
+  private current: Attempt | undefined;
+  /** The attempt whose every rank reported, until it is committed. */
+  private finished: Attempt | undefined;
+  private attemptsWithoutEviction = 0;
+  private syncing: Promise<void> = Promise.resolve();
+
+  constructor(private readonly host: PeerHost) {
+    this.coordinatorVersion = host.version();
+  }
+
+  private get deadlineMs(): number {
+    return this.host.cluster.peerDeadlineMs ?? Math.max(1, Math.floor(this.host.cluster.stepDeadlineMs / 2));
+  }
+
+  // ---- sessions ----
+
+  /** Refuses a session that serves no peer port (an older worker). */
+  static checkPeerPort(workerId: string, peerPort: number): void {
+    if (!(peerPort > 0 && peerPort < 65536)) throw new ProtocolError(`worker ${workerId} serves no peer port: this job reduces gradients among workers (cluster.reduction: peer); run the same drover version everywhere`);
+  }
+
+  /** A worker's session opened: its peer address is the host it connects from and the port it serves. */
+  sessionOpened(workerId: string, connectedFrom: string, peerPort: number): void {
+    this.addresses.set(workerId, `${hostOf(connectedFrom)}:${peerPort}`);
+    this.holds.delete(workerId);
+  }
+
+  /** A worker left the job (its attempt's loss comes through task dispatch). */
+  workerRemoved(workerId: string): void {
+    this.addresses.delete(workerId);
+    this.holds.delete(workerId);
+    for (const [id, pull] of this.pulls) {
+      if (pull.workerId !== workerId) continue;
+      this.pulls.delete(id);
+      pull.reject(new ClusterError(`worker ${workerId} left before sending its state`));
+    }
+  }
+
+  // ---- StepReduction ----
+
+  open(): ReducingStep {
+    return new PeerResults((update, samples) => this.commit(update, samples));
+  }
+
+  async weights(): Promise<WeightSet> {
+    await this.refresh();
+    return readWeights(this.host.trainer.model);
+  }
+
+  async optimizerState(): Promise<{ iterations: number; slots: OptimizerSlot[] }> {
+    await this.refresh();
+    return this.host.trainer.optimizer.getState();
+  }
+
+  /** The coordinator's model was rewritten (best weights restored) as the current version: every worker gets it. */
+  async rewritten(): Promise<void> {
+    this.coordinatorVersion = this.host.version();
+    this.holds.clear();
+    await this.syncJoiners();
+  }
+
+  /** Before a rewrite: the coordinator's optimizer state must be the replicas'. */
+  refreshBeforeRewrite(): Promise<void> {
+    return this.refresh();
+  }
+
+  // ---- steps ----
+
+  /**
+   * One step: attempts until one group reduces the whole batch and every rank reported it;
+   * then commits it. Resolves with the round that did (for timing) and the outcome.
+   */
+  async step(batch: SampledBatch, context: StepContext, version: number): Promise<{ state: RoundState; outcome: ReductionOutcome; reduceStart: number }> {
+    const { log } = this.host;
+    for (;;) {
+      const fatal = this.host.fatal();
+      if (fatal) throw fatal;
+      await this.syncJoiners();
+      const current = this.host.version();
+      const live = this.host.membership.live().filter((w) => this.holds.get(w.id) === current && this.addresses.has(w.id));
+      if (live.length === 0) {
+        if (this.host.membership.live().length === 0) await this.host.waitForWorker();
+        else await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
+      const plans = planShards(batch.indices, live, this.host.cluster.balance);
+      const group = plans.map((p) => p.workerId);
+      if (group.join(',') !== this.lastGroup) {
+        this.generation++;
+        this.lastGroup = group.join(',');
+      }
+      const results = this.open();
+      const attempt: PeerAttempt = {
+        generation: this.generation,
+        group,
+        addresses: group.map((id) => this.addresses.get(id)!),
+        globalBatch: batch.indices.length,
+        deadlineMs: this.deadlineMs,
+        lost: (_id, why) => this.failAttempt(why),
+      };
+      const state = this.host.openRound(batch, context.step, results, attempt);
+      const running: Attempt = { state, group, faults: [], timer: undefined, failed: false };
+      this.current = running;
+      state.round.startedAt = performance.now();
+      this.host.dispatch.assignPeer(state, plans);
+      try {
+        await this.host.dispatch.finish(state);
+      } catch (error) {
+        this.host.dispatch.closeRound(state);
+        if (!(error instanceof AttemptFailed)) throw error;
+        this.abort(running, context.step);
+        log.warn({ step: context.step, generation: attempt.generation, reason: error.message }, `step ${context.step}: peer reduction abandoned (${error.message}); planning the batch again over the workers left`);
+        continue;
+      } finally {
+        clearTimeout(running.timer);
+        this.current = undefined;
+      }
+      this.attemptsWithoutEviction = 0;
+      const reduceStart = performance.now();
+      this.finished = running;
+      try {
+        const outcome = await results.apply({ step: context.step, lr: context.lr, version });
+        return { state, outcome, reduceStart };
+      } finally {
+        this.finished = undefined;
+      }
+    }
+  }
+
+  /** A worker holds its task's step reduced. */
+  reduced(workerId: string, message: PeerReduced__Output): void {
+    const { dispatch } = this.host;
+    const state = dispatch.heldRound(workerId, message.taskId, 'a reduced step');
+    if (!state) return;
+    const from = `worker ${workerId}, task ${message.taskId}, step ${message.step}`;
+    try {
+      const task = state.round.find(message.taskId, workerId);
+      if (message.generation !== state.peer?.generation) throw new ProtocolError(`${from}: reduced in generation ${message.generation}, the task is of ${state.peer?.generation}`);
+      if (message.n + message.skipped.length !== task.ids.length) throw new WeightsError(`${from}: ${message.n} samples used and ${message.skipped.length} skipped, the shard holds ${task.ids.length}`);
+      if (message.n > 0) {
+        const shard = { loss: message.loss, correct: message.correct, n: message.n, grads: [], buffers: [] };
+        state.reduction!.offer(task.rank, { shard, from, maxN: task.ids.length }, () => {});
+      }
+      dispatch.completeTask(state, task, workerId, message.timings, performance.now(), message.n);
+    } catch (error) {
+      const droverError = error instanceof DroverError ? error : new ProtocolError(String(error));
+      this.host.evict(workerId, droverError.message, droverError);
+    }
+  }
+
+  /** A worker's reduction failed, naming the ranks that failed it: gathered briefly, then judged. */
+  fault(workerId: string, fault: PeerFault__Output): void {
+    const running = this.current;
+    if (!running || running.failed || fault.generation !== running.state.peer?.generation || fault.step !== running.state.round.step || !running.group.includes(workerId)) {
+      this.host.log.debug({ worker: workerId, step: fault.step, generation: fault.generation }, `peer fault from ${workerId} about an attempt no longer running: dropped`);
+      return;
+    }
+    running.faults.push({ ...fault, from: workerId });
+    running.timer ??= setTimeout(() => this.judge(running), FAULT_WINDOW_MS);
+  }
+
+  /** Evicts the ranks an attempt's fault reports name (deadline and unreachable first, scatter phase first) and fails the attempt. */
+  private judge(running: Attempt): void {
+    if (running.failed) return;
+    const step = running.state.round.step;
+    const evictable = running.faults.filter((f) => f.reason === 'deadline' || f.reason === 'unreachable');
+    let chosen = evictable.some((f) => f.phase === 'scatter') ? evictable.filter((f) => f.phase === 'scatter') : evictable;
+    if (chosen.length === 0 && ++this.attemptsWithoutEviction >= MAX_ATTEMPTS_WITHOUT_EVICTION) chosen = running.faults;
+    const culprits = new Map<string, PeerFault__Output>();
+    for (const fault of chosen) for (const rank of fault.ranks) if (running.group[rank] !== undefined) culprits.set(running.group[rank]!, fault);
+    const summary = running.faults.map((f) => `${f.from}: ranks ${f.ranks.join(',')} ${f.reason} in ${f.phase}`).join('; ');
+    this.failAttempt(`peers reported: ${summary}`);
+    for (const [workerId, fault] of culprits) {
+      const reason = `named by its peers in step ${step} (${fault.reason} in the ${fault.phase} phase, peer deadline ${this.deadlineMs} ms)`;
+      const phase = fault.phase === 'gather' ? 'gather' : 'scatter';
+      const kind = fault.reason === 'unreachable' ? 'unreachable' : fault.reason === 'refused' ? 'refused' : 'deadline';
+      this.host.evict(workerId, reason, new PeerTimeoutError(`worker ${workerId} ${reason}: evicted, the step is planned again over the others`, { ranks: [running.group.indexOf(workerId)], phase, step, reason: kind }));
+    }
+  }
+
+  private failAttempt(why: string): void {
+    const running = this.current;
+    if (!running || running.failed) return;
+    running.failed = true;
+    running.state.reject(new AttemptFailed(why));
+  }
+
+  /** Tells the attempt's workers to drop it; the next attempt gets a new generation. */
+  private abort(running: Attempt, step: number): void {
+    const generation = running.state.peer!.generation;
+    for (const id of running.group) this.host.link(id)?.send([{ envelope: envelope(this.host.jobId), abort: { step, generation } }]);
+    this.lastGroup = '';
+  }
+
+  /** Every rank reported: each applies the update (or, with no usable sample, only moves to `version`). */
+  private commit(update: { step: number; lr: number; version: number }, samples: number): void {
+    const running = this.finished;
+    if (!running) throw new ProtocolError(`step ${update.step}: no attempt to commit`);
+    const generation = running.state.peer!.generation;
+    for (const id of running.group) {
+      this.host.link(id)?.send([{ envelope: envelope(this.host.jobId), commit: { step: update.step, generation, learningRate: update.lr, samples, version: update.version } }]);
+      if (this.holds.get(id) === update.version - 1) this.holds.set(id, update.version);
+    }
+    if (samples === 0 && this.coordinatorVersion === update.version - 1) this.coordinatorVersion = update.version;
+  }
+
+  // ---- state ----
+
+  /** Gives every live worker that does not hold the current version's state that state (one sync at a time). */
+  syncJoiners(): Promise<void> {
+    const run = this.syncing.then(() => this.syncOnce());
+    this.syncing = run.catch(() => {});
+    return run;
+  }
+
+  private async syncOnce(): Promise<void> {
+    const version = this.host.version();
+    const joiners = this.host.membership.live().filter((w) => this.addresses.has(w.id) && this.holds.get(w.id) !== version);
+    if (joiners.length === 0) return;
+    await this.refresh();
+    const { trainer } = this.host;
+    trainer.modelOptimizer.bind();
+    const weights = await readWeights(trainer.model);
+    const optimizer = await trainer.optimizer.getState();
+    for (const worker of joiners) {
+      const link = this.host.link(worker.id);
+      if (!link) continue;
+      link.send(this.stateMessages(version, weights, optimizer));
+      this.holds.set(worker.id, version);
+      this.host.log.debug({ worker: worker.id, version }, `sent worker ${worker.id} the weights and optimizer state of v${version}`);
+    }
+  }
+
+  /** Makes the coordinator's trainer hold the current version's state, pulled from a worker that holds it. */
+  private async refresh(): Promise<void> {
+    const version = this.host.version();
+    if (this.coordinatorVersion === version) return;
+    const holders = this.host.membership.live().filter((w) => this.holds.get(w.id) === version);
+    for (const worker of holders) {
+      try {
+        const state = await this.pull(worker.id);
+        const { trainer } = this.host;
+        writeWeights(trainer.model, { manifest: weightManifest(trainer.model), values: state.weights });
+        trainer.modelOptimizer.bind();
+        trainer.optimizer.setState(state.optimizer);
+        this.coordinatorVersion = version;
+        return;
+      } catch (error) {
+        const droverError = error instanceof DroverError ? error : new ClusterError(String(error), { cause: error });
+        this.host.evict(worker.id, `could not send its state: ${droverError.message}`, droverError);
+      }
+    }
+    this.host.log.warn({ version, held: this.coordinatorVersion }, `no live worker holds the state of v${version}: going on from the coordinator's copy (v${this.coordinatorVersion}); the steps since are lost`);
+    this.coordinatorVersion = version;
+  }
+
+  private pull(workerId: string): Promise<PulledState> {
+    const link = this.host.link(workerId);
+    if (!link) return Promise.reject(new ClusterError(`worker ${workerId} is not in session`));
+    const requestId = ++this.requests;
+    return new Promise<PulledState>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.pulls.delete(requestId);
+        reject(new ClusterError(`worker ${workerId} did not send its state within ${this.host.cluster.stepDeadlineMs} ms`));
+      }, this.host.cluster.stepDeadlineMs);
+      this.pulls.set(requestId, {
+        workerId,
+        resolve: (state) => { clearTimeout(timer); resolve(state); },
+        reject: (error) => { clearTimeout(timer); reject(error); },
+      });
+      link.send([{ envelope: envelope(this.host.jobId), stateRequest: { requestId } }]);
+    });
+  }
+
+  /** A StateReply: completes the pull that asked for it. */
+  async state(workerId: string, reply: StateReply__Output, weightsDone: Promise<ReceivedTransfer>, slotsDone: Promise<ReceivedTransfer>): Promise<void> {
+    const pull = this.pulls.get(reply.requestId);
+    let transfers: ReceivedTransfer[] = [];
+    try {
+      transfers = await Promise.all([weightsDone, slotsDone]);
+    } catch (error) {
+      pull?.reject(error as Error);
+      return;
+    } finally {
+      this.pulls.delete(reply.requestId);
+    }
+    const [weights, slots] = transfers as [ReceivedTransfer, ReceivedTransfer];
+    try {
+      if (!pull || pull.workerId !== workerId) throw new ProtocolError(`worker ${workerId} sent state ${reply.requestId}, which it was not asked for`);
+      pull.resolve({
+        weights: weights.tensors.map((t) => Float32Array.from(t.data as Float32Array)),
+        optimizer: { iterations: reply.optimizerIterations, slots: slots.tensors.map((t) => ({ name: t.name, values: Float32Array.from(t.data as Float32Array) })) },
+      });
+    } catch (error) {
+      this.host.evict(workerId, (error as Error).message, error as DroverError);
+    } finally {
+      weights.release();
+      slots.release();
+    }
+  }
+
+  /** A full weight broadcast of `version` carrying the optimizer state. */
+  private stateMessages(version: number, weights: WeightSet, optimizer: { iterations: number; slots: OptimizerSlot[] }): CoordinatorMessage[] {
+    const weightTransfer = tensorTransfer(this.host.nextTransferId(), weights.manifest.map((w, i) => ({ name: w.name, shape: w.shape, data: weights.values[i]! })));
+    const slotTransfer = tensorTransfer(this.host.nextTransferId(), optimizer.slots.map((s) => ({ name: s.name, shape: [s.values.length], data: s.values })));
+    const jobEnvelope = envelope(this.host.jobId);
+    return [
+      { envelope: jobEnvelope, weights: { version, weights: weightTransfer.header, partial: false, baseVersion: 0, hasOptimizerState: true, optimizerIterations: optimizer.iterations, optimizerSlots: slotTransfer.header } },
+      ...[...weightTransfer.chunks, ...slotTransfer.chunks].map((chunk) => ({ envelope: jobEnvelope, chunk })),
+    ];
+  }
+}
+
+interface PulledState {
+  weights: Float32Array[];
+  optimizer: { iterations: number; slots: OptimizerSlot[] };
+}
+
+/** The host part of a gRPC peer string ("ipv4:10.0.0.2:5000", "[::1]:5000", "10.0.0.2:5000"). */
+export function hostOf(peer: string): string {
+  const address = peer.replace(/^ipv[46]:/, '');
+  const colon = address.lastIndexOf(':');
+  const host = colon > 0 ? address.slice(0, colon) : address;
+  return host.startsWith('[') || !host.includes(':') ? host : `[${host}]`;
+}
+
+/**
+ * One attempt's results with the peer reduction: metrics only (the gradient stays with the
+ * workers). `apply` commits the step and sums the metrics in rank order.
+ */
+class PeerResults implements ReducingStep {
+  private readonly metrics = new Map<number, { loss: number; correct: number; n: number }>();
+
+  constructor(private readonly commit: (update: { step: number; lr: number; version: number }, samples: number) => void) {}
+
+  expect(): void {}
+
+  withdraw(rank: number): void {
+    this.metrics.delete(rank);
+  }
+
+  offer(rank: number, contribution: Contribution, release: () => void): void {
+    release();
+    const { loss, correct, n } = contribution.shard;
+    const maxN = contribution.maxN ?? Number.MAX_SAFE_INTEGER;
+    if (!Number.isInteger(n) || n <= 0 || n > maxN) throw new WeightsError(`${contribution.from}: n is ${n}, the shard holds ${maxN}`);
+    if (!Number.isFinite(loss)) throw new WeightsError(`${contribution.from}: loss is ${loss}`);
+    if (!Number.isInteger(correct) || correct < 0 || correct > n) throw new WeightsError(`${contribution.from}: correct count ${correct} is outside 0..${n}`);
+    this.metrics.set(rank, { loss, correct, n });
+  }
+
+  get samples(): number {
+    let n = 0;
+    for (const m of this.metrics.values()) n += m.n;
+    return n;
+  }
+
+  async apply(update: { step: number; lr: number; version: number }): Promise<ReductionOutcome> {
+    const n = this.samples;
+    this.commit(update, n);
+    if (n === 0) return { kind: 'empty' };
+    let lossSum = 0;
+    let correct = 0;
+    for (const rank of [...this.metrics.keys()].sort((a, b) => a - b)) {
+      const m = this.metrics.get(rank)!;
+      lossSum += m.loss * m.n;
+      correct += m.correct;
+    }
+    return { kind: 'applied', loss: lossSum / n, correct, n };
+  }
+
+  dispose(): void {}
+}

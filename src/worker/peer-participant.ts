@@ -1,0 +1,178 @@
+import { ProtocolError } from '../errors.ts';
+import { PeerCollective } from '../peer/collective.ts';
+import { startPeerServer, type PeerServer } from '../peer/peer-server.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { PeerConfig__Output } from '../wire/generated/drover/v1/PeerConfig.ts';
+import type { PeerStep__Output } from '../wire/generated/drover/v1/PeerStep.ts';
+import type { StepCommit__Output } from '../wire/generated/drover/v1/StepCommit.ts';
+import type { PeerReplica, ReplicaGradients } from './compute-replica.ts';
+
+export interface PeerParticipantOptions {
+  jobId: string;
+  token: string | undefined;
+  config: PeerConfig__Output;
+  replica: PeerReplica;
+  log: Logger;
+}
+
+/** A step reduced among the group, held until the coordinator commits or aborts it. */
+interface HeldStep {
+  step: number;
+  generation: number;
+  globalBatch: number;
+  summed: Float32Array;
+}
+
+/**
+ * A worker's part in the peer reduction (cluster.reduction: peer), for one session: serves the
+ * Peer service, reduces each step's scaled gradient (plus batch-norm statistics) with the step's
+ * group, and holds the sum until the coordinator says commit (apply it with this worker's own
+ * optimizer) or abort (drop it). Applying only on commit, once every rank reported the step
+ * reduced, means a peer that dies mid-gather never leaves the survivors with different weights.
+ */
+export class PeerParticipant {
+  private collective: PeerCollective | undefined;
+  private held: HeldStep | undefined;
+  private reducing: { step: number; generation: number; controller: AbortController } | undefined;
+  /** The latest step aborted, and its generation: a task of it still computing is not reduced. */
+  private aborted: { step: number; generation: number } | undefined;
+  private readonly gradientSizes: number[];
+  private readonly bufferSizes: number[];
+
+  private constructor(
+    private readonly options: PeerParticipantOptions,
+    private readonly server: PeerServer,
+  ) {
+    const { replica } = options;
+    const size = (shape: readonly number[]): number => shape.reduce((a, b) => a * b, 1);
+    this.gradientSizes = replica.manifest.filter((w) => w.trainable).map((w) => size(w.shape));
+    this.bufferSizes = replica.reportsBuffers ? replica.manifest.filter((w) => !w.trainable).map((w) => size(w.shape)) : [];
+  }
+
+  /** Starts the Peer server on the configured port and builds the replica's optimizer. */
+  static async start(options: PeerParticipantOptions): Promise<PeerParticipant> {
+    options.replica.enableOptimizer(options.config.optimizerJson);
+    const server = await startPeerServer({
+      host: '0.0.0.0',
+      port: options.config.port,
+      jobId: options.jobId,
+      token: options.token,
+      log: options.log,
+      parkMs: Math.max(60_000, options.config.parkMs),
+    });
+    return new PeerParticipant(options, server);
+  }
+
+  /** The port to tell the coordinator. */
+  get port(): number {
+    return this.server.port;
+  }
+
+  /**
+   * Reduces one task's result with its group: each contribution is scaled by n / global batch,
+   * so the rank-order sum is the global-batch mean. A worker whose shard had no usable sample
+   * contributes zeros (every rank must take part). Rejects with a PeerTimeoutError naming the
+   * ranks that failed the step, or with the abort's reason when the coordinator abandoned it.
+   */
+  async reduce(step: number, peer: PeerStep__Output, result: ReplicaGradients | undefined): Promise<void> {
+    this.held = undefined;
+    if (this.aborted && this.aborted.step === step && peer.generation <= this.aborted.generation) {
+      throw new ProtocolError(`step ${step} (generation ${peer.generation}) aborted by the coordinator`);
+    }
+    this.join({ generation: peer.generation, rank: peer.rank, peers: peer.peers });
+    const flat = new Float32Array(sum(this.gradientSizes) + sum(this.bufferSizes));
+    if (result && result.n > 0) {
+      const scale = result.n / peer.globalBatch;
+      let offset = 0;
+      for (const g of result.grads) {
+        for (let j = 0; j < g.length; j++) flat[offset + j] = g[j]! * scale;
+        offset += g.length;
+      }
+      if (this.bufferSizes.length > 0) {
+        for (const b of result.buffers) {
+          for (let j = 0; j < b.length; j++) flat[offset + j] = b[j]! * scale;
+          offset += b.length;
+        }
+      }
+    }
+    const controller = new AbortController();
+    this.reducing = { step, generation: peer.generation, controller };
+    try {
+      const summed = await this.collective!.reduceScatterAllGather(step, flat, { deadlineMs: peer.deadlineMs, encoding: 'fp32', signal: controller.signal });
+      this.held = { step, generation: peer.generation, globalBatch: peer.globalBatch, summed };
+    } finally {
+      this.reducing = undefined;
+    }
+  }
+
+  /** Applies the held step (StepCommit). */
+  async commit(commit: StepCommit__Output): Promise<void> {
+    const held = this.held;
+    this.held = undefined;
+    const { replica } = this.options;
+    if (!held || held.step !== commit.step || held.generation !== commit.generation) {
+      throw new ProtocolError(`commit of step ${commit.step} (generation ${commit.generation}), but this worker holds ${held ? `step ${held.step} (generation ${held.generation})` : 'no reduced step'}`);
+    }
+    if (commit.samples === 0) {
+      replica.skipTo(commit.version);
+      return;
+    }
+    // Undecodable samples make the batch smaller than planned: the sums are rescaled to its mean.
+    const rescale = commit.samples === held.globalBatch ? 1 : held.globalBatch / commit.samples;
+    const grads = split(held.summed, this.gradientSizes, 0, rescale);
+    const buffers = this.bufferSizes.length > 0 ? split(held.summed, this.bufferSizes, sum(this.gradientSizes), rescale) : [];
+    const applied = await replica.applyReduced(grads, buffers, commit.learningRate, commit.version);
+    if (!applied) this.options.log.warn({ step: commit.step }, `step ${commit.step}: the optimizer refused the update (a weight would turn non-finite); weights unchanged`);
+  }
+
+  /** Drops the step's held sum, and stops its reduction if it is still running (StepAbort). */
+  abort(step: number, generation: number): void {
+    this.aborted = { step, generation };
+    if (this.held && this.held.step === step && this.held.generation <= generation) this.held = undefined;
+    const reducing = this.reducing;
+    if (reducing && reducing.step === step && reducing.generation <= generation) {
+      reducing.controller.abort(new ProtocolError(`step ${step} (generation ${reducing.generation}) aborted by the coordinator`));
+    }
+  }
+
+  /** Whether `error` is this participant's own abort (nothing to report). */
+  isAbort(error: unknown): boolean {
+    return error instanceof ProtocolError && / aborted by the coordinator$/.test(error.message);
+  }
+
+  async close(): Promise<void> {
+    this.reducing?.controller.abort(new ProtocolError('session ended'));
+    this.collective?.close();
+    await this.server.close(500);
+  }
+
+  /** Takes the step's group: a new collective, or the current one rebuilt for a new generation. */
+  private join(group: { generation: number; rank: number; peers: string[] }): void {
+    const { collective } = this;
+    if (collective && collective.generation === group.generation) {
+      if (collective.rank !== group.rank || collective.size !== group.peers.length) throw new ProtocolError(`generation ${group.generation} changed its ranks`);
+      return;
+    }
+    if (collective && group.generation > collective.generation) {
+      collective.rebuild(group);
+      return;
+    }
+    collective?.close();
+    this.collective = new PeerCollective({ jobId: this.options.jobId, token: this.options.token, inbox: this.server.inbox, group });
+  }
+}
+
+function sum(values: readonly number[]): number {
+  return values.reduce((a, b) => a + b, 0);
+}
+
+/** Cuts `flat` from `start` into arrays of `sizes`, multiplied by `scale`. */
+function split(flat: Float32Array, sizes: readonly number[], start: number, scale: number): Float32Array[] {
+  let offset = start;
+  return sizes.map((n) => {
+    const part = flat.slice(offset, offset + n);
+    offset += n;
+    if (scale !== 1) for (let j = 0; j < n; j++) part[j] = part[j]! * scale;
+    return part;
+  });
+}
