@@ -51,3 +51,60 @@ test.serial('peer reduction: 2 workers x 32 make the same updates as the star wi
   // Training went through the workers' own optimizers: the weights moved.
   t.true(peer.sink.events('step').every((l) => Number.isFinite(l.loss as number)));
 });
+
+test.serial('peer reduction: the same seed and worker count give bit-identical weights twice', async (t) => {
+  const first = await train(t, ['a', 'b', 'c'], { reduction: 'peer' }, { optimizer: { name: 'adam', learningRate: 0.01 } }, 96 * 4);
+  const second = await train(t, ['a', 'b', 'c'], { reduction: 'peer' }, { optimizer: { name: 'adam', learningRate: 0.01 } }, 96 * 4);
+  t.is(first.result.status, 'completed');
+  t.true(first.sink.events('step').every((l) => workerIds(l).length === 3), 'every step had 3 ranks');
+  first.weights.manifest.forEach((entry, i) => {
+    const a = first.weights.values[i]!;
+    const b = second.weights.values[i]!;
+    const differing = a.findIndex((v, j) => !Object.is(v, b[j]));
+    t.is(differing, -1, `${entry.name}: value ${differing} differs (${a[differing]} vs ${b[differing]})`);
+  });
+});
+
+/** A peer job on 3 worker processes, long enough to lose one mid-run; the coordinator and the workers. */
+async function threeWorkers(t: Parameters<typeof tempDir>[0], cluster: Record<string, unknown> = {}) {
+  const dir = await tempDir(t);
+  const dataset = await smallFashionMnist(BATCH * 20);
+  const job = testJob(dir, { seed: 5, train: { epochs: 2, batchSize: BATCH, logEvery: 1, optimizer: { name: 'sgd', learningRate: 0.05 } }, cluster: { minWorkers: 3, reduction: 'peer', ...cluster } });
+  const coordinator = await startCoordinator(t, job, { dataset });
+  const workers = ['victim', 'b', 'c'].map((name) => spawnWorker(t, coordinator.port, { name }));
+  const { sink } = coordinator;
+  await sink.waitFor((l) => l.event === 'step' && workerIds(l).length === 3, 'a step reduced by all three');
+  const victimId = sink.events('worker_join').find((l) => String(l.worker).endsWith('victim'))!.worker as string;
+  return { coordinator, victim: workers[0]!, victimId, sink };
+}
+
+/** The job completed, every step covered its whole batch, none was skipped or repeated: every sample once per epoch. */
+function checkEverySampleOnce(t: Parameters<typeof tempDir>[0], sink: { events(name: string): LogLine[] }): void {
+  const steps = sink.events('step');
+  t.deepEqual(steps.map((l) => l.step), steps.map((_, i) => i + 1), 'no step skipped or repeated');
+  t.is(steps.length, 40);
+  t.true(steps.every((l) => stepN(l) === BATCH), 'every step covered its whole batch');
+}
+
+test.serial('peer reduction: a worker killed with kill -9 mid-run is evicted, the step is redone by the others, and the job completes', async (t) => {
+  const { coordinator, victim, victimId, sink } = await threeWorkers(t);
+  victim.kill('SIGKILL');
+  const failed = await sink.waitFor((l) => l.event === 'worker_fail' && l.worker === victimId, 'worker_fail of the killed worker');
+  t.log(`evicted: ${String(failed.reason)}; abandoned attempts: ${sink.lines.filter((l) => /peer reduction abandoned/.test(String(l.msg))).map((l) => l.msg).join(' | ')}`);
+  const result = await coordinator.result;
+  t.is(result.status, 'completed');
+  checkEverySampleOnce(t, sink);
+  const after = sink.events('step').filter((l) => !workerIds(l).includes(victimId));
+  t.true(after.length > 0 && after.every((l) => workerIds(l).length === 2), 'the steps after it were reduced by the two survivors');
+});
+
+test.serial('peer reduction: a SIGSTOPped worker is named by its peers at the deadline, evicted, and the job completes', async (t) => {
+  const { coordinator, victim, victimId, sink } = await threeWorkers(t, { stepDeadlineMs: 2000 });
+  victim.kill('SIGSTOP');
+  const failed = await sink.waitFor((l) => l.event === 'worker_fail' && l.worker === victimId, 'the stopped worker evicted', 30_000);
+  t.regex(String(failed.reason), /named by its peers in step \d+ \(deadline|missed the deadline/);
+  t.log(`evicted: ${String(failed.reason)}`);
+  const result = await coordinator.result;
+  t.is(result.status, 'completed');
+  checkEverySampleOnce(t, sink);
+});
