@@ -3,7 +3,8 @@ import path from 'node:path';
 import { initBackend } from '../src/model/backend.ts';
 import { loadModel } from '../src/model/export.ts';
 import { readWeights } from '../src/model/weights.ts';
-import { smallFashionMnist, spawnWorker, startCoordinator, tempDir, testJob, type LogLine } from './helpers/cluster.ts';
+import { runWorker } from '../src/worker/run-worker.ts';
+import { EventSink, sinkLogger, smallFashionMnist, spawnWorker, startCoordinator, tempDir, testJob, type LogLine } from './helpers/cluster.ts';
 
 // The peer reduction (cluster.reduction: peer) with real worker processes, one test at a time.
 test.before(async () => {
@@ -90,8 +91,8 @@ test.serial('peer reduction: a worker killed with kill -9 mid-run is evicted, th
   const { coordinator, victim, victimId, sink } = await threeWorkers(t);
   victim.kill('SIGKILL');
   const failed = await sink.waitFor((l) => l.event === 'worker_fail' && l.worker === victimId, 'worker_fail of the killed worker');
-  t.log(`evicted: ${String(failed.reason)}; abandoned attempts: ${sink.lines.filter((l) => /peer reduction abandoned/.test(String(l.msg))).map((l) => l.msg).join(' | ')}`);
   const result = await coordinator.result;
+  t.log(`evicted: ${String(failed.reason)}; abandoned attempts: ${sink.lines.filter((l) => /peer reduction abandoned/.test(String(l.msg))).map((l) => l.msg).join(' | ') || 'none (it died between steps)'}`);
   t.is(result.status, 'completed');
   checkEverySampleOnce(t, sink);
   const after = sink.events('step').filter((l) => !workerIds(l).includes(victimId));
@@ -108,3 +109,50 @@ test.serial('peer reduction: a SIGSTOPped worker is named by its peers at the de
   t.is(result.status, 'completed');
   checkEverySampleOnce(t, sink);
 });
+
+test.serial('peer reduction: a worker that joins mid-run gets the weights and optimizer state from a peer and reduces the following steps', async (t) => {
+  const dir = await tempDir(t);
+  const dataset = await smallFashionMnist(BATCH * 20);
+  // Momentum: the optimizer has state a joiner must get, or its replica would drift from the others'.
+  const job = testJob(dir, { seed: 7, train: { epochs: 4, batchSize: BATCH, logEvery: 1, optimizer: { name: 'sgd', learningRate: 0.05, momentum: 0.9 } }, cluster: { minWorkers: 1, reduction: 'peer', balance: 'equal' } });
+  const coordinator = await startCoordinator(t, job, { dataset });
+  spawnWorker(t, coordinator.port, { name: 'first' });
+  const { sink } = coordinator;
+  await sink.waitFor((l) => l.event === 'step' && (l.step as number) >= 3, 'three steps with one worker');
+  // In this process: a new process would take longer to start than the job takes to end.
+  const lateSink = new EventSink();
+  const late = runWorker({ coordinator: `127.0.0.1:${coordinator.port}`, backend: 'wasm', name: 'late', log: sinkLogger(lateSink) });
+  const joined = await sink.waitFor((l) => l.event === 'worker_join' && String(l.worker).endsWith('late'), 'the late worker joining');
+  const lateId = joined.worker as string;
+  const shared = await sink.waitFor((l) => l.event === 'step' && workerIds(l).includes(lateId), 'a step reduced with the late worker', 120_000);
+  t.is(workerIds(shared).length, 2);
+  const result = await coordinator.result;
+  t.is(result.status, 'completed');
+  const steps = sink.events('step');
+  t.is(steps.length, 80);
+  t.true(steps.every((l) => stepN(l) === BATCH));
+  // Both replicas stayed identical: no fault, no abandoned attempt, and the loss kept falling.
+  t.false(sink.lines.some((l) => /peer reduction abandoned/.test(String(l.msg))));
+  t.is((await late).status, 'completed');
+  t.deepEqual(lateSink.lines.filter((l) => (l.level as number) >= 40).map((l) => l.msg), []);
+  const mean = (lines: LogLine[]): number => lines.reduce((sum, l) => sum + (l.loss as number), 0) / lines.length;
+  t.true(mean(steps.slice(-10)) < mean(steps.slice(0, 3)), 'training went on');
+  // The same job on the star with one worker: a joiner without the momentum would have pulled the replicas apart.
+  const peerWeights = await exported(dir);
+  const starDir = await tempDir(t);
+  const star = await startCoordinator(t, testJob(starDir, { seed: 7, train: job.train, cluster: { minWorkers: 1 } }), { dataset });
+  spawnWorker(t, star.port, { name: 'solo' });
+  t.is((await star.result).status, 'completed');
+  const starWeights = await exported(starDir);
+  let worst = 0;
+  starWeights.values.forEach((values, i) => values.forEach((v, j) => (worst = Math.max(worst, Math.abs(v - peerWeights.values[i]![j]!)))));
+  t.log(`largest weight difference from the star: ${worst.toExponential(2)}`);
+  t.true(worst < 1e-4, `largest weight difference from the star: ${worst}`);
+});
+
+async function exported(dir: string) {
+  const saved = await loadModel(path.join(dir, 'model'));
+  const weights = await readWeights(saved.model);
+  saved.model.dispose();
+  return weights;
+}
