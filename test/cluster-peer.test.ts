@@ -1,10 +1,12 @@
 import test from 'ava';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { FASHION_MNIST_DIR } from '../src/data/idx.ts';
 import { initBackend } from '../src/model/backend.ts';
 import { loadModel } from '../src/model/export.ts';
 import { readWeights } from '../src/model/weights.ts';
 import { runWorker } from '../src/worker/run-worker.ts';
-import { EventSink, sinkLogger, smallFashionMnist, spawnWorker, startCoordinator, tempDir, testJob, type LogLine } from './helpers/cluster.ts';
+import { EventSink, sinkLogger, smallFashionMnist, spawnDrover, spawnWorker, startCoordinator, tempDir, testJob, type LogLine } from './helpers/cluster.ts';
 
 // The peer reduction (cluster.reduction: peer) with real worker processes, one test at a time.
 test.before(async () => {
@@ -156,3 +158,41 @@ async function exported(dir: string) {
   saved.model.dispose();
   return weights;
 }
+
+test.serial('peer reduction: drover coordinator --resume after a kill -9 of the coordinator restores the weights and optimizer state and continues', async (t) => {
+  const dir = await tempDir(t);
+  const jobFile = path.join(dir, 'job.json');
+  await writeFile(jobFile, JSON.stringify({
+    name: 'peer-resume-test',
+    seed: 4,
+    backend: 'wasm',
+    data: { kind: 'idx', dir: FASHION_MNIST_DIR, limitTrain: BATCH * 40, validationSize: 64, limitTest: 64 },
+    model: { layers: [{ type: 'flatten' }, { type: 'dense', units: 16 }] },
+    train: { epochs: 2, batchSize: BATCH, logEvery: 1, optimizer: { name: 'adam', learningRate: 0.002 } },
+    output: { dir: path.join(dir, 'out') },
+    cluster: { port: 0, host: '127.0.0.1', minWorkers: 2, checkpointEvery: 4, joinTimeoutMs: 60_000, reduction: 'peer' },
+  }));
+  const first = spawnDrover(t, ['coordinator', '--config', jobFile]);
+  const listening = await first.sink.waitFor((l) => typeof l.port === 'number', 'the first coordinator listening');
+  const port = listening.port as number;
+  const workers = ['a', 'b'].map((name) => spawnWorker(t, port, { name }));
+  await first.sink.waitFor((l) => l.event === 'checkpoint' && l.step === 4, 'the checkpoint at step 4');
+  first.kill('SIGKILL');
+  await first.exited;
+  const saved = Math.max(...first.sink.events('checkpoint').map((l) => l.step as number));
+
+  const second = spawnDrover(t, ['coordinator', '--config', jobFile, '--resume', '--port', String(port)]);
+  const start = await second.sink.waitFor((l) => l.event === 'job_start', 'the resumed job_start');
+  const from = (start.resumedFrom as { step: number }).step;
+  t.true(from >= saved && from % 4 === 0 && from < 78, `resumed from step ${from} (last checkpoint seen: ${saved})`);
+  const end = await second.sink.waitFor((l) => l.event === 'job_end', 'the resumed job to finish', 120_000);
+  t.is(end.status, 'completed');
+  t.is(end.steps, 78);
+  const steps = second.sink.events('step');
+  t.deepEqual(steps.map((l) => l.step), Array.from({ length: 78 - from }, (_, i) => i + from + 1), 'continues after the checkpoint, none repeated or skipped');
+  t.true(steps.every((l) => stepN(l) === BATCH && workerIds(l).length === 2), 'both workers rejoined and reduced every step');
+  // The resumed job trained on to a model that classifies.
+  t.true((second.sink.events('evaluation').at(-1)?.accuracy as number) > 0.5);
+  for (const worker of workers) t.is(await worker.exited, 0);
+  t.is(await second.exited, 0);
+});
