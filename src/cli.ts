@@ -227,7 +227,7 @@ export function buildProgram(): Command {
       const { job, run: runFolder } = await inRunFolder(resolved, flags.resume);
       await withRunFeed(job, flags, async (log, signal) => {
         if (flags.workers === undefined && gpus === undefined) {
-          const { runJob } = await import('./train/run-job.ts');
+          const { runJob } = await import('./job/run-job.ts');
           return runJob(job, { log, signal, resume: flags.resume });
         }
         const { runLocalCluster } = await import('./launch/local-workers.ts');

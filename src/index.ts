@@ -6,11 +6,14 @@
  */
 export * from './errors.ts';
 export { parseJob, loadJobFile, jobSchema, type Job, type JobInput } from './job/job-file.ts';
-export { runJob, openJobDataset, type JobResult, type RunJobOptions } from './train/run-job.ts';
+export { runJob, type JobResult, type RunJobOptions } from './job/run-job.ts';
+export { openJobDataset } from './job/job-dataset.ts';
 export { openRunFolder, latestRunId, LATEST, type RunFolder } from './train/run-folder.ts';
-export { fit, type FitOptions, type FitResult, type EpochRecord } from './train/fit.ts';
+export { runTrainingLoop, type TrainingLoopOptions, type TrainingResult, type TrainingProgress, type EpochRecord } from './job/training-loop.ts';
+export { InProcessEngine } from './job/in-process-engine.ts';
+export type { StepEngine, StepContext, StepOutcome, StepTiming, EvaluationMetrics } from './job/step-engine.ts';
 export { Trainer, type GradientResult, type StepMetrics, type PredictionResult } from './train/trainer.ts';
-export { evaluateSplit, type Evaluation } from './train/evaluate.ts';
+export { evaluateSplit } from './job/split-evaluation.ts';
 export { createOptimizer, optimizerSpecSchema, type Optimizer, type OptimizerSpec } from './train/optimizers.ts';
 export { learningRateAt, scheduleSpecSchema, type ScheduleSpec } from './train/schedule.ts';
 export { initBackend, activeBackend, type BackendChoice, type BackendInfo } from './model/backend.ts';
@@ -31,7 +34,8 @@ export { startDashboard } from './telemetry/dashboard.ts';
 export { writeReport } from './telemetry/report.ts';
 export { logEvent, parseLogLine, type DroverEvent } from './telemetry/events.ts';
 export { startMetricsServer, CoordinatorMetrics, type MetricsServer, type MetricsServerOptions } from './telemetry/metrics.ts';
-export { runCoordinator, jobOutputDir, type CoordinatorRunOptions, type CoordinatorRunResult } from './coordinator/run-coordinator.ts';
+export { runCoordinator, type CoordinatorRunOptions, type CoordinatorRunResult } from './coordinator/run-coordinator.ts';
+export { jobOutputDir } from './job/job-runner.ts';
 export { clusterSpecSchema, type ClusterSpec, type ClusterSpecInput } from './job/cluster-spec.ts';
 export { runWorker, type WorkerOptions, type WorkerResult } from './worker/run-worker.ts';
 export { resolveCoordinatorAddress, type CoordinatorAddress, type CoordinatorAddressSource } from './worker/coordinator-address.ts';

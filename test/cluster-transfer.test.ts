@@ -9,7 +9,7 @@ import { loadModel } from '../src/model/export.ts';
 import { buildTransferModel } from '../src/model/transfer.ts';
 import { readWeights } from '../src/model/weights.ts';
 import { parseEventObject } from '../src/telemetry/events.ts';
-import { openJobDataset } from '../src/train/run-job.ts';
+import { openJobDataset } from '../src/job/job-dataset.ts';
 import { Trainer } from '../src/train/trainer.ts';
 import { runWorker } from '../src/worker/run-worker.ts';
 import { alive, EventSink, compareUpdates, sinkLogger, startCoordinator, tempDir, testJob } from './helpers/cluster.ts';

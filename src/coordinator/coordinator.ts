@@ -8,7 +8,7 @@ import { readWeights, weightManifest, writeWeights, writeWeightsAt } from '../mo
 import { readFloat32 } from '../model/tensor-read.ts';
 import { logEvent } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import type { EpochRecord } from '../train/fit.ts';
+import type { EpochRecord } from '../job/training-loop.ts';
 import { learningRateAt, type ScheduleSpec } from '../train/schedule.ts';
 import type { Trainer } from '../train/trainer.ts';
 import type { CoordinatorMessage } from '../wire/generated/drover/v1/CoordinatorMessage.ts';

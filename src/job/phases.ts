@@ -4,13 +4,13 @@ import { z } from 'zod';
 import { CheckpointError } from '../errors.ts';
 import type { Job } from './job-file.ts';
 import type { WeightSet } from '../model/weights.ts';
-import type { EpochRecord } from '../train/fit.ts';
+import type { EpochRecord } from './training-loop.ts';
 import type { Checkpoint } from './checkpoint.ts';
 
 /**
  * A job trains in phases: one, or for a transfer job with `fineTune` a second one that unfreezes
  * the top of the backbone and trains on with a fresh optimizer. Epochs and steps are numbered
- * on across phases, as in the single-process run (src/train/run-job.ts).
+ * on across phases, as in the single-process run (src/job/run-job.ts).
  */
 export interface TrainingPhase {
   epochs: number;

@@ -6,7 +6,7 @@ import type { Trainer } from '../train/trainer.ts';
 import { checkpointPath, loadCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { phaseBoundary, readPhaseMarker, type PhaseStart } from './phases.ts';
 
-// Where a job resumes, shared by the coordinator and the single-process run (src/train/run-job.ts).
+// Where a job resumes, shared by the coordinator and the single-process run (src/job/run-job.ts).
 
 export interface ResumePoint {
   file: string;

@@ -169,7 +169,7 @@ async function makeDecoder(spec: ReplicaSpec, log: Logger): Promise<ShardDecoder
     }
     case 'job-data': {
       const { dataSpecSchema } = await import('../job/job-file.ts');
-      const { openJobDataset } = await import('../train/run-job.ts');
+      const { openJobDataset } = await import('../job/job-dataset.ts');
       return sharedDatasetDecoder(await openJobDataset(dataSpecSchema.parse(samples.data), log));
     }
   }

@@ -1,14 +1,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import type { DataSplit } from '../data/types.ts';
-import type { Trainer } from './trainer.ts';
-
-/** Metrics of a whole split in inference mode, with the confusion matrix (rows: true class). */
-export interface Evaluation {
-  loss: number;
-  accuracy: number;
-  n: number;
-  confusion: number[][];
-}
+import type { Batch, DataSplit } from '../data/types.ts';
+import type { PredictionResult } from '../train/trainer.ts';
+import type { EvaluationMetrics } from './step-engine.ts';
 
 export interface EvaluateOptions {
   /** Samples per forward pass. Default 256. */
@@ -17,11 +10,16 @@ export interface EvaluateOptions {
   signal?: AbortSignal;
 }
 
+/** What evaluates a batch in inference mode (a Trainer). */
+export interface BatchEvaluator {
+  evaluate(batch: Batch): Promise<PredictionResult>;
+}
+
 /**
- * Evaluates a split in batches; loss is the sample-weighted mean. Yields to the event loop
- * between batches, so a long evaluation does not hold up signals or the dashboard.
+ * Evaluates a split in this process, in batches; loss is the sample-weighted mean. Yields to
+ * the event loop between batches, so a long evaluation does not hold up signals or the dashboard.
  */
-export async function evaluateSplit(trainer: Trainer, split: DataSplit, classes: number, options: EvaluateOptions = {}): Promise<Evaluation> {
+export async function evaluateSplit(model: BatchEvaluator, split: DataSplit, classes: number, options: EvaluateOptions = {}): Promise<EvaluationMetrics> {
   const batchSize = options.batchSize ?? 256;
   const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
   let lossSum = 0;
@@ -31,7 +29,7 @@ export async function evaluateSplit(trainer: Trainer, split: DataSplit, classes:
     const indices = Array.from({ length: Math.min(batchSize, split.length - start) }, (_, i) => start + i);
     const batch = await split.loadBatch(indices, { augment: false });
     if (batch.n === 0) continue;
-    const result = await trainer.evaluate(batch);
+    const result = await model.evaluate(batch);
     lossSum += result.loss * result.n;
     correct += result.correct;
     n += result.n;
