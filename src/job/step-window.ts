@@ -1,6 +1,4 @@
-import type { StepOutcome, StepTiming } from './step-engine.ts';
-
-type Applied = Extract<StepOutcome, { kind: 'applied' }>;
+import type { StepTiming } from './step-engine.ts';
 
 /** One worker's share of the steps between two `step` events (means per step). */
 export interface WorkerWindow {
@@ -37,13 +35,12 @@ export class StepWindow {
   private readonly sums = { dataWaitMs: 0, computeMs: 0, transferMs: 0, reduceMs: 0, stepMs: 0 };
   private workers: Map<string, { n: number; computeMs: number; dataWaitMs: number }> | undefined;
 
-  /** Adds a step that ran from `startedAt` to `endedAt` (performance.now()). */
-  add(outcome: Applied, startedAt: number, endedAt: number): void {
-    this.started ??= startedAt;
+  /** Adds an applied step of `n` samples that ended at `endedAt` (performance.now()). */
+  add(timing: StepTiming, n: number, endedAt = performance.now()): void {
+    this.started ??= endedAt - timing.stepMs;
     this.ended = endedAt;
     this.steps++;
-    this.images += outcome.n;
-    const timing: StepTiming = outcome.timing;
+    this.images += n;
     for (const key of Object.keys(this.sums) as (keyof typeof this.sums)[]) this.sums[key] += timing[key];
     if (timing.workers) {
       this.workers ??= new Map();
@@ -58,7 +55,7 @@ export class StepWindow {
   }
 
   /** The figures of the window, with the last step's loss and accuracy; starts a new window. */
-  flush(last: Applied): WindowFigures {
+  flush(last: { loss: number; correct: number; n: number }): WindowFigures {
     const k = Math.max(1, this.steps);
     const seconds = Math.max(1e-9, (this.ended - (this.started ?? this.ended)) / 1000);
     const figures: WindowFigures = {

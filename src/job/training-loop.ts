@@ -146,9 +146,7 @@ export async function runTrainingLoop(options: TrainingLoopOptions): Promise<Tra
       next = inEpoch < stepsPerEpoch ? plan() : undefined;
       lr = learningRateAt(options.schedule, step - stepOffset, schedule);
       step++;
-      const stepStarted = performance.now();
       const outcome = await engine.step(current.batch, { step, epoch, lr }, next?.batch);
-      const stepEnded = performance.now();
       if (outcome.kind === 'empty') {
         // Every sample of the batch was skipped (each logged as data_skip): nothing to learn from.
         log.warn({ step, epoch, stepInEpoch: inEpoch }, `step ${step}: no sample of the batch could be decoded; the update is skipped`);
@@ -156,7 +154,7 @@ export async function runTrainingLoop(options: TrainingLoopOptions): Promise<Tra
         progress.lossSum += outcome.loss * outcome.n;
         progress.correct += outcome.correct;
         progress.seen += outcome.n;
-        window.add(outcome, stepStarted, stepEnded);
+        window.add(outcome.timing, outcome.n);
       }
       if (outcome.kind === 'applied' && (inEpoch % options.logEvery === 0 || inEpoch === stepsPerEpoch)) {
         logEvent(log, 'step', { epoch, step, stepInEpoch: inEpoch, lr, ...window.flush(outcome) });
