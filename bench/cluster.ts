@@ -1,9 +1,9 @@
 /**
  * Distributed training figures.
  *
- *   npm run bench:cluster -- [--mode real|simulated|accuracy|all] [--steps 60] [--warmup 10] [--rounds 3]
+ *   npm run bench:cluster -- [--mode real|simulated|netns|accuracy|all] [--steps 60] [--warmup 10] [--rounds 3]
  *        [--workers 1,2] [--sim-workers 2,4,8,16] [--sim-params 0.2,3.5,25] [--compute-ms 100]
- *        [--epochs 3] [--skip-single] [--json]
+ *        [--net-workers 1,2,4,8] [--rates 1000,10000] [--epochs 3] [--skip-single] [--json]
  *
  * real:      img/s of the reference job (fmnist-cnn, Adam 1e-3, global batch 64, Fashion-MNIST)
  *            in one process and with 1 and 2 local worker processes, and the mean step split into
@@ -13,21 +13,36 @@
  *            weights out, gradients in, checks, averaging, optimizer, snapshot. Measured for
  *            2..16 workers on loopback and dense models of ~0.2 M, 3.5 M and 25 M parameters.
  *
+ * netns:     the simulated workers again, but the coordinator and each worker run in their own
+ *            Linux network namespace behind a rate-limited link (bench/netns.ts; root only), so
+ *            bytes move at --rates Mbit/s as between machines. Weak scaling: each worker gets 64
+ *            samples a step (global batch 64 x workers). Per setup: step time, scaling efficiency
+ *            against one worker (step time of 1 over step time of N), and the bytes through the
+ *            busiest process per step (in + out, read from the links' counters) over the model's bytes.
+ *
  * accuracy:  the reference job on all of Fashion-MNIST for --epochs, in one process and with 2
  *            local workers: test accuracy of both (not part of `all`: it takes minutes).
+ *
+ * --json: one JSON line per setup as it finishes, with at least `setup` and `img_per_s`; the
+ * simulated and netns lines add `workers`, `params`, `reduction`, `step_ms`, `efficiency` and
+ * `busiest_bytes_per_model` (bytes in + out of the busiest process per step over the model's
+ * bytes: the coordinator's 2 x workers for the star; from /proc/<pid>/io on loopback, from the
+ * link counters in namespaces).
  *
  * All processes run on this machine: with fewer cores than processes they compete for CPU,
  * which the figures include (they are an upper bound of the overhead on dedicated nodes).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pino from 'pino';
-import { runLocalCluster } from '../src/launch/local-workers.ts';
+import { NamespaceNetwork } from './netns.ts';
+import { runWithLocalWorkers } from '../src/launch/local-workers.ts';
 import { parseJob, type JobInput } from '../src/job/job-file.ts';
 import { runCoordinator } from '../src/coordinator/run-coordinator.ts';
 import { FASHION_MNIST_DIR, InMemorySplit, openIdxDataset } from '../src/data/idx.ts';
@@ -50,6 +65,8 @@ const { values: args } = parseArgs({
     'sim-params': { type: 'string', default: '0.2,3.5,25' },
     'sim-steps': { type: 'string', default: '8' },
     'compute-ms': { type: 'string', default: '100' },
+    'net-workers': { type: 'string', default: '1,2,4,8' },
+    rates: { type: 'string', default: '1000,10000' },
     epochs: { type: 'string', default: '3' },
     'skip-single': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
@@ -74,11 +91,14 @@ interface StepLine {
 /** Collects the coordinator's step events (with the time each arrived). */
 class StepSink extends Writable {
   readonly steps: StepLine[] = [];
+  /** Called after each step event with the number seen so far. */
+  onStep: ((count: number) => void) | undefined;
   override _write(chunk: Buffer, _encoding: string, done: () => void): void {
     for (const line of String(chunk).split('\n')) {
       if (!line.includes('"event":"step"')) continue;
       const e = JSON.parse(line) as StepLine;
       this.steps.push({ ...e, at: performance.now() });
+      this.onStep?.(this.steps.length);
     }
     done();
   }
@@ -133,7 +153,7 @@ async function localCluster(workers: number): Promise<Split> {
     output: { dir },
   });
   try {
-    await runLocalCluster({ job, workers, log: pino({ level: 'info' }, sink) });
+    await runWithLocalWorkers({ job, workers, log: pino({ level: 'info' }, sink) });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -166,7 +186,22 @@ async function realMode(): Promise<Record<string, unknown>[]> {
       rounds: splits.map((s) => Math.round(s.imgPerSec)),
     };
   });
-  if (!args.json) {
+  if (args.json) {
+    for (const r of rows) {
+      console.log(JSON.stringify({
+        setup: r.workers === 0 ? 'single' : `workers-${r.workers}`,
+        mode: 'real',
+        workers: r.workers,
+        img_per_s: r.imgPerSec,
+        step_ms: r.stepMs,
+        data_wait_ms: r.dataWaitMs,
+        compute_ms: r.computeMs,
+        transfer_ms: r.transferMs,
+        reduce_ms: r.reduceMs,
+        rounds: r.rounds,
+      }));
+    }
+  } else {
     console.log(`\nreference job: fmnist-cnn, Adam 1e-3, global batch ${BATCH}, ${steps} steps after ${warmup} warm-up, median of ${rounds} interleaved rounds; ${backend.description}; ${os.availableParallelism()} cores`);
     console.log('setup               img/s   step ms  data wait  compute  transfer  reduce   img/s per round');
     const cell = (x: number, width: number): string => (Number.isNaN(x) ? '-' : fmt(x)).padStart(width);
@@ -223,6 +258,14 @@ async function simulatedMode(): Promise<Record<string, unknown>[]> {
         cluster: { host: '127.0.0.1', port: 0, minWorkers: workers, stepDeadlineMs: 600_000, balance: 'equal' },
       };
       const children: ChildProcess[] = [];
+      // Bytes each process passed through read()/write() (sockets, here) after the warm-up.
+      let before: number[] | undefined;
+      let after: number[] | undefined;
+      const pids = (): number[] => [process.pid, ...children.map((c) => c.pid!)];
+      sink.onStep = (count) => {
+        if (count === simWarmup) before = pids().map(processIoBytes);
+        if (count === simWarmup + simSteps) after = pids().map(processIoBytes);
+      };
       const result = runCoordinator({
         job: parseJob(input),
         dataset: syntheticDataset(BATCH * (simSteps + simWarmup)),
@@ -241,9 +284,150 @@ async function simulatedMode(): Promise<Record<string, unknown>[]> {
       }
       const split = summarise(sink.steps, simWarmup);
       const overheadMs = split.stepMs - computeMs;
-      rows.push({ params, workers, simulatedComputeMs: computeMs, ...split, overheadMs, overheadShare: overheadMs / split.stepMs });
+      const busiest = before && after ? Math.max(...after.map((b, i) => b - before![i]!)) / simSteps : NaN;
+      const row = {
+        setup: `sim-star-${workers}w-${millions}m`,
+        mode: 'simulated',
+        reduction: 'star',
+        workers,
+        params,
+        img_per_s: split.imgPerSec,
+        step_ms: split.stepMs,
+        // Fixed global batch: more workers share the same 64 samples, so the ideal step time stays that of one worker.
+        efficiency: null,
+        busiest_bytes_per_model: busiest / (4 * params),
+        simulated_compute_ms: computeMs,
+        overhead_ms: overheadMs,
+        overhead_share: overheadMs / split.stepMs,
+        transfer_ms: split.transferMs,
+        reduce_ms: split.reduceMs,
+      };
+      rows.push(row);
+      if (args.json) console.log(JSON.stringify(row));
       if (!args.json) {
-        console.log(`${(params / 1e6).toFixed(2).padStart(6)} M params, ${String(workers).padStart(2)} workers: step ${fmt(split.stepMs).padStart(7)} ms = ${computeMs} ms compute + ${fmt(overheadMs).padStart(7)} ms overhead (${fmt(100 * overheadMs / split.stepMs, 0)} %: transfer ${fmt(split.transferMs)}, reduce ${fmt(split.reduceMs)})`);
+        console.log(`${(params / 1e6).toFixed(2).padStart(6)} M params, ${String(workers).padStart(2)} workers: step ${fmt(split.stepMs).padStart(7)} ms = ${computeMs} ms compute + ${fmt(overheadMs).padStart(7)} ms overhead (${fmt(100 * overheadMs / split.stepMs, 0)} %: transfer ${fmt(split.transferMs)}, reduce ${fmt(split.reduceMs)}); busiest process moves ${fmt(row.busiest_bytes_per_model, 2)} x model bytes per step`);
+      }
+    }
+  }
+  return rows;
+}
+
+/** Bytes a process passed through read() and write() so far (sockets included), from /proc. */
+function processIoBytes(pid: number): number {
+  try {
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const field = (name: string): number => Number(new RegExp(`^${name}: (\\d+)`, 'm').exec(io)?.[1] ?? NaN);
+    return field('rchar') + field('wchar');
+  } catch {
+    return NaN;
+  }
+}
+
+/** Bytes in + out of each node's link, from the kernel's counters. */
+function linkBytes(net: NamespaceNetwork): number[] {
+  return net.nodes.map((node) => {
+    const [link] = JSON.parse(execFileSync('ip', ['-n', node.ns, '-s', '-j', 'link', 'show', 'eth0'], { encoding: 'utf8' })) as { stats64: { rx: { bytes: number }; tx: { bytes: number } } }[];
+    return link!.stats64.rx.bytes + link!.stats64.tx.bytes;
+  });
+}
+
+/** One job on a fresh namespace network: node 0 runs the coordinator, nodes 1..N one simulated worker each. */
+async function netnsRun(layers: LayerSpecInput[], workers: number, rateMbit: number): Promise<Split & { bytesPerStep: number[] }> {
+  const simSteps = Number(args['sim-steps']);
+  const simWarmup = 2;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-bench-'));
+  const net = NamespaceNetwork.create({ count: workers + 1, rateMbit });
+  const coordinatorAddress = net.nodes[0]!.address;
+  const logFile = path.join(dir, 'run.jsonl');
+  const job: JobInput = {
+    name: 'bench-netns',
+    backend: 'wasm',
+    data: { kind: 'idx', dir: FASHION_MNIST_DIR, limitTrain: BATCH * workers * (simSteps + simWarmup), validationSize: 0, limitTest: 64 },
+    model: { layers },
+    train: { epochs: 1, batchSize: BATCH * workers, logEvery: 1, optimizer: { name: 'adam', learningRate: 1e-3 } },
+    output: { dir },
+    cluster: { host: coordinatorAddress, port: 7070, minWorkers: workers, stepDeadlineMs: 600_000, balance: 'equal' },
+  };
+  await writeFile(path.join(dir, 'job.json'), JSON.stringify(job));
+  const children: ChildProcess[] = [];
+  const exited = (child: ChildProcess): Promise<number | null> => new Promise((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('exit', resolve)));
+  try {
+    const coordinator = net.spawn(0, process.execPath, ['bin/drover.js', 'coordinator', '--config', path.join(dir, 'job.json'), '--log', logFile], { cwd: root, stdio: 'ignore' });
+    children.push(coordinator);
+    for (let i = 0; i < workers; i++) {
+      children.push(net.spawn(i + 1, process.execPath, ['bin/drover.js', 'worker', '--coordinator', `${coordinatorAddress}:7070`, '--name', `sim${i}`, '--reconnect-ms', '30000', '--simulate-compute-ms', args['compute-ms']!], { cwd: root, stdio: 'ignore' }));
+    }
+    // The link counters are read when the warm-up's last step is logged and when the job ends.
+    let before: number[] | undefined;
+    let after: number[] | undefined;
+    let stepsSeen = 0;
+    let stepsAtBefore = 0;
+    const done = exited(coordinator);
+    let finished = false;
+    void done.then(() => (finished = true));
+    while (!finished) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const text = await readFile(logFile, 'utf8').catch(() => '');
+      const seen = text.split('\n').filter((l) => l.includes('"event":"step"')).length;
+      if (seen > stepsSeen) {
+        stepsSeen = seen;
+        if (!before && seen >= simWarmup) {
+          before = linkBytes(net);
+          stepsAtBefore = seen;
+        }
+        if (seen >= simSteps + simWarmup) after ??= linkBytes(net);
+      }
+    }
+    const code = await done;
+    if (code !== 0) throw new Error(`coordinator exited with ${code} (log: ${logFile})`);
+    const lines = (await readFile(logFile, 'utf8')).split('\n').filter((l) => l.includes('"event":"step"')).map((l) => {
+      const e = JSON.parse(l) as StepLine & { time: string };
+      return { ...e, at: Date.parse(e.time) };
+    });
+    const counted = stepsSeen - stepsAtBefore;
+    const bytesPerStep = before && after && counted > 0 ? after.map((b, i) => (b - before![i]!) / counted) : [];
+    return { ...summarise(lines, simWarmup), bytesPerStep };
+  } finally {
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    await Promise.all(children.map(exited));
+    net.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function netnsMode(): Promise<Record<string, unknown>[]> {
+  await initBackend('wasm');
+  const rows: Record<string, unknown>[] = [];
+  for (const rateMbit of args.rates!.split(',').map(Number)) {
+    for (const millions of args['sim-params']!.split(',').map(Number)) {
+      const layers = denseLayers(millions);
+      const probe = buildScratchModel({ layers, inputShape: [28, 28, 1], classes: 10 });
+      const params = countParams(probe);
+      probe.dispose();
+      let oneWorkerStepMs: number | undefined;
+      for (const workers of args['net-workers']!.split(',').map(Number)) {
+        const run = await netnsRun(layers, workers, rateMbit);
+        if (workers === 1) oneWorkerStepMs = run.stepMs;
+        const busiest = Math.max(...run.bytesPerStep);
+        const row = {
+          setup: `netns-${rateMbit >= 1000 ? `${rateMbit / 1000}g` : `${rateMbit}m`}-star-${workers}w-${millions}m`,
+          mode: 'netns',
+          reduction: 'star',
+          rate_mbit: rateMbit,
+          workers,
+          params,
+          img_per_s: run.imgPerSec,
+          step_ms: run.stepMs,
+          efficiency: oneWorkerStepMs === undefined ? null : oneWorkerStepMs / run.stepMs,
+          busiest_bytes_per_model: busiest / (4 * params),
+          transfer_ms: run.transferMs,
+          reduce_ms: run.reduceMs,
+        };
+        rows.push(row);
+        if (args.json) console.log(JSON.stringify(row));
+        else {
+          console.log(`${String(rateMbit).padStart(6)} Mbit/s ${(params / 1e6).toFixed(2).padStart(6)} M params, star, ${String(workers).padStart(2)} workers: step ${fmt(run.stepMs).padStart(8)} ms, ${fmt(run.imgPerSec, 0).padStart(6)} img/s, efficiency ${row.efficiency === null ? '-' : fmt(100 * row.efficiency, 0) + ' %'}, busiest process moves ${fmt(row.busiest_bytes_per_model, 2)} x model bytes per step`);
+        }
       }
     }
   }
@@ -269,11 +453,12 @@ async function accuracyMode(): Promise<Record<string, unknown>[]> {
     const quiet = pino({ level: 'warn' });
     const test = workers === 0
       ? (await runJob(reference(dir), { log: quiet })).test
-      : (await runLocalCluster({ job: reference(dir), workers, log: quiet })).test;
+      : (await runWithLocalWorkers({ job: reference(dir), workers, log: quiet })).test;
     const minutes = (performance.now() - started) / 60_000;
     await rm(dir, { recursive: true, force: true });
     rows.push({ setup: workers === 0 ? 'single process' : `${workers} local workers`, epochs: Number(args.epochs), testAccuracy: test?.accuracy, minutes });
-    if (!args.json) console.log(`${String(rows.at(-1)!.setup).padEnd(16)} test accuracy ${((test?.accuracy ?? NaN) * 100).toFixed(2)} % after ${args.epochs} epochs (${minutes.toFixed(1)} min)`);
+    if (args.json) console.log(JSON.stringify({ setup: workers === 0 ? 'accuracy-single' : `accuracy-workers-${workers}`, mode: 'accuracy', workers, epochs: Number(args.epochs), test_accuracy: test?.accuracy, minutes }));
+    else console.log(`${String(rows.at(-1)!.setup).padEnd(16)} test accuracy ${((test?.accuracy ?? NaN) * 100).toFixed(2)} % after ${args.epochs} epochs (${minutes.toFixed(1)} min)`);
   }
   return rows;
 }
@@ -288,4 +473,13 @@ if (args.mode === 'simulated' || args.mode === 'all') {
   if (!args.json) console.log(`\ncoordinator overhead per step, simulated compute of ${args['compute-ms']} ms, global batch ${BATCH}, loopback, ${os.availableParallelism()} cores:`);
   out.simulated = await simulatedMode();
 }
-if (args.json) console.log(JSON.stringify(out, null, 2));
+if (args.mode === 'netns' || args.mode === 'all') {
+  if (process.getuid?.() !== 0) {
+    if (args.mode === 'netns') throw new Error('--mode netns needs root (ip netns, tc)');
+  } else {
+    if (!args.json) console.log(`\nnamespace network (tc tbf per link), simulated compute of ${args['compute-ms']} ms, ${BATCH} samples per worker, ${os.availableParallelism()} cores:`);
+    out.netns = await netnsMode();
+  }
+}
+// With --json every setup was printed as one JSON line as it finished.
+void out;

@@ -40,11 +40,11 @@ process.env.UV_THREADPOOL_SIZE = String(threads);
 
 const sharp = (await import('sharp')).default;
 const { DecodePool } = await import('../src/data/pool.ts');
-const { resolveNormalisation } = await import('../src/data/pipeline.ts');
+const { resolveNormalisation } = await import('../src/data/pipeline-config.ts');
 const { Rng } = await import('../src/data/rng.ts');
 const { warpOnDevice } = await import('../src/data/gpu-augment.ts');
 const { initBackend } = await import('../src/model/backend.ts');
-type PipelineConfig = import('../src/data/pipeline.ts').PipelineConfig;
+type PipelineConfig = import('../src/data/pipeline-config.ts').PipelineConfig;
 type DeviceSample = import('../src/data/gpu-augment.ts').DeviceSample;
 
 const BATCH = 32;

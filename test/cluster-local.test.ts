@@ -1,5 +1,5 @@
 import test from 'ava';
-import { runLocalCluster } from '../src/launch/local-workers.ts';
+import { runWithLocalWorkers } from '../src/launch/local-workers.ts';
 import { ClusterError } from '../src/errors.ts';
 import { initBackend } from '../src/model/backend.ts';
 import { FASHION_MNIST_DIR } from '../src/data/idx.ts';
@@ -18,7 +18,7 @@ test.serial('drover train --workers 2 trains with two local worker processes and
   const dir = await tempDir(t);
   const sink = new EventSink();
   let pids: number[] = [];
-  const result = await runLocalCluster({
+  const result = await runWithLocalWorkers({
     job: testJob(dir, { data: smallData, train: { epochs: 1, batchSize: 64, logEvery: 4, optimizer: { name: 'adam', learningRate: 0.003 } } }),
     workers: 2,
     log: sinkLogger(sink),
@@ -48,7 +48,7 @@ test.serial('Ctrl-C stops the coordinator after the step, checkpoints, and every
   const sink = new EventSink();
   const controller = new AbortController();
   let pids: number[] = [];
-  const run = runLocalCluster({
+  const run = runWithLocalWorkers({
     job: testJob(dir, { data: smallData, train: { epochs: 20, batchSize: 64, logEvery: 1, optimizer: { name: 'sgd', learningRate: 0.05 } } }),
     workers: 2,
     log: sinkLogger(sink),
@@ -70,7 +70,7 @@ test.serial('when every local worker dies, the job fails at once and names it', 
   const dir = await tempDir(t);
   const sink = new EventSink();
   let pids: number[] = [];
-  const run = runLocalCluster({
+  const run = runWithLocalWorkers({
     job: testJob(dir, { data: smallData, train: { epochs: 50, batchSize: 64, logEvery: 1, optimizer: { name: 'sgd', learningRate: 0.05 } } }),
     workers: 2,
     log: sinkLogger(sink),

@@ -1,7 +1,7 @@
 import test from 'ava';
 import * as tf from '@tensorflow/tfjs';
 import path from 'node:path';
-import { runLocalCluster } from '../src/launch/local-workers.ts';
+import { runWithLocalWorkers } from '../src/launch/local-workers.ts';
 import { generateShapes, SHAPE_CLASSES } from '../src/data/shapes.ts';
 import { Sampler } from '../src/data/sampler.ts';
 import { initBackend } from '../src/model/backend.ts';
@@ -9,7 +9,7 @@ import { loadModel } from '../src/model/export.ts';
 import { buildTransferModel } from '../src/model/transfer.ts';
 import { readWeights } from '../src/model/weights.ts';
 import { parseEventObject } from '../src/telemetry/events.ts';
-import { openJobDataset } from '../src/job/job-dataset.ts';
+import { openJobDataset } from '../src/data/open.ts';
 import { Trainer } from '../src/train/trainer.ts';
 import { runWorker } from '../src/worker/run-worker.ts';
 import { alive, EventSink, compareUpdates, sinkLogger, startCoordinator, tempDir, testJob } from './helpers/cluster.ts';
@@ -46,7 +46,7 @@ test.serial('drover train --workers 2 runs a transfer job with its fine-tuning p
   });
   const sink = new EventSink();
   let pids: number[] = [];
-  const result = await runLocalCluster({ job, workers: 2, log: sinkLogger(sink), onWorkers: (started) => (pids = started) });
+  const result = await runWithLocalWorkers({ job, workers: 2, log: sinkLogger(sink), onWorkers: (started) => (pids = started) });
   t.is(result.status, 'completed');
   t.deepEqual(pids.map(alive), [false, false], 'both workers exited');
 

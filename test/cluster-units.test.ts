@@ -43,7 +43,6 @@ test('a round reassigns a failed worker\'s samples so that each is covered exact
   const again = round.addTask(orphans[0]!.ids, 'b');
   round.complete(round.find(again.id, 'b'));
   t.true(round.done);
-  t.is(round.samples, 10);
   t.throws(() => round.complete(again), { instanceOf: ProtocolError });
 });
 

@@ -2,9 +2,9 @@ import test from 'ava';
 import sharp from 'sharp';
 import { drawAugment, NO_AUGMENT, sampleAffine, sampleSeed, type AugmentParams, type GeometryConfig } from '../src/data/augment.ts';
 import { runBatchTask } from '../src/data/batch-task.ts';
-import { resolvePipelines } from '../src/data/open.ts';
-import { pixelMapFor, resolveAugment, resolveNormalisation } from '../src/data/pipeline.ts';
-import { parseDatasetSpec } from '../src/data/spec.ts';
+import { resolvePipelines } from '../src/data/pipeline-config.ts';
+import { pixelMapFor, resolveAugment, resolveNormalisation } from '../src/data/pipeline-config.ts';
+import { parseDatasetSpec } from '../src/data/sources/index.ts';
 import { warpInto, type FillMode, type Interpolation, type PixelSource } from '../src/data/warp.ts';
 import { Rng } from '../src/data/rng.ts';
 

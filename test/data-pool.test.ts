@@ -4,10 +4,11 @@ import { setImmediate as tick } from 'node:timers/promises';
 import path from 'node:path';
 import { ConfigError, DatasetError } from '../src/errors.ts';
 import { decodeBatch, type BatchTask, type BatchTaskResult } from '../src/data/batch-task.ts';
-import { openDataset, resolvePipelines } from '../src/data/open.ts';
+import { openDataset } from '../src/data/open.ts';
+import { resolvePipelines } from '../src/data/pipeline-config.ts';
 import { DecodePool, tsWorkerExecArgv } from '../src/data/pool.ts';
 import { prefetch } from '../src/data/prefetch.ts';
-import { parseDatasetSpec } from '../src/data/spec.ts';
+import { parseDatasetSpec } from '../src/data/sources/index.ts';
 import { makeImageFolder, rgbPixels, tempDir, writeImage } from './helpers/image-fixtures.ts';
 
 const all = (n: number): number[] => Array.from({ length: n }, (_, i) => i);

@@ -1,6 +1,6 @@
 import test from 'ava';
 import { ConfigError } from '../src/errors.ts';
-import { datasetSpecSchema, parseDatasetSpec } from '../src/data/spec.ts';
+import { datasetSpecSchema, parseDatasetSpec } from '../src/data/sources/index.ts';
 import { openDataset } from '../src/data/open.ts';
 
 test('a minimal spec gets its defaults', (t) => {

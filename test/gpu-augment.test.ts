@@ -8,14 +8,14 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-cpu';
 import { drawAugment, NO_AUGMENT, sampleAffine, type AugmentConfig, type AugmentParams, type GeometryConfig } from '../src/data/augment.ts';
 import { warpOnDevice, transformCoefficients, type DeviceSample, type DeviceWarpConfig } from '../src/data/gpu-augment.ts';
-import { pixelMapFor, resolveNormalisation, type Normalisation } from '../src/data/pipeline.ts';
+import { pixelMapFor, resolveNormalisation, type Normalisation } from '../src/data/pipeline-config.ts';
 import { warpInto, type FillMode, type Interpolation, type PixelSource } from '../src/data/warp.ts';
 import { initBackend } from '../src/model/backend.ts';
 import { DatasetError } from '../src/errors.ts';
 import sharp from 'sharp';
 import { runBatchTask } from '../src/data/batch-task.ts';
 import { runDecodeForDevice } from '../src/data/gpu-decode.ts';
-import type { PipelineConfig } from '../src/data/pipeline.ts';
+import type { PipelineConfig } from '../src/data/pipeline-config.ts';
 
 const OUT = 32;
 

@@ -4,7 +4,8 @@ import { initBackend } from '../src/model/backend.ts';
 import { buildScratchModel, countParams } from '../src/model/build.ts';
 import { PRESETS, PRESET_NAMES } from '../src/model/presets.ts';
 import { ModelError } from '../src/errors.ts';
-import { regularizationLosses } from '../src/train/trainer.ts';
+import { regularizationLosses } from '../src/train/gradient-model.ts';
+import { modelVariables, trainableVariables } from '../src/model/variables.ts';
 
 test.before(async () => {
   await initBackend('wasm');
@@ -65,4 +66,21 @@ test('a layer that cannot follow the previous one is refused naming its index', 
   );
   t.regex(error!.message, /model\.layers\[1\] \(conv2d\)/);
   t.throws(() => buildScratchModel({ layers: [{ type: 'flatten' }], inputShape: [8, 8, 1], classes: 1 }), { instanceOf: ModelError, message: /at least 2 classes/ });
+});
+
+test('the variable adapter reads each weight as the tf.Variable it lives in, not a copy', (t) => {
+  const model = buildScratchModel({ layers: [{ type: 'flatten' }, { type: 'dense', units: 4 }, { type: 'batchNorm' }], inputShape: [2, 2, 1], classes: 3 });
+  t.teardown(() => model.dispose());
+  const all = modelVariables(model);
+  t.deepEqual(all.map((w) => w.name), model.weights.map((w) => w.name));
+  t.deepEqual(trainableVariables(model).map((w) => w.name), model.trainableWeights.map((w) => w.name));
+  for (const weight of all) {
+    const variable = weight.read();
+    t.true(variable instanceof tf.Variable, weight.name);
+    t.is(variable, weight.read(), 'the same object on every read');
+  }
+  // Assigning to it changes the weight itself: what the optimizer relies on.
+  const kernel = all.find((w) => w.trainable)!;
+  tf.tidy(() => kernel.read().assign(tf.onesLike(kernel.read())));
+  t.true(Array.from(model.weights.find((w) => w.name === kernel.name)!.read().dataSync()).every((v) => v === 1));
 });

@@ -4,6 +4,8 @@ import { initBackend } from '../src/model/backend.ts';
 import { buildScratchModel } from '../src/model/build.ts';
 import { readWeights, writeWeights } from '../src/model/weights.ts';
 import { Trainer } from '../src/train/trainer.ts';
+import { GradientModel } from '../src/train/gradient-model.ts';
+import { ModelOptimizer } from '../src/train/model-optimizer.ts';
 import { optimizerSpecSchema } from '../src/train/optimizers.ts';
 import { WeightsError } from '../src/errors.ts';
 import type { LayerSpecInput } from '../src/model/layer-spec.ts';
@@ -43,6 +45,39 @@ test('computeGradients + applyGradients gives the same update as trainStep', asy
   wa.values.forEach((values, i) => {
     const other = wb.values[i]!;
     values.forEach((v, j) => t.true(Math.abs(v - other[j]!) <= 1e-5 * Math.max(1, Math.abs(v)), `${wa.manifest[i]!.name}[${j}]`));
+  });
+});
+
+test.serial('the halves apart (a worker\'s GradientModel, a coordinator\'s ModelOptimizer) make the same update as trainStep, and gradients alone leave no tensor behind', async (t) => {
+  const local = makeTrainer();
+  const model = () => buildScratchModel({ layers: mlp, inputShape: [4, 4, 1], classes: 3, seed: 3, l2: 1e-3 });
+  const worker = new GradientModel(model());
+  const coordinator = new ModelOptimizer(model(), adam);
+  t.teardown(() => {
+    dispose(local);
+    worker.model.dispose();
+    coordinator.model.dispose();
+    coordinator.optimizer.dispose();
+  });
+  t.deepEqual(worker.gradientManifest, coordinator.gradientManifest);
+  for (let step = 0; step < 3; step++) {
+    const batch = learnableBatch(16, [4, 4, 1], 3, step);
+    await local.trainStep(batch, 0.01);
+    // The worker computes on the coordinator's weights (batch-norm statistics included), as a broadcast gives it.
+    writeWeights(worker.model, await readWeights(coordinator.model));
+    const tensorsBefore = tf.memory().numTensors;
+    await worker.evaluate(batch);
+    const { grads } = await worker.computeGradients(batch);
+    t.is(tf.memory().numTensors, tensorsBefore, 'the worker half keeps no tensor');
+    await coordinator.applyGradients(grads, 0.01);
+  }
+  const expected = await readWeights(local.model);
+  const trainable = new Set(coordinator.gradientManifest.map((w) => w.name));
+  const got = await readWeights(coordinator.model);
+  got.values.forEach((values, i) => {
+    if (!trainable.has(got.manifest[i]!.name)) return;
+    const other = expected.values[i]!;
+    values.forEach((v, j) => t.true(Math.abs(v - other[j]!) <= 1e-5 * Math.max(1, Math.abs(v)), `${got.manifest[i]!.name}[${j}]`));
   });
 });
 

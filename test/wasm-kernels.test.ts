@@ -4,6 +4,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import { initBackend } from '../src/model/backend.ts';
 import { registerWasmKernels } from '../src/model/wasm-kernels/index.ts';
 import { gradientKernelConfigs } from '../src/model/wasm-kernels/gradient-kernels.ts';
+import { TESTED_TFJS_WASM_VERSION } from '../src/model/wasm-kernels/threads.ts';
 import { conv2dFilterGrad } from '../src/model/wasm-kernels/conv2d-filter-grad.ts';
 import type { FilterGradMethod } from '../src/model/wasm-kernels/conv2d-filter-grad.ts';
 import type { BackendWasm } from '@tensorflow/tfjs-backend-wasm';
@@ -324,13 +325,19 @@ test.serial('the kernels leave no tensor behind over repeated calls', async (t) 
   t.is((tf.backend() as BackendWasm).numDataIds(), dataBefore);
 });
 
-test.serial('with 2 XNNPACK threads (threaded binary, in a child process) the kernels still match cpu and the process exits', async (t) => {
+test('the installed tfjs-backend-wasm is the minor whose start threads.ts replays', async (t) => {
+  const { version_wasm: version } = await import('@tensorflow/tfjs-backend-wasm');
+  t.deepEqual(version.split('.').slice(0, 2), TESTED_TFJS_WASM_VERSION.split('.').slice(0, 2), `installed ${version}`);
+});
+
+test.serial('with 2 XNNPACK threads (threaded binary, in a child process) the kernels still match cpu, no global is patched across an await, and the process exits', async (t) => {
   const child = fileURLToPath(new URL('./helpers/kernel-threads-child.ts', import.meta.url));
   // The child must exit on its own: a hang (pool workers keeping it alive) hits the timeout.
   const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', child, '2'], { timeout: 60_000, maxBuffer: 64 * 1024 * 1024 });
-  const report = JSON.parse(stdout.trim().split('\n').at(-1)!) as { threads: number; backend: string; values: number[][] };
+  const report = JSON.parse(stdout.trim().split('\n').at(-1)!) as { threads: number; backend: string; values: number[][]; patchedWhilePending: string[] };
   t.is(report.backend, 'wasm');
   t.is(report.threads, 2);
+  t.deepEqual(report.patchedWhilePending, [], 'no global stays patched while the threaded start awaits');
   const reference = await valuesOn('cpu', threadedKernelRuns);
   t.is(report.values.length, reference.length);
   for (const [i, values] of report.values.entries()) {

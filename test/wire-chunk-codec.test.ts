@@ -92,7 +92,7 @@ test('truncated or corrupt bytes are never taken by the fast path: protobufjs re
 });
 
 test('a framed serializer hands grpc-js whole frames and anyone else the message', (t) => {
-  t.true(installFramedSerialize(), 'this grpc-js has the hook drover uses to share broadcast frames');
+  t.notThrows(() => installFramedSerialize(), 'this grpc-js has the hook drover uses to share broadcast frames');
   const message = Buffer.from([1, 2, 3, 4]);
   const frame = writeFramePrefix(Buffer.concat([Buffer.alloc(FRAME_PREFIX_BYTES), message]));
   t.deepEqual([...frame.subarray(0, FRAME_PREFIX_BYTES)], [0, 0, 0, 0, 4]);

@@ -8,9 +8,17 @@
  *                      dist/linux-x64/ beside bench.mjs, where the bundled loader looks
  *   models/mobilenet_v2/  nsfwjs' MobileNetV2 as model.json + weights (read like any backbone directory)
  *   torch_cuda.py      the PyTorch CUDA anchor
- *   lib/               the Vulkan loader (libvulkan.so.1) and glvnd's libGLdispatch.so.0 / libGLX.so.0,
- *                      which NVIDIA's Vulkan ICD (libGLX_nvidia.so.0) needs: a headless GPU host often
- *                      has none of them; run.sh uses each only where the machine lacks it
+ *   lib/               the Vulkan loader (libvulkan.so.1) and all of glvnd (libGLdispatch, libGLX, libGL,
+ *                      libEGL, libGLESv2, libOpenGL), which NVIDIA's Vulkan ICD (libGLX_nvidia.so.0)
+ *                      needs: a headless GPU host often has none of them; run.sh puts each the machine
+ *                      lacks on LD_LIBRARY_PATH (its first, non-invasive route)
+ *   debs/              the Debian packages those come from (libvulkan1, libglvnd0, libglx0, libgl1,
+ *                      libegl1, libgles2, libopengl0): run.sh's second route, only as root and only when
+ *                      the first finds no adapter, unpacks them into / and runs ldconfig. Taken from
+ *                      <repo>/.gl/ or $GPU_BUNDLE_DEBS when there, else `apt-get download` into
+ *                      node_modules/.cache/drover-gpu-debs/
+ *   vk-layer/          drover's one-GPU-per-process Vulkan layer, built here with cc: run.sh checks it
+ *                      against the machine's driver (ordinal 0 shows the GPU, ordinal 1 nothing)
  * and prints its size (the machine takes 64 MiB with the checkout). The xz files are kept
  * between runs while their source has not changed (compressing Node takes minutes).
  *
@@ -18,7 +26,8 @@
  */
 import { build } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { copyFile, mkdir, readdir, readFile, realpath, rm, stat, writeFile, chmod } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, readdir, readFile, realpath, rm, stat, writeFile, chmod } from 'node:fs/promises';
+import os from 'node:os';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,6 +40,9 @@ const root = path.resolve(here, '..', '..');
 const { values } = parseArgs({ options: { out: { type: 'string', default: path.join(root, '.gpu-bundle') } } });
 const out = path.resolve(values.out);
 const require = createRequire(import.meta.url);
+/** The Vulkan loader and glvnd, by soname, and the Debian packages that hold them. */
+const GLVND_LIBRARIES = ['libvulkan.so.1', 'libGLdispatch.so.0', 'libGLX.so.0', 'libGL.so.1', 'libEGL.so.1', 'libGLESv2.so.2', 'libOpenGL.so.0'];
+const GLVND_PACKAGES = ['libvulkan1', 'libglvnd0', 'libglx0', 'libgl1', 'libegl1', 'libgles2', 'libopengl0'];
 
 await mkdir(out, { recursive: true });
 // Everything but the cached xz files is rewritten.
@@ -65,13 +77,31 @@ await directoryHandler(path.join(out, 'models', 'mobilenet_v2')).save!(backbone.
 await copyFile(path.join(here, 'torch_cuda.py'), path.join(out, 'torch_cuda.py'));
 await copyFile(path.join(here, 'run.sh'), path.join(out, 'run.sh'));
 await chmod(path.join(out, 'run.sh'), 0o755);
-// Without libGLdispatch the loader finds NVIDIA's ICD but cannot call into it ("Could not get
-// 'vkCreateInstance' via 'vk_icdGetInstanceProcAddr'"): seen on the lent H200 host.
+// NVIDIA's Vulkan ICD is its GLX library: with the loader and libGLdispatch alone the loader
+// loads it but gets no vkCreateInstance from it ("Could not get 'vkCreateInstance' via
+// 'vk_icdGetInstanceProcAddr'", seen on the lent H200 host); with glvnd's whole set unpacked
+// into / it worked. The bundle carries that whole set, as libraries and as the packages.
+const debs = await glvndDebs();
 await mkdir(path.join(out, 'lib'), { recursive: true });
-for (const name of ['libvulkan.so.1', 'libGLdispatch.so.0', 'libGLX.so.0']) {
-  const found = findLibrary(name);
-  if (found) await copyFile(found, path.join(out, 'lib', name));
-  else console.warn(`no ${name} on this machine: the bundle relies on the GPU machine having it`);
+if (debs.length > 0) {
+  await mkdir(path.join(out, 'debs'), { recursive: true });
+  for (const deb of debs) await copyFile(deb, path.join(out, 'debs', path.basename(deb)));
+  await librariesFromDebs(debs, path.join(out, 'lib'));
+} else {
+  for (const name of GLVND_LIBRARIES) {
+    const found = findLibrary(name);
+    if (found) await copyFile(found, path.join(out, 'lib', name));
+    else console.warn(`no ${name} on this machine: the bundle relies on the GPU machine having it`);
+  }
+}
+
+// drover's Vulkan device-select layer (src/model/vulkan-device-select.ts), for run.sh's check of
+// it against the GPU machine's driver.
+try {
+  await mkdir(path.join(out, 'vk-layer'), { recursive: true });
+  execFileSync(process.env.CC || 'cc', ['-shared', '-fPIC', '-O2', '-fvisibility=hidden', '-o', path.join(out, 'vk-layer', 'libVkLayer_drover_device_select.so'), path.join(root, 'native', 'vk-device-select', 'drover_device_select.c'), '-lpthread']);
+} catch (err) {
+  console.warn(`drover's Vulkan device-select layer not built (${(err as Error).message.split('\n')[0]}): run.sh skips its check`);
 }
 
 const bytes = await du(out);
@@ -88,6 +118,54 @@ async function xzCached(source: string, name: string): Promise<void> {
   console.log(`compressing ${source} (xz -9, takes a while)`);
   execFileSync('sh', ['-c', 'xz -9 -c "$1" > "$2"', 'sh', source, target], { stdio: 'inherit' });
   await writeFile(`${target}.src`, stamp);
+}
+
+/** One .deb per package: from $GPU_BUNDLE_DEBS or <repo>/.gl, else downloaded once into a cache. Empty when neither works. */
+async function glvndDebs(): Promise<string[]> {
+  const cache = path.join(root, 'node_modules', '.cache', 'drover-gpu-debs');
+  const dirs = [process.env.GPU_BUNDLE_DEBS, path.join(root, '.gl'), cache].filter((d): d is string => Boolean(d));
+  const found: string[] = [];
+  for (const pkg of GLVND_PACKAGES) {
+    let deb = await findDeb(dirs, pkg);
+    if (!deb) {
+      try {
+        await mkdir(cache, { recursive: true });
+        execFileSync('apt-get', ['download', '-qq', pkg], { cwd: cache, stdio: 'inherit' });
+        deb = await findDeb([cache], pkg);
+      } catch (err) {
+        console.warn(`apt-get download ${pkg} failed (${(err as Error).message.split('\n')[0]}): the bundle carries no packages, so run.sh has only its LD_LIBRARY_PATH route`);
+        return [];
+      }
+    }
+    if (!deb) return [];
+    found.push(deb);
+  }
+  return found;
+}
+
+async function findDeb(dirs: string[], pkg: string): Promise<string | undefined> {
+  for (const dir of dirs) {
+    const names = await readdir(dir).catch(() => [] as string[]);
+    const name = names.find((n) => n.startsWith(`${pkg}_`) && n.endsWith('_amd64.deb'));
+    if (name) return path.join(dir, name);
+  }
+  return undefined;
+}
+
+/** Each shared library of the packages, under its soname (what the dynamic linker asks for). */
+async function librariesFromDebs(debs: string[], target: string): Promise<void> {
+  const unpacked = await mkdtemp(path.join(os.tmpdir(), 'drover-gpu-debs-'));
+  try {
+    for (const deb of debs) execFileSync('dpkg-deb', ['-x', deb, unpacked]);
+    const libDir = path.join(unpacked, 'usr', 'lib', 'x86_64-linux-gnu');
+    for (const name of GLVND_LIBRARIES) {
+      const file = path.join(libDir, name);
+      if (await stat(file).catch(() => undefined)) await copyFile(await realpath(file), path.join(target, name));
+      else console.warn(`the packages hold no ${name}`);
+    }
+  } finally {
+    await rm(unpacked, { recursive: true, force: true });
+  }
 }
 
 function findLibrary(name: string): string | undefined {

@@ -16,7 +16,7 @@ import { Trainer } from '../../src/train/trainer.ts';
 import type { Batch } from '../../src/data/types.ts';
 import { drawAugment, sampleAffine, type GeometryConfig } from '../../src/data/augment.ts';
 import { warpOnDevice, type DeviceSample } from '../../src/data/gpu-augment.ts';
-import { resolveNormalisation } from '../../src/data/pipeline.ts';
+import { resolveNormalisation } from '../../src/data/pipeline-config.ts';
 import { Rng } from '../../src/data/rng.ts';
 
 export const MODELS = ['fmnist-cnn', 'mobilenetv2-frozen', 'mobilenetv2-finetune', 'gpu-augment'] as const;

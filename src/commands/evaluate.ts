@@ -1,7 +1,7 @@
 /**
  * `drover evaluate MODEL_DIR --data ...`: accuracy, loss and the confusion matrix of a saved
- * model on a dataset, computed by the trainer's own evaluation (so the figures match what
- * training reported) over images decoded with the model's training pipeline.
+ * model on a dataset, computed by training's own evaluation (GradientModel.evaluate, so the
+ * figures match what training reported) over images decoded with the model's training pipeline.
  */
 import { z } from 'zod';
 import { ConfigError, DatasetError } from '../errors.ts';
@@ -9,7 +9,7 @@ import { openDataset } from '../data/open.ts';
 import type { Batch, BatchOptions, DataSplit } from '../data/types.ts';
 import { BACKEND_CHOICES, type BackendChoice } from '../model/backend.ts';
 import { evaluateSplit } from '../job/split-evaluation.ts';
-import { Trainer } from '../train/trainer.ts';
+import { GradientModel } from '../train/gradient-model.ts';
 import { ensureBackend, loadClassifier, optionsError, pipelineSpec } from './predict.ts';
 
 export const evaluateOptionsSchema = z.strictObject({
@@ -64,7 +64,6 @@ export async function evaluateModel(options: EvaluateOptions): Promise<ModelEval
   if (typeof data !== 'string' && 'preprocess' in data && JSON.stringify(data.preprocess) !== JSON.stringify(classifier.preprocess)) {
     warnings.push(`data.preprocess ${JSON.stringify(data.preprocess)} differs from the model's ${JSON.stringify(classifier.preprocess)}`);
   }
-  let trainer: Trainer | undefined;
   try {
     const dataset = await openDataset(spec, threads === undefined ? {} : { threads });
     try {
@@ -77,9 +76,8 @@ export async function evaluateModel(options: EvaluateOptions): Promise<ModelEval
       const chosen = dataset[splitName];
       if (!chosen) throw new ConfigError(`data: the dataset ${dataset.name} has no ${splitName} split`, 'split');
       const mapping = classMapping(dataset.classNames, classifier.classNames, dataset.name);
-      trainer = new Trainer(classifier.model, { optimizer: { name: 'sgd', learningRate: 0.01, momentum: 0, nesterov: false } });
       const before = dataset.skipCounts().total;
-      const result = await evaluateSplit(trainer, mapping ? relabel(chosen, mapping) : chosen, classifier.classNames.length, { batchSize });
+      const result = await evaluateSplit(new GradientModel(classifier.model), mapping ? relabel(chosen, mapping) : chosen, classifier.classNames.length, { batchSize });
       return {
         accuracy: result.accuracy,
         loss: result.loss,
@@ -95,7 +93,6 @@ export async function evaluateModel(options: EvaluateOptions): Promise<ModelEval
       await dataset.close();
     }
   } finally {
-    trainer?.optimizer.dispose();
     classifier.model.dispose();
   }
 }

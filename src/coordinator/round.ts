@@ -57,11 +57,6 @@ export class Round {
     this.expected = options.expected;
   }
 
-  /** Samples whose results are in. */
-  get samples(): number {
-    return this.covered;
-  }
-
   get done(): boolean {
     return this.covered === this.expected && this.open.size === 0;
   }

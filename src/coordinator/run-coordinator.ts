@@ -1,6 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
-import { ConfigError, DroverError } from '../errors.ts';
-import { InMemorySplit } from '../data/idx.ts';
+import { DroverError } from '../errors.ts';
 import type { Dataset } from '../data/types.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import { initBackend } from '../model/backend.ts';
@@ -12,7 +11,8 @@ import { logEvent } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Trainer } from '../train/trainer.ts';
 import type { Job } from '../job/job-file.ts';
-import { openJobDataset } from '../job/job-dataset.ts';
+import { openJobDataset } from '../data/open.ts';
+import { workerSamples } from '../data/shards/index.ts';
 import { finishJob, jobModelLabel, jobOutputDir, jobStartFields, startRun, trainPhases } from '../job/job-runner.ts';
 import type { ReplicaModelSpec, ReplicaSpec } from '../job/replica-spec.ts';
 import { defaultClusterSpec, type ClusterSpec } from '../job/cluster-spec.ts';
@@ -105,7 +105,7 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
           jobName: job.name,
           model: replicaModelSpec(job, dataset, phase.trainableFrom),
           weights: weightManifest(jobModel).map((w) => ({ name: w.name, shape: w.shape, trainable: w.trainable })),
-          samples: samplesSpec(job, dataset, cluster),
+          samples: workerSamples(dataset, cluster.dataTransport, job.data),
         };
         const previous = coordinator;
         coordinator = new Coordinator({
@@ -213,17 +213,3 @@ function replicaModelSpec(job: Job, dataset: Dataset, trainableFrom: string | nu
   return { kind: 'scratch', layers: layers as Extract<ReplicaModelSpec, { kind: 'scratch' }>['layers'], inputShape: dataset.inputShape, classes, l2: job.model.l2, seed: job.seed };
 }
 
-/** How workers get their samples: raw pixels for in-memory splits, the data pipeline otherwise, or their own mounts. */
-function samplesSpec(job: Job, dataset: Dataset, cluster: ClusterSpec): ReplicaSpec['samples'] {
-  const openedSpec = (dataset as Dataset & { spec?: unknown }).spec;
-  if (cluster.dataTransport === 'shared') {
-    return openedSpec !== undefined
-      ? { decoder: 'pipeline', transport: 'shared', dataset: openedSpec, inputShape: dataset.inputShape }
-      : { decoder: 'job-data', transport: 'shared', data: job.data as Record<string, unknown> };
-  }
-  if (dataset.train instanceof InMemorySplit) return { decoder: 'raw-u8', transport: 'stream', shape: dataset.inputShape };
-  if (openedSpec === undefined) {
-    throw new ConfigError(`dataset ${dataset.name} has no spec a worker could decode its samples with; use cluster.dataTransport: shared`, 'cluster.dataTransport');
-  }
-  return { decoder: 'pipeline', transport: 'stream', dataset: openedSpec, inputShape: dataset.inputShape };
-}

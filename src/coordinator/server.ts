@@ -334,9 +334,4 @@ class SessionLink implements WorkerLink {
     this.writer.close();
     this.call.emit('error', status);
   }
-
-  /** An envelope for this link's job (for callers that build messages). */
-  envelope(): ReturnType<typeof envelope> {
-    return envelope(this.jobId);
-  }
 }

@@ -17,7 +17,7 @@ import type { SampleInput } from './decode.ts';
 import { augmentsOnDevice, warpOnDevice, type AugmentOn, type DeviceSample, type DeviceWarpConfig } from './gpu-augment.ts';
 import type { DecodeForDeviceTask } from './gpu-decode.ts';
 import { DatasetError } from '../errors.ts';
-import type { PipelineConfig } from './pipeline.ts';
+import type { PipelineConfig } from './pipeline-config.ts';
 import type { DecodePool } from './pool.ts';
 import type { SkipLog } from './skips.ts';
 import type { Batch, InputShape } from './types.ts';
@@ -239,7 +239,6 @@ export class BatchLoader {
   ): Batch {
     const n = samples.length;
     const size = this.sampleSize;
-    const ids = options.ids;
     if (failures.length === 0) {
       const y = new Int32Array(n);
       for (let i = 0; i < n; i++) y[i] = labels[i]!;

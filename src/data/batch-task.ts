@@ -11,7 +11,7 @@ import sharp from 'sharp';
 import { drawAugment, NO_AUGMENT, sampleAffine } from './augment.ts';
 import type { SampleFailure, SampleInput } from './decode.ts';
 import { decodeInLanes, poolDecodeTarget } from './decode-lanes.ts';
-import { pixelMapFor, type PipelineConfig } from './pipeline.ts';
+import { pixelMapFor, type PipelineConfig } from './pipeline-config.ts';
 import { warpInto } from './warp.ts';
 
 export interface BatchTask {

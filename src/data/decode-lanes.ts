@@ -7,7 +7,7 @@
 import { isMainThread } from 'node:worker_threads';
 import type { TaskFailure } from './batch-task.ts';
 import { decodeSample, type DecodeTarget, type SampleInput } from './decode.ts';
-import type { PipelineConfig } from './pipeline.ts';
+import type { PipelineConfig } from './pipeline-config.ts';
 import type { PixelSource } from './warp.ts';
 
 /** The pipeline's decode target; files are read synchronously on a pool thread only. */

@@ -14,7 +14,7 @@ import * as tf from '@tensorflow/tfjs';
 import { DatasetError } from '../errors.ts';
 import type { Affine, FillMode, Interpolation, PixelSource } from './warp.ts';
 import type { AugmentParams } from './augment.ts';
-import type { Normalisation } from './pipeline.ts';
+import type { Normalisation } from './pipeline-config.ts';
 
 /** Where augmented batches are warped and normalised: the job's `data.augmentOn`. */
 export type AugmentOn = 'auto' | 'cpu' | 'device';

@@ -1,11 +1,11 @@
 /**
- * The dataset spec as written in a job file: a zod schema (so the job-file validator can embed
- * it and report the exact field) and the types it yields. Unknown fields are errors.
+ * The parts of a dataset spec every image source shares (zod, so the job-file validator embeds
+ * them and reports the exact field): augmentation, preprocessing, resizing, validation splits.
+ * Each source's own schema (src/data/sources/) spreads `imageOptions` into its fields.
  */
 import { z } from 'zod';
-import { ConfigError } from '../errors.ts';
 
-const positiveInt = z.number().int().positive();
+export const positiveInt = z.number().int().positive();
 const fraction = z.number().gt(0).lt(1);
 
 /** Keras-style augmentation; every field optional, absent means "off". */
@@ -58,8 +58,8 @@ export type PreprocessSpec = z.infer<typeof preprocessSpecSchema>;
 export const resizeModeSchema = z.enum(['cover', 'stretch', 'contain']);
 export type ResizeModeSpec = z.infer<typeof resizeModeSchema>;
 
-/** Options shared by every source: the model's input and how samples become it. */
-const imageOptions = {
+/** Options shared by every image source: the model's input and how samples become it. */
+export const imageOptions = {
   /** [height, width] of the model's input; default: the source's own size (32 for CIFAR, 28 for MNIST), 256 for files. */
   imageSize: z.tuple([positiveInt.max(8192), positiveInt.max(8192)]).optional(),
   /** 1 (greyscale) or 3 (RGB); default: the source's own (3 for files and CIFAR, 1 for IDX). */
@@ -83,89 +83,11 @@ const imageOptions = {
   maxFileBytes: positiveInt.default(100 * 1024 * 1024),
 };
 
-const validationByFraction = z.strictObject({ fraction, seed: z.number().int().min(0).optional() });
-const validationByPath = z.strictObject({ path: z.string().min(1) });
+/** A seeded, per-class fraction of the training set. */
+export const validationByFraction = z.strictObject({ fraction, seed: z.number().int().min(0).optional() });
+/** A separate folder or file with the same classes. */
+export const validationByPath = z.strictObject({ path: z.string().min(1) });
 
-export const folderSpecSchema = z.strictObject({
-  kind: z.literal('folder'),
-  /** One sub-folder per class (sorted names become class indices), like Keras' image_dataset_from_directory. */
-  path: z.string().min(1),
-  /** A seeded, per-class fraction of `path`, or a separate folder with the same class sub-folders. */
-  validation: z.union([validationByFraction, validationByPath]).optional(),
-  test: validationByPath.optional(),
-  ...imageOptions,
-});
-
-export const manifestSpecSchema = z.strictObject({
-  kind: z.literal('manifest'),
-  /** A .csv (header with `path` and `label` columns) or .jsonl file ({"path", "label"} per line). */
-  path: z.string().min(1),
-  format: z.enum(['csv', 'jsonl']).optional(),
-  /** Folder relative paths resolve against; default: the manifest's folder. */
-  root: z.string().min(1).optional(),
-  /** Class names in index order; labels may then be names or indices. Default: sorted distinct labels. */
-  classNames: z.array(z.string().min(1)).min(1).optional(),
-  validation: z.union([validationByFraction, validationByPath]).optional(),
-  test: validationByPath.optional(),
-  /** A class with fewer training samples than this (but at least one) is an error naming its rows: most often a mistyped label. */
-  minClassSamples: positiveInt.default(2),
-  ...imageOptions,
-});
-
-export const cifarSpecSchema = z.strictObject({
-  kind: z.literal('cifar'),
-  /** Folder holding the binary batches (data_batch_N.bin + test_batch.bin, or train.bin + test.bin). */
-  path: z.string().min(1),
-  /** 10 or 100; default: detected from the file names. */
-  variant: z.union([z.literal(10), z.literal(100)]).optional(),
-  /** CIFAR-100 only: the 100 fine or 20 coarse labels. */
-  labels: z.enum(['fine', 'coarse']).default('fine'),
-  validation: validationByFraction.optional(),
-  ...imageOptions,
-});
-
-/** MNIST-style IDX folder; fields as in the lead's `openIdxDataset` (src/data/idx.ts). */
-export const idxSpecSchema = z.strictObject({
-  kind: z.literal('idx'),
-  dir: z.string().min(1),
-  classNames: z.array(z.string().min(1)).min(2).optional(),
-  /** Samples cut from the end of the training set for validation (default 5000). */
-  validationSize: z.number().int().min(0).default(5000),
-  limitTrain: positiveInt.optional(),
-  limitTest: positiveInt.optional(),
-  ...imageOptions,
-});
-
-/** Any dataset drover can open. */
-export const datasetSpecSchema = z.discriminatedUnion('kind', [folderSpecSchema, manifestSpecSchema, cifarSpecSchema, idxSpecSchema]);
-
-/** As written (defaults optional). */
-export type DatasetSpecInput = z.input<typeof datasetSpecSchema>;
-/** As validated (defaults filled in). */
-export type DatasetSpec = z.output<typeof datasetSpecSchema>;
-export type FolderSpec = z.output<typeof folderSpecSchema>;
-export type ManifestSpec = z.output<typeof manifestSpecSchema>;
-export type CifarSpec = z.output<typeof cifarSpecSchema>;
-export type IdxSpec = z.output<typeof idxSpecSchema>;
+/** The image options as validated (defaults filled in): what the data pipeline is built from. */
+export type ImageOptions = z.output<z.ZodObject<typeof imageOptions>>;
 export type ResolvedAugmentSpec = z.output<typeof augmentSpecSchema>;
-
-/**
- * Validates a dataset spec (defaults filled in); throws a ConfigError whose `field` is the
- * dotted path of the first bad field, prefixed with `field` (e.g. "data").
- */
-export function parseDatasetSpec(input: unknown, field = ''): DatasetSpec {
-  const result = datasetSpecSchema.safeParse(input);
-  if (result.success) return result.data;
-  const issues = result.error.issues.map((issue) => {
-    const segments = [...(field ? [field] : []), ...issue.path.map(String)];
-    if (issue.code === 'unrecognized_keys') segments.push(issue.keys[0]!);
-    const where = segments.join('.') || '(root)';
-    return { where, text: issue.code === 'unrecognized_keys' ? `unknown field ${issue.keys.join(', ')}` : issue.message };
-  });
-  const first = issues[0]!;
-  return throwConfig(`dataset spec: ${issues.map((i) => `${i.where}: ${i.text}`).join('; ')}`, first.where);
-}
-
-function throwConfig(message: string, where: string): never {
-  throw new ConfigError(message, where);
-}

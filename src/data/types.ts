@@ -3,6 +3,7 @@
  * labels; a batch is one NHWC float32 buffer plus labels, assembled for a list of sample ids.
  */
 import type * as tf from '@tensorflow/tfjs';
+import type { DataSpec } from './sources/index.ts';
 
 /** [height, width, channels] of one decoded sample as the model sees it. */
 export type InputShape = [number, number, number];
@@ -63,6 +64,8 @@ export interface Dataset {
   readonly train: DataSplit;
   readonly validation?: DataSplit;
   readonly test?: DataSplit;
+  /** The spec it was opened from (a job file's `data`); absent for a dataset built in code. */
+  readonly spec?: DataSpec;
   /** Releases thread pools and file handles. */
   close(): Promise<void>;
   /** Running counts of skipped samples (bad files, bad rows), by reason. */

@@ -65,8 +65,6 @@ export function composeAffine(p: Affine, q: Affine): Affine {
   };
 }
 
-export const IDENTITY: Affine = { a: 1, b: 0, c: 0, d: 0, e: 1, f: 0 };
-
 /** Maps an integer index into 0..n-1 per fill mode; -1 means "use the fill value". */
 function remap(i: number, n: number, fill: FillMode): number {
   if (i >= 0 && i < n) return i;

@@ -5,31 +5,15 @@ import { z } from 'zod';
 import { ConfigError } from '../errors.ts';
 import { layerSpecSchema } from '../model/layer-spec.ts';
 import { transferSpecSchema } from '../model/transfer.ts';
-import { cifarSpecSchema, folderSpecSchema, idxSpecSchema, manifestSpecSchema } from '../data/spec.ts';
+import { dataSpecSchema } from '../data/sources/index.ts';
 import { PRESET_NAMES } from '../model/presets.ts';
 import { BACKEND_CHOICES } from '../model/backend.ts';
 import { optimizerSpecSchema } from '../train/optimizers.ts';
 import { scheduleSpecSchema } from '../train/schedule.ts';
 import { clusterSpecSchema } from './cluster-spec.ts';
 
-/**
- * Where the samples come from. `default`: Fashion-MNIST if installed, else generated shapes;
- * `shapes`: the generated set; the others are the data pipeline's sources (src/data/spec.ts).
- */
-export const dataSpecSchema = z.discriminatedUnion('kind', [
-  z.strictObject({ kind: z.literal('default') }),
-  z.strictObject({
-    kind: z.literal('shapes'),
-    dir: z.string().min(1).optional(),
-    perClass: z.number().int().positive().default(300),
-    size: z.number().int().min(16).default(32),
-  }),
-  folderSpecSchema,
-  manifestSpecSchema,
-  cifarSpecSchema,
-  idxSpecSchema,
-]);
-export type DataSpec = z.infer<typeof dataSpecSchema>;
+/** Where the samples come from: any source in the registry (src/data/sources/index.ts). */
+export { dataSpecSchema, type DataSpec } from '../data/sources/index.ts';
 
 /** A scratch model (a preset or a layer list) or a transfer model (backbone + head). */
 const modelSchema = z

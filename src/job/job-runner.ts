@@ -13,8 +13,8 @@ import { logEvent } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { Trainer } from '../train/trainer.ts';
 import { checkpointPath, removeStaleTemporaries, saveCheckpoint, type Checkpoint } from './checkpoint.ts';
-import { samplePreparation } from './job-dataset.ts';
-import type { Job } from './job-file.ts';
+import type { PreprocessSpec, ResizeModeSpec } from '../data/spec.ts';
+import type { DataSpec, Job } from './job-file.ts';
 import { clearPhaseMarker, jobPhases, phaseBoundary, writePhaseMarker, type PhaseStart, type TrainingPhase } from './phases.ts';
 import { restoreCheckpoint, resumePoint, type ResumePoint } from './resume.ts';
 import type { EvaluationMetrics, StepEngine } from './step-engine.ts';
@@ -69,6 +69,14 @@ async function checkpointToResume(file: string, log: Logger): Promise<boolean> {
   }
   log.info({ resume: 'auto', checkpoint: file, resuming: true }, `--resume auto: resuming from ${file}`);
   return true;
+}
+
+/** How the job's samples became model input (scaling, resizing), recorded with the exported model. */
+export function samplePreparation(spec: DataSpec): { preprocess: PreprocessSpec; resize: ResizeModeSpec } {
+  return {
+    preprocess: 'preprocess' in spec ? spec.preprocess : 'rescale',
+    resize: 'resize' in spec ? spec.resize : 'cover',
+  };
 }
 
 /** How a job's model is named in events: its preset, `layers`, or transfer(backbone). */

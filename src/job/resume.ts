@@ -1,4 +1,3 @@
-import type * as tf from '@tensorflow/tfjs';
 import { CheckpointError } from '../errors.ts';
 import type { Job } from './job-file.ts';
 import { writeWeights } from '../model/weights.ts';
@@ -46,8 +45,7 @@ export function restoreCheckpoint(checkpoint: Checkpoint, file: string, trainer:
   try {
     writeWeights(trainer.model, checkpoint.weights);
     if (!what.optimizer) return;
-    type LayerVariable = { read(): tf.Variable };
-    trainer.optimizer.bind((trainer.model.trainableWeights as unknown as LayerVariable[]).map((w) => w.read()));
+    trainer.modelOptimizer.bind();
     trainer.optimizer.setState(checkpoint.optimizer);
   } catch (cause) {
     throw new CheckpointError(`${file} does not fit this job's model: ${(cause as Error).message}`, file, { cause });

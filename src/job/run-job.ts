@@ -1,6 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { PreprocessSpec } from '../data/spec.ts';
 import type { Dataset } from '../data/types.ts';
+import { openJobDataset } from '../data/open.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import { initBackend } from '../model/backend.ts';
 import { buildScratchModel } from '../model/build.ts';
@@ -10,9 +11,8 @@ import { logEvent } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Trainer } from '../train/trainer.ts';
 import { InProcessEngine } from './in-process-engine.ts';
-import { openJobDataset, samplePreparation } from './job-dataset.ts';
 import type { Job } from './job-file.ts';
-import { finishJob, jobModelLabel, jobOutputDir, jobStartFields, startRun, trainPhase, trainPhases } from './job-runner.ts';
+import { finishJob, jobModelLabel, jobOutputDir, jobStartFields, samplePreparation, startRun, trainPhase, trainPhases } from './job-runner.ts';
 import type { EvaluationMetrics } from './step-engine.ts';
 import type { TrainingResult } from './training-loop.ts';
 

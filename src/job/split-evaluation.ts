@@ -1,6 +1,6 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import type { Batch, DataSplit } from '../data/types.ts';
-import type { PredictionResult } from '../train/trainer.ts';
+import type { PredictionResult } from '../train/gradient-model.ts';
 import type { EvaluationMetrics } from './step-engine.ts';
 
 export interface EvaluateOptions {
@@ -10,7 +10,7 @@ export interface EvaluateOptions {
   signal?: AbortSignal;
 }
 
-/** What evaluates a batch in inference mode (a Trainer). */
+/** What evaluates a batch in inference mode (a GradientModel, a Trainer). */
 export interface BatchEvaluator {
   evaluate(batch: Batch): Promise<PredictionResult>;
 }

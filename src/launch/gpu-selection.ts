@@ -1,5 +1,6 @@
 import { ConfigError, NoGpuError } from '../errors.ts';
-import { describeList, listGpuAdapters, type GpuAdapterEntry } from '../model/webgpu.ts';
+import { deviceSelectLayerDir } from '../model/vulkan-device-select.ts';
+import { describeList, listGpuAdapters, needsDeviceSelectLayer, type GpuAdapterEntry } from '../model/webgpu.ts';
 
 /** `--gpus all` or `--gpus 0,2`: which adapters of `drover gpus` get a worker each. */
 export type GpuSelection = 'all' | number[];
@@ -33,9 +34,9 @@ export async function resolveGpus(selection: GpuSelection): Promise<GpuAdapterEn
           : `--gpus all: this machine has no GPU; Dawn sees only software adapters (${describeList(adapters)})`,
       );
     }
-    return distinctByName(gpus);
+    return readyForTwins(gpus, adapters);
   }
-  return distinctByName(
+  return readyForTwins(
     selection.map((index) => {
       const adapter = adapters[index];
       if (!adapter) {
@@ -43,24 +44,16 @@ export async function resolveGpus(selection: GpuSelection): Promise<GpuAdapterEn
       }
       return adapter;
     }),
+    adapters,
   );
 }
 
 /**
- * dawn.node picks an adapter by name only, so two workers on identically named GPUs would share
- * the first: refused with the way around it (one GPU per worker process, README: GPU hosts).
+ * Identically named GPUs are fine: each worker binds to its own through drover's Vulkan layer
+ * (src/model/vulkan-device-select.ts). The layer is built here, once, before the workers start:
+ * a host without a C compiler hears it now rather than from every worker.
  */
-function distinctByName(gpus: GpuAdapterEntry[]): GpuAdapterEntry[] {
-  const seen = new Map<string, number>();
-  for (const gpu of gpus) {
-    const earlier = seen.get(gpu.name);
-    if (earlier !== undefined) {
-      throw new NoGpuError(
-        `--gpus: adapters ${earlier} and ${gpu.index} are both "${gpu.name}", and Dawn selects adapters by name only. ` +
-          'Start one `drover worker --gpu 0` per GPU, each process seeing one GPU (README: GPU hosts).',
-      );
-    }
-    seen.set(gpu.name, gpu.index);
-  }
+async function readyForTwins(gpus: GpuAdapterEntry[], adapters: GpuAdapterEntry[]): Promise<GpuAdapterEntry[]> {
+  if (gpus.some((gpu) => needsDeviceSelectLayer(gpu, adapters))) await deviceSelectLayerDir();
   return gpus;
 }

@@ -12,7 +12,7 @@ import type { Logger } from '../telemetry/logger.ts';
 /** drover's own command line: workers are `drover worker` processes, as on any other machine. */
 const DROVER_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/drover.js');
 
-export interface LocalClusterOptions {
+export interface LocalWorkersOptions {
   job: Job;
   /** Worker processes to start on this machine. */
   workers: number;
@@ -39,7 +39,7 @@ export interface LocalClusterOptions {
  * dismisses them. A worker that crashes with an error fails the job with that error; every
  * process is gone when this returns or throws.
  */
-export async function runLocalCluster(options: LocalClusterOptions): Promise<CoordinatorRunResult> {
+export async function runWithLocalWorkers(options: LocalWorkersOptions): Promise<CoordinatorRunResult> {
   const { job, log } = options;
   if (!Number.isInteger(options.workers) || options.workers < 1) {
     throw new ConfigError(`workers must be an integer >= 1, got ${options.workers}`, 'workers');

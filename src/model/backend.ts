@@ -34,8 +34,9 @@ export function activeBackend(): BackendInfo | undefined {
 
 export interface BackendOptions {
   /**
-   * Compute threads of the wasm backend (XNNPACK's pool; 1 = the single-threaded binary).
-   * The native backends thread on their own.
+   * Compute threads of the wasm backend, default 1. With drover's oneDNN kernels on, they are
+   * oneDNN's (OpenMP) threads and wasm stays single-threaded; without, XNNPACK's pool (1 = the
+   * single-threaded binary). tfjs-node threads on its own.
    */
   threads?: number;
   /** webgpu: the adapter index (`--gpu N`, the order of `drover gpus`). Default: Dawn's first. */

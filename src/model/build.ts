@@ -93,7 +93,7 @@ function makeLayer(
       return tf.layers.globalAveragePooling2d({ name: nameFor('global_avg_pool') });
     case 'dropout':
       // No seed here: a fixed dropout seed in tfjs draws the same mask on every step. The
-      // Trainer seeds each pass instead (TrainerOptions.dropoutSeed).
+      // gradient computation seeds each pass instead (GradientModel's dropoutSeed, src/train/).
       return tf.layers.dropout({ name: nameFor('dropout'), rate: spec.rate });
     case 'flatten':
       return tf.layers.flatten({ name: nameFor('flatten') });

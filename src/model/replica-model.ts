@@ -1,14 +1,14 @@
 import type * as tf from '@tensorflow/tfjs';
-import type { ReplicaModelSpec } from '../job/replica-spec.ts';
+import type { ModelSpec } from './model-spec.ts';
 import { buildScratchModel } from './build.ts';
 import { buildTransferModel, unfreezeFrom } from './transfer.ts';
 
 /**
- * Builds the model a replica spec describes. Workers build their replica with it from the spec
- * they get on join; the weights then come from the coordinator's broadcasts, and the weight
- * manifest check catches a worker whose build differs.
+ * Builds the model a spec describes, the same way on every machine. Workers build their replica
+ * with it from the spec they get on join; the weights then come from the coordinator's
+ * broadcasts, and the weight manifest check catches a worker whose build differs.
  */
-export async function buildReplicaModel(spec: ReplicaModelSpec): Promise<tf.LayersModel> {
+export async function buildReplicaModel(spec: ModelSpec): Promise<tf.LayersModel> {
   if (spec.kind === 'scratch') {
     return buildScratchModel({ layers: spec.layers, inputShape: spec.inputShape, classes: spec.classes, l2: spec.l2, seed: spec.seed });
   }

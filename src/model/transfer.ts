@@ -75,8 +75,8 @@ export async function buildTransferModel(input: TransferSpecInput, options: Tran
 /**
  * Second phase: the named layer and every layer after it (in the model's topological order)
  * become trainable; layers before it keep their state. Backbone batch norm follows `batchNorm`
- * (default 'frozen'). The set of trainable weights changes: build a new Trainer (and optimizer)
- * after calling this. Returns the names of the layers that now train.
+ * (default 'frozen'). The set of trainable weights changes: build the gradient computation and
+ * the optimizer (a Trainer) anew after calling this. Returns the names of the layers that now train.
  */
 export function unfreezeFrom(model: tf.LayersModel, fromLayer: string, options: { batchNorm?: BatchNormPolicy } = {}): string[] {
   const names = model.layers.map((layer) => layer.name);

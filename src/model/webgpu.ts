@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { BackendError, NoGpuError } from '../errors.ts';
+import { bindProcessToVulkanDevice } from './vulkan-device-select.ts';
 import { registerWebGpuKernelFixes } from './webgpu-kernels.ts';
 
 /**
@@ -10,9 +11,9 @@ import { registerWebGpuKernelFixes } from './webgpu-kernels.ts';
  * one Dawn backend (Vulkan on Linux, or the one named by the `backend=` create flag), ordered by
  * the request's powerPreference, and returns the first whose device name contains the
  * `adapter=` flag; with a name matching none it rejects with the list of every adapter, which
- * is the only enumeration it offers. There is no index: identical GPUs share one name, and a
- * process then sees only the first of them unless the Vulkan loader is told to hide the others
- * (see README: GPU hosts).
+ * is the only enumeration it offers. There is no index: identical GPUs share one name. For
+ * those, `--gpu N` binds the process below Dawn with drover's Vulkan layer, which hides every
+ * other device (bindToAdapter, src/model/vulkan-device-select.ts).
  */
 
 /** One adapter dawn.node can see, in its enumeration order. */
@@ -155,20 +156,12 @@ async function chooseAdapter(options: WebGpuOptions): Promise<ChosenAdapter> {
     throw new NoGpuError(
       list.length === 0
         ? noAdapterMessage(backend)
-        : `--gpu ${options.gpu}: there are only ${list.length} adapters (${describeList(list)})`,
+        : `--gpu ${options.gpu}: there ${list.length === 1 ? 'is only 1 adapter' : `are only ${list.length} adapters`} (${describeList(list)})`,
     );
   }
   let adapterName: string | undefined;
   if (options.gpu !== undefined) {
-    // dawn.node takes the first adapter whose name contains the flag: it must be this one.
-    const first = list.find((entry) => entry.name.includes(wanted.name))!;
-    if (first.index !== wanted.index) {
-      throw new NoGpuError(
-        `--gpu ${options.gpu}: adapters ${first.index} and ${wanted.index} are both "${wanted.name}", and dawn.node selects by name only. ` +
-          'Give each worker process one GPU through the Vulkan loader or the container (README: GPU hosts) and use --gpu 0.',
-      );
-    }
-    adapterName = wanted.name;
+    adapterName = await bindToAdapter(wanted, list, backend);
   }
   const gpu = mod.create(createFlags(backend, adapterName));
   let adapter: DawnAdapter | null;
@@ -195,6 +188,42 @@ async function chooseAdapter(options: WebGpuOptions): Promise<ChosenAdapter> {
     throw new NoGpuError(`only a software adapter (${info.name}), which auto never takes`);
   }
   return { gpu, adapter, info };
+}
+
+/**
+ * Makes `wanted` the adapter this process's Dawn takes; returns the `adapter=` flag for it.
+ * A unique name is enough for dawn.node. Identically named GPUs (8x "NVIDIA H200") are told
+ * apart below Dawn: drover's Vulkan layer hides every device but the k-th of that name, k being
+ * `wanted`'s rank among its twins (src/model/vulkan-device-select.ts). Twins are
+ * interchangeable, so `--gpu 0..7` bind to 8 distinct GPUs, which is what counts; which PCI slot
+ * is "3" follows the Vulkan loader's order.
+ */
+async function bindToAdapter(wanted: GpuAdapterEntry, list: GpuAdapterEntry[], backend: 'vulkan' | 'opengl'): Promise<string | undefined> {
+  if (!needsDeviceSelectLayer(wanted, list)) return wanted.name;
+  if (backend !== 'vulkan') {
+    throw new NoGpuError(`--gpu ${wanted.index}: another adapter is also named "${wanted.name}", and dawn.node selects by name only; the one-GPU-per-process layer works on Dawn's vulkan backend only`);
+  }
+  const ordinal = list.filter((entry) => entry.name === wanted.name).indexOf(wanted);
+  // Proof that the layer took effect: this process now sees that one device and nothing else.
+  // A loader older than VK_ADD_LAYER_PATH (2022) finds the layer through VK_LAYER_PATH only.
+  let seen: GpuAdapterEntry[] = [];
+  for (const viaLayerPath of [false, true]) {
+    await bindProcessToVulkanDevice({ name: wanted.name, ordinal }, { viaLayerPath });
+    seen = await listGpuAdapters({ dawnBackend: backend });
+    if (seen.length === 1 && seen[0]!.name === wanted.name) return undefined;
+  }
+  throw new NoGpuError(
+    `--gpu ${wanted.index}: drover's Vulkan device-select layer did not take effect (this process still sees ${seen.length === 0 ? 'no adapter' : describeList(seen)}); ` +
+      'run with VK_LOADER_DEBUG=layer to see why the Vulkan loader did not load it (README: GPU hosts)',
+  );
+}
+
+/**
+ * True when dawn.node's `adapter=<name>` cannot single out `entry`: another adapter has the same
+ * name, or an earlier one's name contains it (dawn.node takes the first whose name contains the flag).
+ */
+export function needsDeviceSelectLayer(entry: GpuAdapterEntry, list: readonly GpuAdapterEntry[]): boolean {
+  return list.find((other) => other.name.includes(entry.name))!.index !== entry.index || list.some((other) => other.index !== entry.index && other.name === entry.name);
 }
 
 let activeAdapter: WebGpuAdapterInfo | undefined;

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { WeightsError } from '../errors.ts';
 import { readFloat32 } from './tensor-read.ts';
+import { modelVariables, type ModelVariable } from './variables.ts';
 
 /** One weight of a model as it travels: name, shape, dtype, and whether SGD updates it. */
 export interface WeightEntry {
@@ -16,23 +17,18 @@ export interface WeightSet {
   values: Float32Array[];
 }
 
-type LayerVariableLike = { originalName: string; name: string; shape: number[]; dtype: string; trainable: boolean; read(): tf.Variable; write(value: tf.Tensor): void };
-
-function layerVariables(model: tf.LayersModel): LayerVariableLike[] {
-  return model.weights as unknown as LayerVariableLike[];
-}
 
 /**
  * Stable name of a weight: its original (un-suffixed) name. tfjs appends `_1`, `_2` to names
  * that repeat within a process, so the suffixed name differs between processes.
  */
-function stableName(variable: LayerVariableLike): string {
+function stableName(variable: ModelVariable): string {
   return variable.originalName ?? variable.name;
 }
 
 /** Manifest of every weight (trainable and not) of a model. */
 export function weightManifest(model: tf.LayersModel): WeightEntry[] {
-  return layerVariables(model).map((v) => ({
+  return modelVariables(model).map((v) => ({
     name: stableName(v),
     shape: [...v.shape],
     dtype: 'float32',
@@ -45,7 +41,7 @@ export function weightManifest(model: tf.LayersModel): WeightEntry[] {
  * asynchronously (GPU backends cannot read synchronously).
  */
 export async function readWeights(model: tf.LayersModel): Promise<WeightSet> {
-  const vars = layerVariables(model);
+  const vars = modelVariables(model);
   for (const v of vars) {
     if (v.dtype !== 'float32') throw new WeightsError(`weight ${stableName(v)} has dtype ${v.dtype}; only float32 is supported`);
   }
@@ -80,7 +76,7 @@ export function assertFinite(values: Float32Array, what: string): void {
 
 /** Writes a full weight set into a model after checking it fits. */
 export function writeWeights(model: tf.LayersModel, set: WeightSet): void {
-  const vars = layerVariables(model);
+  const vars = modelVariables(model);
   checkWeightSet(weightManifest(model), set);
   tf.tidy(() => {
     vars.forEach((v, i) => v.write(tf.tensor(set.values[i]!, v.shape, 'float32')));
@@ -92,7 +88,7 @@ export function writeWeights(model: tf.LayersModel, set: WeightSet): void {
  * Checks sizes and finiteness; names and shapes are the caller's to have matched.
  */
 export function writeWeightsAt(model: tf.LayersModel, indices: readonly number[], values: readonly Float32Array[]): void {
-  const vars = layerVariables(model);
+  const vars = modelVariables(model);
   if (indices.length !== values.length) throw new WeightsError(`${values.length} arrays for ${indices.length} weights`);
   indices.forEach((i, k) => {
     const v = vars[i];

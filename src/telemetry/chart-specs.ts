@@ -1,4 +1,4 @@
-import type { DatasetName } from './run-state.ts';
+import type { DatasetName } from './chart-rows.ts';
 
 /**
  * The charts of a run as Vega-Lite specs over the named datasets of RunState: the dashboard

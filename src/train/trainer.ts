@@ -1,28 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
-import { TrainingError, WeightsError } from '../errors.ts';
 import type { Batch } from '../data/types.ts';
 import type { WeightEntry } from '../model/weights.ts';
-import { assertFinite, weightManifest } from '../model/weights.ts';
 import { readFloat32 } from '../model/tensor-read.ts';
+import { checkLoss, GradientModel, type GradientResult, type PredictionResult, type StepMetrics } from './gradient-model.ts';
+import { ModelOptimizer } from './model-optimizer.ts';
 import type { Optimizer, OptimizerSpec } from './optimizers.ts';
-import { createOptimizer } from './optimizers.ts';
 
-/** Loss (mean over the batch), number of correct top-1 predictions, and batch size. */
-export interface StepMetrics {
-  loss: number;
-  correct: number;
-  n: number;
-}
-
-/** Gradients of the mean loss over one batch, one flat array per trainable weight. */
-export interface GradientResult extends StepMetrics {
-  grads: Float32Array[];
-}
-
-/** Per-sample class probabilities and the batch metrics (evaluation, confusion matrices). */
-export interface PredictionResult extends StepMetrics {
-  predicted: Int32Array;
-}
+export type { GradientResult, PredictionResult, StepMetrics } from './gradient-model.ts';
 
 export interface TrainerOptions {
   optimizer: OptimizerSpec;
@@ -35,97 +19,47 @@ export interface TrainerOptions {
   passesDone?: number;
 }
 
-type SeededLayer = { seed?: number };
-
-/** Dropout layers of a model, nested models included. */
-function dropoutLayers(model: tf.LayersModel): SeededLayer[] {
-  const found: SeededLayer[] = [];
-  const visit = (layers: readonly tf.layers.Layer[]): void => {
-    for (const layer of layers) {
-      if (layer.getClassName() === 'Dropout') found.push(layer as unknown as SeededLayer);
-      const nested = (layer as unknown as { layers?: tf.layers.Layer[] }).layers;
-      if (Array.isArray(nested)) visit(nested);
-    }
-  };
-  visit(model.layers);
-  return found;
-}
-
-const LOG_EPSILON = 1e-7;
-
-type TrainableVariable = { originalName: string; name: string; shape: number[]; read(): tf.Variable };
-
 /**
- * The unit of work the distributed layer reuses: loss, correct count and gradients for a
- * batch on the current weights, and updates from (averaged) gradients. The tensor work of a
- * call happens synchronously inside a tidy that keeps only what is read back; reads are awaited
- * (a GPU backend cannot read synchronously) and release those tensors, so nothing leaks between
- * steps.
+ * A model that trains in this process: its GradientModel (loss, gradients, evaluation) and its
+ * ModelOptimizer (the update) over the same weights. Code that needs only one half takes that
+ * half: a worker or `drover evaluate` a GradientModel, whatever applies gradients computed
+ * elsewhere a ModelOptimizer.
  */
 export class Trainer {
-  readonly optimizer: Optimizer;
-  private readonly trainable: TrainableVariable[];
+  readonly gradientModel: GradientModel;
+  readonly modelOptimizer: ModelOptimizer;
+
+  constructor(model: tf.LayersModel, options: TrainerOptions) {
+    this.gradientModel = new GradientModel(model, { dropoutSeed: options.dropoutSeed, passesDone: options.passesDone });
+    this.modelOptimizer = new ModelOptimizer(model, options.optimizer);
+  }
+
+  get model(): tf.LayersModel {
+    return this.gradientModel.model;
+  }
+
+  get optimizer(): Optimizer {
+    return this.modelOptimizer.optimizer;
+  }
+
   /** Manifest of the trainable weights, in gradient order. */
-  readonly gradientManifest: WeightEntry[];
-  private readonly dropoutSeed: number | undefined;
-  private readonly dropouts: SeededLayer[];
-  /** Training passes so far: with dropoutSeed, picks each pass's masks. */
-  private passes = 0;
-
-  constructor(
-    readonly model: tf.LayersModel,
-    options: TrainerOptions,
-  ) {
-    this.optimizer = createOptimizer(options.optimizer);
-    this.dropoutSeed = options.dropoutSeed;
-    this.passes = options.passesDone ?? 0;
-    this.dropouts = options.dropoutSeed === undefined ? [] : dropoutLayers(model);
-    this.trainable = model.trainableWeights as unknown as TrainableVariable[];
-    this.gradientManifest = weightManifest(model).filter((w) => w.trainable);
-    if (this.trainable.length === 0) throw new TrainingError('the model has no trainable weights');
+  get gradientManifest(): WeightEntry[] {
+    return this.gradientModel.gradientManifest;
   }
 
-  /** Loss, correct count and gradients of the mean loss, as flat arrays (for the wire). */
-  async computeGradients(batch: Batch): Promise<GradientResult> {
-    const { loss, correct, grads } = tf.tidy(() => {
-      const out = this.gradientTensors(batch);
-      return { loss: out.loss, correct: countAsFloat(out.correct), grads: out.grads };
-    });
-    const [[lossValue], [correctCount], ...gradValues] = await readAndDispose([loss, correct, ...grads]);
-    return { loss: checkLoss(lossValue!), correct: correctCount!, n: batch.n, grads: gradValues };
+  /** See GradientModel.computeGradients. */
+  computeGradients(batch: Batch): Promise<GradientResult> {
+    return this.gradientModel.computeGradients(batch);
   }
 
-  /**
-   * Applies gradients (already averaged over the global batch) with the optimizer. Each array
-   * is checked for size and finiteness first; a bad one rejects (WeightsError) before any weight
-   * changes. A step whose gradients are large enough to overflow a weight or slot is verified
-   * first (one awaited read) and rejects with NonFiniteUpdateError, writing nothing, if it would;
-   * every other step is written before this returns its promise, with no read back.
-   */
-  async applyGradients(grads: readonly Float32Array[], learningRate: number): Promise<void> {
-    if (grads.length !== this.trainable.length) {
-      throw new WeightsError(`got ${grads.length} gradients for ${this.trainable.length} trainable weights`);
-    }
-    let largest = 0;
-    grads.forEach((g, i) => {
-      const entry = this.gradientManifest[i]!;
-      const size = entry.shape.reduce((a, b) => a * b, 1);
-      if (g.length !== size) throw new WeightsError(`gradient ${i} (${entry.name}) has ${g.length} values, expected ${size}`);
-      largest = Math.max(largest, largestMagnitude(g, `gradient ${i} (${entry.name})`));
-    });
-    const upload = (): tf.Tensor[] => grads.map((g, i) => tf.tensor(g, this.gradientManifest[i]!.shape, 'float32'));
-    // Moderate gradients cannot overflow float32 weights or slots: only a step with a large one
-    // pays for computing every new value and reading whether it is finite before writing it.
-    if (largest * Math.max(1, Math.abs(learningRate)) <= SAFE_UPDATE_MAGNITUDE) {
-      tf.tidy(() => this.optimizer.apply(this.variables(), upload(), learningRate));
-      return;
-    }
-    const tensors = tf.tidy(upload);
-    try {
-      await this.optimizer.applyVerified(this.variables(), tensors, learningRate);
-    } finally {
-      tf.dispose(tensors);
-    }
+  /** See GradientModel.evaluate. */
+  evaluate(batch: Batch): Promise<PredictionResult> {
+    return this.gradientModel.evaluate(batch);
+  }
+
+  /** See ModelOptimizer.applyGradients. */
+  applyGradients(grads: readonly Float32Array[], learningRate: number): Promise<void> {
+    return this.modelOptimizer.applyGradients(grads, learningRate);
   }
 
   /**
@@ -133,139 +67,14 @@ export class Trainer {
    * is read before the update, so a diverged step changes no weight.
    */
   async trainStep(batch: Batch, learningRate: number): Promise<StepMetrics> {
-    const { loss, correct, grads } = tf.tidy(() => {
-      const out = this.gradientTensors(batch);
-      return { loss: out.loss, correct: countAsFloat(out.correct), grads: out.grads };
-    });
+    const { loss, correct, grads } = this.gradientModel.gradientTensors(batch);
     try {
       const [[lossValue], [correctCount]] = await readFloat32([loss, correct]);
       const checked = checkLoss(lossValue!);
-      tf.tidy(() => this.optimizer.apply(this.variables(), grads, learningRate));
+      this.modelOptimizer.applyGradientTensors(grads, learningRate);
       return { loss: checked, correct: correctCount!, n: batch.n };
     } finally {
       tf.dispose([loss, correct, ...grads]);
     }
   }
-
-  /** Loss and correct count in inference mode, plus the predicted class of each sample. */
-  async evaluate(batch: Batch): Promise<PredictionResult> {
-    const { loss, correct, predicted } = tf.tidy(() => {
-      const x = batchInput(batch);
-      const probs = this.model.apply(x, { training: false }) as tf.Tensor2D;
-      const argMax = tf.argMax(probs, 1);
-      return {
-        loss: crossEntropy(probs, batch.y),
-        correct: tf.sum(tf.cast(tf.equal(argMax, tf.tensor1d(batch.y, 'int32')), 'float32')),
-        // Class indices are exact in float32 (< 2^24): one read for all three.
-        predicted: tf.cast(argMax, 'float32'),
-      };
-    });
-    const [[lossValue], [correctCount], predictedValues] = await readAndDispose([loss, correct, predicted]);
-    return { loss: lossValue!, correct: correctCount!, n: batch.n, predicted: Int32Array.from(predictedValues!) };
-  }
-
-  private variables(): tf.Variable[] {
-    return this.trainable.map((w) => w.read());
-  }
-
-  private gradientTensors(batch: Batch): { loss: tf.Scalar; correct: tf.Scalar; grads: tf.Tensor[] } {
-    if (batch.n === 0) throw new TrainingError('cannot compute gradients of an empty batch');
-    const x = batchInput(batch);
-    const labels = tf.tensor1d(batch.y, 'int32');
-    // Kept out of variableGrads' scope (and so out of every tidy): countAsFloat releases it.
-    let correct: tf.Scalar | undefined;
-    const vars = this.variables();
-    this.seedDropouts();
-    let value: tf.Scalar;
-    let grads: tf.NamedTensorMap;
-    try {
-      ({ value, grads } = tf.variableGrads(() => {
-        const probs = this.model.apply(x, { training: true }) as tf.Tensor2D;
-        correct = tf.keep(tf.sum(tf.cast(tf.equal(tf.argMax(probs, 1), labels), 'int32')) as tf.Scalar);
-        let loss: tf.Tensor = crossEntropy(probs, batch.y);
-        // Regularisation penalties (L2 on kernels) of the layers, as Keras adds them.
-        for (const penalty of regularizationLosses(this.model)) loss = tf.add(loss, penalty);
-        return loss as tf.Scalar;
-      }, vars));
-    } finally {
-      // Unseeded again, so that a saved model's config does not carry a step's seed.
-      for (const layer of this.dropouts) layer.seed = undefined;
-    }
-    // variableGrads returns a map keyed by variable name; keep the trainable-weights order.
-    return { loss: value, correct: correct!, grads: vars.map((v) => grads[v.name]!) };
-  }
-
-  /**
-   * Gives every dropout layer this pass's seed. A fixed seed would draw the same mask on every
-   * pass (tfjs seeds each draw afresh), so the seed moves with the pass number.
-   */
-  private seedDropouts(): void {
-    if (this.dropoutSeed === undefined) return;
-    const pass = this.passes++;
-    this.dropouts.forEach((layer, i) => {
-      layer.seed = (this.dropoutSeed! * 1_000_003 + pass * 101 + i) % 2_147_483_647;
-    });
-  }
-}
-
-/** The batch's input tensor: built on the device when the batch augments there, else uploaded from x. */
-function batchInput(batch: Batch): tf.Tensor4D {
-  return batch.input ? batch.input() : tf.tensor4d(batch.x, [batch.n, ...batch.shape]);
-}
-
-/** Mean sparse categorical cross-entropy of softmax outputs (clipped as Keras does). */
-function crossEntropy(probs: tf.Tensor2D, labels: Int32Array): tf.Scalar {
-  const oneHot = tf.oneHot(tf.tensor1d(labels, 'int32'), probs.shape[1]);
-  const picked = tf.sum(tf.mul(probs, oneHot), 1);
-  return tf.neg(tf.mean(tf.log(tf.clipByValue(picked, LOG_EPSILON, 1)))) as tf.Scalar;
-}
-
-/**
- * Penalties (L2 on kernels) of every layer. Asked of each layer, because a Sequential's own
- * calculateLosses() walks an empty node map and returns none.
- */
-export function regularizationLosses(model: tf.LayersModel): tf.Scalar[] {
-  return model.layers.flatMap((layer) => layer.calculateLosses());
-}
-
-/** The kept correct count as float32 (read with the loss in one go); releases the kept one. */
-function countAsFloat(correct: tf.Scalar): tf.Scalar {
-  const asFloat = tf.cast(correct, 'float32');
-  correct.dispose();
-  return asFloat;
-}
-
-/** Reads tensors back (one GPU read on webgpu) and releases them. */
-async function readAndDispose(tensors: tf.Tensor[]): Promise<Float32Array[]> {
-  try {
-    return await readFloat32(tensors);
-  } finally {
-    tf.dispose(tensors);
-  }
-}
-
-function checkLoss(loss: number): number {
-  if (!Number.isFinite(loss)) {
-    throw new TrainingError(`loss is ${loss}: training diverged (lower the learning rate, check the input scaling)`);
-  }
-  return loss;
-}
-
-/**
- * Above this (largest |gradient| x max(1, learning rate)) an optimizer step is checked before it
- * is written. Below it, no rule drover has can overflow float32 (3.4e38): Adam's and RMSprop's
- * second moments stay under 1e20, SGD and momentum move a weight by at most lr x 1e10 per step.
- */
-const SAFE_UPDATE_MAGNITUDE = 1e10;
-
-/** The largest |value|; throws a WeightsError naming the first NaN or infinite one. */
-function largestMagnitude(values: Float32Array, what: string): number {
-  let largest = 0;
-  for (let j = 0; j < values.length; j++) {
-    const v = values[j]!;
-    if (!Number.isFinite(v)) throw new WeightsError(`${what}: value ${j} is ${v}`);
-    const magnitude = v < 0 ? -v : v;
-    if (magnitude > largest) largest = magnitude;
-  }
-  return largest;
 }

@@ -1,5 +1,6 @@
 import type { Http2Server, Http2Session } from 'node:http2';
 import type * as grpc from '@grpc/grpc-js';
+import { checkGrpcJsVersion, missingInternal } from './grpc-internals.ts';
 
 /**
  * HTTP/2 flow-control window for drover's connections. The default (64 KiB per stream and per
@@ -12,15 +13,20 @@ export const FLOW_CONTROL_WINDOW = 16 * 1024 * 1024;
 
 type ServerInternals = { createHttp2Server?: (credentials: unknown) => Http2Server; commonServerOptions?: { settings?: Record<string, unknown> } };
 
+const INTERNAL = 'Server fields createHttp2Server and commonServerOptions';
+
 /**
- * Gives a grpc-js server's HTTP/2 sessions a large receive window (stream and connection).
- * Reaches into grpc-js internals (`createHttp2Server`, `commonServerOptions`); when a grpc-js
- * version lacks them this does nothing and the server works with the default window.
+ * Gives a grpc-js server's HTTP/2 sessions a large receive window: the stream window through the
+ * SETTINGS every session sends, the connection window through a WINDOW_UPDATE when a session
+ * opens. Call it before binding. Sets private fields of the server (`createHttp2Server`,
+ * `commonServerOptions`), so it throws GrpcInternalsError on a grpc-js other than the tested
+ * one, or one without them (src/wire/grpc-internals.ts).
  */
-export function tuneServerWindow(server: grpc.Server, windowBytes = FLOW_CONTROL_WINDOW): boolean {
+export function tuneServerWindow(server: grpc.Server, windowBytes = FLOW_CONTROL_WINDOW): void {
+  checkGrpcJsVersion(INTERNAL);
   const internals = server as unknown as ServerInternals;
   const create = internals.createHttp2Server;
-  if (typeof create !== 'function' || typeof internals.commonServerOptions !== 'object') return false;
+  if (typeof create !== 'function' || typeof internals.commonServerOptions !== 'object') throw missingInternal(INTERNAL);
   internals.commonServerOptions.settings = { ...internals.commonServerOptions.settings, initialWindowSize: windowBytes };
   internals.createHttp2Server = function (this: unknown, credentials: unknown): Http2Server {
     const http2Server = create.call(this, credentials);
@@ -33,5 +39,4 @@ export function tuneServerWindow(server: grpc.Server, windowBytes = FLOW_CONTROL
     });
     return http2Server;
   };
-  return true;
 }

@@ -1,4 +1,5 @@
 import { createRequire } from 'node:module';
+import { checkGrpcJsVersion, missingInternal } from './grpc-internals.ts';
 
 /**
  * gRPC frames every message as [compressed flag, 4-byte big-endian length, message]. grpc-js
@@ -9,8 +10,8 @@ import { createRequire } from 'node:module';
  *
  * grpc-js has no option for this, so `installFramedSerialize` wraps its server call's
  * `serializeMessage` (an internal method): when the method's serializer carries a framed variant
- * that one is used, otherwise grpc-js does what it always did. On a grpc-js without that method
- * nothing is installed and messages are framed (copied) by grpc-js as before.
+ * that one is used, otherwise grpc-js does what it always did. It refuses (GrpcInternalsError)
+ * a grpc-js other than the tested one, or one without that method (src/wire/grpc-internals.ts).
  */
 
 /** Bytes of gRPC's message prefix. */
@@ -40,25 +41,27 @@ export function framedSerializer<T>(framed: Serialize<T>): Serialize<T> {
 
 type ServerCallPrototype = { serializeMessage?: (this: { handler?: { serialize?: WithFramed<unknown> } }, value: unknown) => Buffer };
 
-let installed: boolean | undefined;
+/** Where the patched method lives, in grpc-js's build. */
+const SERVER_CALL_MODULE = '@grpc/grpc-js/build/src/server-interceptors.js';
+const INTERNAL = 'BaseServerInterceptingCall.prototype.serializeMessage';
 
-/** Makes grpc-js server calls use framed serializers (once per process); false when grpc-js lacks the hook. */
-export function installFramedSerialize(): boolean {
-  if (installed !== undefined) return installed;
-  installed = false;
-  try {
-    const require = createRequire(import.meta.url);
-    const internals = require('@grpc/grpc-js/build/src/server-interceptors.js') as { BaseServerInterceptingCall?: { prototype: ServerCallPrototype } };
-    const prototype = internals.BaseServerInterceptingCall?.prototype;
-    const original = prototype?.serializeMessage;
-    if (!prototype || typeof original !== 'function') return false;
-    prototype.serializeMessage = function (value) {
-      const framed = this.handler?.serialize?.[FRAMED];
-      return framed ? framed(value) : original.call(this, value);
-    };
-    installed = true;
-  } catch {
-    // another grpc-js layout: grpc-js frames (copies) as before
-  }
-  return installed;
+let installed = false;
+
+/**
+ * Makes grpc-js server calls use framed serializers (once per process). Throws
+ * GrpcInternalsError when grpc-js is not the tested version or lacks the method.
+ */
+export function installFramedSerialize(): void {
+  if (installed) return;
+  checkGrpcJsVersion(INTERNAL);
+  const require = createRequire(import.meta.url);
+  const internals = require(SERVER_CALL_MODULE) as { BaseServerInterceptingCall?: { prototype: ServerCallPrototype } };
+  const prototype = internals.BaseServerInterceptingCall?.prototype;
+  const original = prototype?.serializeMessage;
+  if (!prototype || typeof original !== 'function') throw missingInternal(INTERNAL);
+  prototype.serializeMessage = function (value) {
+    const framed = this.handler?.serialize?.[FRAMED];
+    return framed ? framed(value) : original.call(this, value);
+  };
+  installed = true;
 }

@@ -3,7 +3,8 @@ import { ProtocolError } from '../errors.ts';
 import type { Batch } from '../data/types.ts';
 import { buildReplicaModel } from '../model/replica-model.ts';
 import { weightManifest, writeWeightsAt, type WeightEntry } from '../model/weights.ts';
-import { Trainer } from '../train/trainer.ts';
+import { GradientModel } from '../train/gradient-model.ts';
+import { modelVariables } from '../model/variables.ts';
 import { readFloat32 } from '../model/tensor-read.ts';
 import type { ReplicaSpec } from '../job/replica-spec.ts';
 import type { ComputeReplica, ReplicaEvaluation, ReplicaGradients } from './compute-replica.ts';
@@ -15,7 +16,7 @@ import { placeWeightUpdate, type WeightUpdate } from './weight-update.ts';
  */
 export class ModelReplica implements ComputeReplica {
   readonly manifest: WeightEntry[];
-  private readonly trainer: Trainer;
+  private readonly gradientModel: GradientModel;
   private readonly bufferVariables: tf.Variable[];
   private current: number | undefined;
 
@@ -25,8 +26,8 @@ export class ModelReplica implements ComputeReplica {
   }
 
   private constructor(spec: ReplicaSpec, built: tf.LayersModel) {
-    // The optimizer is never used here (the coordinator holds the only one).
-    this.trainer = new Trainer(built, { optimizer: { name: 'sgd', learningRate: 0.01, momentum: 0, nesterov: false }, dropoutSeed: spec.model.seed });
+    // Gradients only: the coordinator holds the only optimizer.
+    this.gradientModel = new GradientModel(built, { dropoutSeed: spec.model.seed });
     this.manifest = weightManifest(built);
     const expected = spec.weights.map((w) => `${w.name}:${w.shape.join('x')}:${w.trainable}`).join(',');
     const mine = this.manifest.map((w) => `${w.name}:${w.shape.join('x')}:${w.trainable}`).join(',');
@@ -34,10 +35,9 @@ export class ModelReplica implements ComputeReplica {
       built.dispose();
       throw new ProtocolError('this worker builds a different model than the coordinator (different drover versions?): weight manifests differ');
     }
-    type LayerVariable = { trainable: boolean; read(): tf.Variable };
     // A transfer backbone's batch norm runs in inference mode: no non-trainable weight moves in a
     // forward pass, so none goes back (a frozen MobileNetV2 would otherwise send all its weights).
-    this.bufferVariables = spec.model.kind === 'transfer' ? [] : (built.weights as unknown as LayerVariable[]).filter((w) => !w.trainable).map((w) => w.read());
+    this.bufferVariables = spec.model.kind === 'transfer' ? [] : modelVariables(built).filter((w) => !w.trainable).map((w) => w.read());
   }
 
   get version(): number | undefined {
@@ -53,24 +53,23 @@ export class ModelReplica implements ComputeReplica {
     const at = placeWeightUpdate(this.manifest, this.current, update);
     // A partial update leaves the other weights as they are: on cpu they may still be views of
     // an earlier broadcast's buffer, which the session then never hands back to its pool.
-    writeWeightsAt(this.trainer.model, at, update.tensors.map((t) => t.data as Float32Array));
+    writeWeightsAt(this.gradientModel.model, at, update.tensors.map((t) => t.data as Float32Array));
     this.current = update.version;
   }
 
   async train(batch: Batch): Promise<ReplicaGradients> {
-    const result = await this.trainer.computeGradients(batch);
+    const result = await this.gradientModel.computeGradients(batch);
     // The forward pass in training mode moved the batch-norm statistics: they go back too.
     const buffers = await readFloat32(this.bufferVariables);
     return { ...result, buffers };
   }
 
   async evaluate(batch: Batch): Promise<ReplicaEvaluation> {
-    const result = await this.trainer.evaluate(batch);
+    const result = await this.gradientModel.evaluate(batch);
     return { lossSum: result.loss * result.n, correct: result.correct, n: result.n, predicted: Array.from(result.predicted) };
   }
 
   dispose(): void {
-    this.trainer.model.dispose();
-    this.trainer.optimizer.dispose();
+    this.gradientModel.model.dispose();
   }
 }

@@ -8,7 +8,7 @@ import { CoordinatorConnection } from './client.ts';
 import type { ComputeReplica } from './compute-replica.ts';
 import { SimulatedReplica } from './simulated-replica.ts';
 import { WorkerSession } from './session.ts';
-import { pipelineDecoder, rawPixelDecoder, sharedDatasetDecoder, type ShardDecoder } from './shard-decoder.ts';
+import { shardDecoder, type ShardDecoder } from './shard-decoder.ts';
 
 export interface WorkerOptions {
   /** host:port of the coordinator. */
@@ -21,7 +21,7 @@ export interface WorkerOptions {
   backend?: BackendChoice;
   /** Bind to this WebGPU adapter (index of `drover gpus`): implies backend webgpu. */
   gpu?: number;
-  /** Compute threads of the wasm backend (default 1). */
+  /** Compute threads: oneDNN's when its kernels are on, else the wasm backend's (default 1). */
   threads?: number;
   /** Name shown in the coordinator's log. */
   name?: string;
@@ -102,7 +102,7 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
         if (!decoder || samplesKey !== decoderKey) {
           await decoder?.close();
           decoder = undefined;
-          decoder = await makeDecoder(spec, log);
+          decoder = await shardDecoder(spec.samples, log);
           decoderKey = samplesKey;
         }
       }
@@ -155,24 +155,6 @@ function isFatal(error: DroverError): boolean {
 async function buildReplica(spec: ReplicaSpec): Promise<ComputeReplica> {
   const { ModelReplica } = await import('./replica.ts');
   return ModelReplica.build(spec);
-}
-
-async function makeDecoder(spec: ReplicaSpec, log: Logger): Promise<ShardDecoder> {
-  const samples = spec.samples;
-  switch (samples.decoder) {
-    case 'raw-u8':
-      return rawPixelDecoder(samples.shape);
-    case 'pipeline': {
-      if (samples.transport === 'stream') return await pipelineDecoder(samples.dataset, samples.inputShape, log);
-      const { openDataset } = await import('../data/open.ts');
-      return sharedDatasetDecoder(await openDataset(samples.dataset, { logger: log }));
-    }
-    case 'job-data': {
-      const { dataSpecSchema } = await import('../job/job-file.ts');
-      const { openJobDataset } = await import('../job/job-dataset.ts');
-      return sharedDatasetDecoder(await openJobDataset(dataSpecSchema.parse(samples.data), log));
-    }
-  }
 }
 
 async function joinWithRetry(

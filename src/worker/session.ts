@@ -159,11 +159,6 @@ export class WorkerSession {
         case 'task':
           this.enqueue(message.task!);
           return;
-        case 'cancel': {
-          const ids = new Set(message.cancel!.taskIds);
-          for (let i = this.queue.length - 1; i >= 0; i--) if (ids.has(this.queue[i]!.assignment.taskId)) this.queue.splice(i, 1);
-          return;
-        }
         case 'stop':
           this.end({ kind: 'stopped', reason: message.stop!.reason, jobCompleted: message.stop!.jobCompleted, rejoin: message.stop!.rejoin === true });
           return;

@@ -25,11 +25,6 @@ interface GraphView {
   rebuild(layers: LayerConfig[], output: string): Record<string, unknown>;
 }
 
-/** Layer names of a topology, in the order of its config (topological for Keras). */
-export function topologyLayerNames(artifacts: tf.io.ModelArtifacts, source: string): string[] {
-  return graphView(artifacts, source).layers.map(layerNameOf);
-}
-
 /**
  * Keeps only the layers the named layer depends on, makes that layer the model's output, and
  * drops the weights (specs and bytes) of every other layer. Unknown names are an error that

@@ -60,8 +60,3 @@ export function registerNativeKernels(options: NativeKernelsOptions = {}): Nativ
   registered = { enabled: true, name: 'onednn', detail: addon.info(), kernels };
   return registered;
 }
-
-/** What registerNativeKernels did in this process, if it was called. */
-export function nativeKernelsInfo(): NativeKernelsInfo | undefined {
-  return registered;
-}

@@ -1,7 +1,6 @@
 import type * as grpc from '@grpc/grpc-js';
 import type { EnumTypeDefinition, MessageTypeDefinition } from '@grpc/proto-loader';
 
-import type { CancelTasks as _drover_v1_CancelTasks, CancelTasks__Output as _drover_v1_CancelTasks__Output } from './drover/v1/CancelTasks.ts';
 import type { Capabilities as _drover_v1_Capabilities, Capabilities__Output as _drover_v1_Capabilities__Output } from './drover/v1/Capabilities.ts';
 import type { Chunk as _drover_v1_Chunk, Chunk__Output as _drover_v1_Chunk__Output } from './drover/v1/Chunk.ts';
 import type { CoordinatorClient as _drover_v1_CoordinatorClient, CoordinatorDefinition as _drover_v1_CoordinatorDefinition } from './drover/v1/Coordinator.ts';
@@ -32,7 +31,6 @@ type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> 
 export interface ProtoGrpcType {
   drover: {
     v1: {
-      CancelTasks: MessageTypeDefinition<_drover_v1_CancelTasks, _drover_v1_CancelTasks__Output>
       Capabilities: MessageTypeDefinition<_drover_v1_Capabilities, _drover_v1_Capabilities__Output>
       Chunk: MessageTypeDefinition<_drover_v1_Chunk, _drover_v1_Chunk__Output>
       Coordinator: SubtypeConstructor<typeof grpc.Client, _drover_v1_CoordinatorClient> & { service: _drover_v1_CoordinatorDefinition }

@@ -4,7 +4,6 @@ import type { Envelope as _drover_v1_Envelope, Envelope__Output as _drover_v1_En
 import type { WeightBroadcast as _drover_v1_WeightBroadcast, WeightBroadcast__Output as _drover_v1_WeightBroadcast__Output } from '../../drover/v1/WeightBroadcast.ts';
 import type { TaskAssignment as _drover_v1_TaskAssignment, TaskAssignment__Output as _drover_v1_TaskAssignment__Output } from '../../drover/v1/TaskAssignment.ts';
 import type { Chunk as _drover_v1_Chunk, Chunk__Output as _drover_v1_Chunk__Output } from '../../drover/v1/Chunk.ts';
-import type { CancelTasks as _drover_v1_CancelTasks, CancelTasks__Output as _drover_v1_CancelTasks__Output } from '../../drover/v1/CancelTasks.ts';
 import type { Stop as _drover_v1_Stop, Stop__Output as _drover_v1_Stop__Output } from '../../drover/v1/Stop.ts';
 
 export interface CoordinatorMessage {
@@ -12,9 +11,8 @@ export interface CoordinatorMessage {
   'weights'?: (_drover_v1_WeightBroadcast | null);
   'task'?: (_drover_v1_TaskAssignment | null);
   'chunk'?: (_drover_v1_Chunk | null);
-  'cancel'?: (_drover_v1_CancelTasks | null);
   'stop'?: (_drover_v1_Stop | null);
-  'body'?: "weights"|"task"|"chunk"|"cancel"|"stop";
+  'body'?: "weights"|"task"|"chunk"|"stop";
 }
 
 export interface CoordinatorMessage__Output {
@@ -22,7 +20,6 @@ export interface CoordinatorMessage__Output {
   'weights'?: (_drover_v1_WeightBroadcast__Output | null);
   'task'?: (_drover_v1_TaskAssignment__Output | null);
   'chunk'?: (_drover_v1_Chunk__Output | null);
-  'cancel'?: (_drover_v1_CancelTasks__Output | null);
   'stop'?: (_drover_v1_Stop__Output | null);
-  'body'?: "weights"|"task"|"chunk"|"cancel"|"stop";
+  'body'?: "weights"|"task"|"chunk"|"stop";
 }

@@ -1,10 +1,11 @@
 /**
- * The resolved, plain-data description of how one sample becomes model input: sent with every
- * pool task (structured-clone safe), so one pool serves a training split (augmented) and a
- * validation split (not) alike.
+ * The data pipeline's settings, resolved from a spec's image options: geometry, channels,
+ * augmentation ranges and normalisation. Plain data sent with every pool task (structured-clone
+ * safe), so one pool serves a training split (augmented) and a validation split (not) alike.
  */
 import type { AugmentConfig, AugmentParams, GeometryConfig } from './augment.ts';
-import type { PreprocessSpec, ResolvedAugmentSpec } from './spec.ts';
+import type { ImageOptions, PreprocessSpec, ResolvedAugmentSpec } from './spec.ts';
+import type { InputShape } from './types.ts';
 import type { PixelMap } from './warp.ts';
 import { ConfigError } from '../errors.ts';
 
@@ -24,6 +25,38 @@ export interface PipelineConfig {
   normalisation: Normalisation;
   maxInputPixels: number;
   maxFileBytes: number;
+}
+
+/** A spec's two pipelines: training (augments when asked) and evaluation (never augments). */
+export interface Pipelines {
+  train: PipelineConfig;
+  evaluation: PipelineConfig;
+}
+
+/** Default input size for image files when the spec gives none (Keras' default). */
+const DEFAULT_FILE_SIZE: [number, number] = [256, 256];
+
+/** The training (augmenting) and evaluation pipelines of a spec, given the source's own shape (null: image files). */
+export function resolvePipelines(spec: ImageOptions, native: InputShape | null): Pipelines {
+  const [height, width] = spec.imageSize ?? (native ? [native[0], native[1]] : DEFAULT_FILE_SIZE);
+  const channels = spec.channels ?? ((native?.[2] === 1 ? 1 : 3) as 1 | 3);
+  const geometry: GeometryConfig = {
+    height,
+    width,
+    resize: spec.resize,
+    fill: spec.augment?.fillMode ?? 'nearest',
+    fillValue: spec.augment?.fillValue ?? 0,
+    interpolation: spec.augment?.interpolation ?? 'bilinear',
+  };
+  const base: PipelineConfig = {
+    geometry,
+    channels,
+    augment: null,
+    normalisation: resolveNormalisation(spec.preprocess, channels),
+    maxInputPixels: spec.maxInputPixels,
+    maxFileBytes: spec.maxFileBytes,
+  };
+  return { train: { ...base, augment: resolveAugment(spec.augment) }, evaluation: base };
 }
 
 const IMAGENET_MEAN = [0.485, 0.456, 0.406];
