@@ -1,6 +1,8 @@
 import test from 'ava';
 import { StepWindow } from '../src/job/step-window.ts';
 
+// The step window the training loop aggregates `step` events with (moved from test/step-stats.test.ts with it).
+
 test('a step window reports means per step and throughput over its wall time', (t) => {
   const window = new StepWindow();
   const step = (stepMs: number, n: number) => ({ dataWaitMs: 1, computeMs: 2 * n, transferMs: 3, reduceMs: 4, stepMs, workers: [{ worker: 'a', n, computeMs: 2 * n, dataWaitMs: 1 }] });

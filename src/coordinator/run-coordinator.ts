@@ -13,11 +13,12 @@ import type { Trainer } from '../train/trainer.ts';
 import type { Job } from '../job/job-file.ts';
 import { openJobDataset } from '../data/open.ts';
 import { workerSamples } from '../data/shards/index.ts';
-import { finishJob, jobModelLabel, jobOutputDir, jobStartFields, startRun, trainPhases } from '../job/job-runner.ts';
+import { finishJob, jobModelLabel, jobOutputDir, jobStartFields, startRun, trainPhase, trainPhases, type RunStart } from '../job/job-runner.ts';
+import type { TrainingResult } from '../job/training-loop.ts';
 import type { ReplicaModelSpec, ReplicaSpec } from '../job/replica-spec.ts';
 import { defaultClusterSpec, type ClusterSpec } from '../job/cluster-spec.ts';
 import type { EvaluationMetrics } from '../job/step-engine.ts';
-import { Coordinator, type CoordinatorResult } from './coordinator.ts';
+import { Coordinator } from './coordinator.ts';
 import { PhaseHost } from './phase-host.ts';
 import { startCoordinatorServer } from './server.ts';
 
@@ -48,7 +49,7 @@ export interface CoordinatorRunOptions {
   onListening?: (info: { port: number; jobId: string }) => void;
 }
 
-export interface CoordinatorRunResult extends CoordinatorResult {
+export interface CoordinatorRunResult extends TrainingResult {
   jobId: string;
   port: number;
   test?: EvaluationMetrics;
@@ -56,16 +57,19 @@ export interface CoordinatorRunResult extends CoordinatorResult {
   seconds: number;
 }
 
+type Server = Awaited<ReturnType<typeof startCoordinatorServer>>;
+
 /**
  * `drover coordinator`: opens the job's data, builds the model (or restores the last
- * checkpoint), serves workers, trains, evaluates on the test split, exports the model, and
- * dismisses the workers. A transfer job with `fineTune` trains in two phases (src/job/
- * job-runner.ts), each with its own Coordinator behind one server: the trainable weights change,
- * so workers are sent back to rejoin and rebuild their replica. Every start has a close: the
- * server, the workers' sessions and the dataset are released however it ends.
+ * checkpoint), serves workers, trains (the training loop over a Coordinator, the engine whose
+ * steps workers compute), evaluates on the test split, exports the model, and dismisses the
+ * workers. A transfer job with `fineTune` trains in two phases (src/job/job-runner.ts), each
+ * with its own Coordinator behind one server: the trainable weights change, so workers are sent
+ * back to rejoin and rebuild their replica. Every start has a close: the server, the workers'
+ * sessions and the dataset are released however it ends.
  */
 export async function runCoordinator(options: CoordinatorRunOptions): Promise<CoordinatorRunResult> {
-  const { job, log } = options;
+  const { job, log, signal } = options;
   const started = performance.now();
   const cluster: ClusterSpec = {
     ...(job.cluster ?? defaultClusterSpec()),
@@ -81,26 +85,53 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
   const dataset = options.dataset ?? (await openJobDataset(job.data, log));
   let model: tf.LayersModel | undefined;
   let trainer: Trainer | undefined;
-  let server: Awaited<ReturnType<typeof startCoordinatorServer>> | undefined;
+  let server: Server | undefined;
   let coordinator: Coordinator | undefined;
+  let run: RunStart | undefined;
   try {
     model = await buildReplicaModel(replicaModelSpec(job, dataset, null));
     const jobModel = model;
-    const outputDir = jobOutputDir(job);
-    const run = await startRun(job, outputDir, options.resume, log);
+    run = await startRun(job, jobOutputDir(job), options.resume, log);
+    const jobRun = run;
     const { jobId } = run;
     const host = new PhaseHost(jobId, token);
-    const failOnAbort = (): void => {
-      if (options.signal?.reason instanceof DroverError) coordinator?.fail(options.signal.reason);
-    };
     if (!token) log.warn({}, 'no cluster.token (or DROVER_TOKEN): any process that reaches the port can join this job');
+    // The first phase's coordinator is served before the server starts; the job is announced once it listens.
+    const listen = async (): Promise<Server> => {
+      const failOnAbort = (): void => {
+        if (signal?.reason instanceof DroverError) coordinator?.fail(signal.reason);
+      };
+      if (signal?.aborted) failOnAbort();
+      signal?.addEventListener('abort', failOnAbort, { once: true });
+      // A worker's event loop is blocked while it computes: a keepalive ping may wait that long
+      // for its answer. Longer than the step deadline would not help: the deadline evicts first.
+      const keepaliveTimeoutMs = Math.max(20_000, cluster.stepDeadlineMs);
+      const listening = await startCoordinatorServer(host, { host: cluster.host, port: cluster.port, tls: cluster.tls, keepaliveTimeMs: 15_000, keepaliveTimeoutMs, log });
+      // Health: the job is loaded and workers may join; NOT_SERVING once it drains (Ctrl-C, SIGTERM).
+      if (!signal?.aborted) {
+        listening.setServing(true);
+        signal?.addEventListener('abort', () => listening.setServing(false), { once: true });
+      }
+      log.info({ host: cluster.host, port: listening.port, jobId, tls: cluster.tls !== undefined }, `coordinator of job ${jobId} listening on ${cluster.host}:${listening.port}`);
+      options.onListening?.({ port: listening.port, jobId });
+      const label = jobModelLabel(job);
+      const resumed = jobRun.resumed?.checkpoint;
+      logEvent(log, 'job_start', {
+        job: jobId,
+        mode: 'distributed',
+        ...jobStartFields(job, { backend: backend.description, model: jobModel, label, dataset, epochs: jobRun.totalEpochs }),
+        ...(resumed ? { resumedFrom: { epoch: resumed.state.epoch, step: resumed.state.step } } : {}),
+      }, `job ${jobId}: ${label} on ${dataset.name} with workers, coordinator on ${backend.description}${resumed ? ` (resumed at step ${resumed.state.step})` : ''}`);
+      return listening;
+    };
 
     const phases = await trainPhases({
       run,
       model,
       log,
       seededDropout: false,
-      train: async ({ phase, phaseStart, trainer: phaseTrainer, resume }) => {
+      train: async (setup) => {
+        const { phase, phaseStart, resume } = setup;
         const replicaSpec: ReplicaSpec = {
           jobName: job.name,
           model: replicaModelSpec(job, dataset, phase.trainableFrom),
@@ -108,56 +139,27 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
           samples: workerSamples(dataset, cluster.dataTransport, job.data),
         };
         const previous = coordinator;
-        coordinator = new Coordinator({
+        const engine = new Coordinator({
           jobId,
           jobName: job.name,
           cluster,
           token,
           dataset,
-          trainer: phaseTrainer,
+          trainer: setup.trainer,
           replicaSpec,
-          epochs: phaseStart.epoch + phase.epochs,
-          jobEpochs: run.totalEpochs,
-          phaseStart,
-          batchSize: job.train.batchSize,
-          seed: job.seed,
-          schedule: job.train.schedule,
-          learningRate: phase.learningRate,
-          logEvery: job.train.logEvery,
-          earlyStopping: job.train.earlyStopping,
-          outputDir,
-          resume,
+          stepsDone: resume?.state.step ?? phaseStart.step,
           log,
-          signal: options.signal,
         });
-        host.serve(coordinator);
+        coordinator = engine;
+        host.serve(engine);
         // The last phase's workers rejoin at once, and get this phase's replica spec.
         await previous?.dismissWorkers('the fine-tuning phase starts', false, true);
-        if (!server) {
-          if (options.signal?.aborted) failOnAbort();
-          options.signal?.addEventListener('abort', failOnAbort, { once: true });
-          // A worker's event loop is blocked while it computes: a keepalive ping may wait that long
-          // for its answer. Longer than the step deadline would not help: the deadline evicts first.
-          const keepaliveTimeoutMs = Math.max(20_000, cluster.stepDeadlineMs);
-          server = await startCoordinatorServer(host, { host: cluster.host, port: cluster.port, tls: cluster.tls, keepaliveTimeMs: 15_000, keepaliveTimeoutMs, log });
-          // Health: the job is loaded and workers may join; NOT_SERVING once it drains (Ctrl-C, SIGTERM).
-          const drain = (): void => server?.setServing(false);
-          if (!options.signal?.aborted) {
-            server.setServing(true);
-            options.signal?.addEventListener('abort', drain, { once: true });
-          }
-          log.info({ host: cluster.host, port: server.port, jobId, tls: cluster.tls !== undefined }, `coordinator of job ${jobId} listening on ${cluster.host}:${server.port}`);
-          options.onListening?.({ port: server.port, jobId });
-          const label = jobModelLabel(job);
-          const resumed = run.resumed?.checkpoint;
-          logEvent(log, 'job_start', {
-            job: jobId,
-            mode: 'distributed',
-            ...jobStartFields(job, { backend: backend.description, model: jobModel, label, dataset, epochs: run.totalEpochs }),
-            ...(resumed ? { resumedFrom: { epoch: resumed.state.epoch, step: resumed.state.step } } : {}),
-          }, `job ${jobId}: ${label} on ${dataset.name} with workers, coordinator on ${backend.description}${resumed ? ` (resumed at step ${resumed.state.step})` : ''}`);
+        server ??= await listen();
+        try {
+          return await trainPhase(engine, setup, { run: jobRun, dataset, log, signal });
+        } finally {
+          engine.endTraining();
         }
-        return coordinator.run();
       },
     });
     trainer = phases.trainer;
@@ -167,11 +169,11 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
     const finished = await finishJob({
       run,
       result: phases.result,
-      engine: { evaluate: (split, data, epoch) => last.evaluateSplit(split, data, epoch) },
+      engine: last,
       model,
       dataset,
       log,
-      signal: options.signal,
+      signal,
       started,
       name: jobId,
       beforeEnd: (status) => last.dismissWorkers(status === 'stopped' ? 'the coordinator was stopped' : 'job completed', status !== 'stopped'),
@@ -189,7 +191,7 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
     const droverError = error instanceof DroverError ? error : undefined;
     logEvent(log, 'job_end', {
       status: 'failed',
-      epochs: coordinator?.epochsDone ?? 0,
+      epochs: run?.saved.epoch ?? 0,
       steps: coordinator?.stepsDone ?? 0,
       seconds: (performance.now() - started) / 1000,
       error: error instanceof Error ? error.message : String(error),

@@ -41,6 +41,8 @@ export interface RunStart {
   /** Epochs of all phases. */
   totalEpochs: number;
   resumed?: ResumePoint;
+  /** Where the last checkpoint written (or resumed) stands: what a failed run got to. */
+  saved: { step: number; epoch: number };
 }
 
 /**
@@ -56,7 +58,8 @@ export async function startRun(job: Job, outputDir: string, resume: boolean | 'a
   if (!resuming) await clearPhaseMarker(outputDir);
   const jobId = resumed?.checkpoint.state.jobId ?? `${job.name}-${randomBytes(3).toString('hex')}`;
   const totalEpochs = phases.reduce((sum, phase) => sum + phase.epochs, 0);
-  return { job, jobId, outputDir, checkpointFile, phases, totalEpochs, ...(resumed ? { resumed } : {}) };
+  const saved = { step: resumed?.checkpoint.state.step ?? 0, epoch: resumed?.checkpoint.state.epoch ?? 0 };
+  return { job, jobId, outputDir, checkpointFile, phases, totalEpochs, ...(resumed ? { resumed } : {}), saved };
 }
 
 /** --resume auto: whether the output folder holds a checkpoint; says which way it went. */
@@ -173,6 +176,7 @@ export async function trainPhases(options: PhasesOptions): Promise<{ result: Tra
       const boundary = phaseBoundary({ jobId: run.jobId, jobName: job.name, seed: job.seed, steps: result.steps, history: result.history }, await readWeights(model));
       resume = boundary;
       await guardWrite(() => saveCheckpoint(run.checkpointFile, boundary));
+      run.saved = { step: result.steps, epoch: result.history.length };
     }
   } catch (error) {
     trainer?.optimizer.dispose();
@@ -235,6 +239,7 @@ export function checkpointWriter(run: RunStart, engine: Pick<StepEngine, 'weight
       log.info({ step: progress.step, path: file }, `writing checkpoint at step ${progress.step}`);
       return saveCheckpoint(file, checkpoint);
     });
+    run.saved = { step: progress.step, epoch: progress.epoch };
     logEvent(log, 'checkpoint', { step: progress.step, epoch: progress.epoch, path: file, bytes }, `checkpoint at step ${progress.step} -> ${file}`);
   };
 }
