@@ -27,7 +27,6 @@ import { WorkerSessions } from './worker-sessions.ts';
 
 export interface CoordinatorOptions {
   jobId: string;
-  jobName: string;
   cluster: ClusterSpec;
   /** Shared secret workers must present; undefined runs open. */
   token: string | undefined;

@@ -141,7 +141,6 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
         const previous = coordinator;
         const engine = new Coordinator({
           jobId,
-          jobName: job.name,
           cluster,
           token,
           dataset,
