@@ -435,7 +435,7 @@ async function netnsMode(): Promise<Record<string, unknown>[]> {
 }
 
 async function accuracyMode(): Promise<Record<string, unknown>[]> {
-  const { runJob } = await import('../src/train/run-job.ts');
+  const { runJob } = await import('../src/job/run-job.ts');
   const rows: Record<string, unknown>[] = [];
   const reference = (dir: string) =>
     parseJob({

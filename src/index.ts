@@ -24,7 +24,7 @@ export type { ClusterSpec } from './job/cluster-spec.ts';
 
 // Running jobs.
 /** Trains a job in this process: data, model, training, evaluation, export; resumable from its checkpoint. */
-export { runJob, type JobResult, type RunJobOptions } from './train/run-job.ts';
+export { runJob, type JobResult, type RunJobOptions } from './job/run-job.ts';
 /** Serves a job to `drover worker` processes and trains it with them (what `drover coordinator` runs). */
 export { runCoordinator, type CoordinatorRunOptions, type CoordinatorRunResult } from './coordinator/run-coordinator.ts';
 /** Joins a coordinator and computes gradients until the job ends (what `drover worker` runs). */
