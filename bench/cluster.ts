@@ -438,7 +438,7 @@ async function netnsMode(): Promise<Record<string, unknown>[]> {
 }
 
 async function accuracyMode(): Promise<Record<string, unknown>[]> {
-  const { runJob } = await import('../src/train/run-job.ts');
+  const { runJob } = await import('../src/job/run-job.ts');
   const rows: Record<string, unknown>[] = [];
   const wires = args.wire!.split(',').map((w) => w.trim());
   for (const wire of wires) if (wire !== 'fp32' && wire !== 'bf16') throw new Error(`--wire takes fp32 and/or bf16, got ${wire}`);

@@ -1,6 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { WeightEntry } from '../model/weights.ts';
 import { readFloat32 } from '../model/tensor-read.ts';
+import { modelVariables } from '../model/variables.ts';
 import type { CoordinatorMessage } from '../wire/generated/drover/v1/CoordinatorMessage.ts';
 import { envelope, MAX_CHUNK_BYTES } from '../wire/protocol.ts';
 import { tensorTransfer } from '../wire/transfer.ts';
@@ -49,8 +50,7 @@ export class WeightPublisher {
     // Read asynchronously (a GPU backend cannot read synchronously) into the host copy that
     // joining workers get; until it is in, they get the last version published, which the
     // partial broadcast below then builds on.
-    type LayerVariable = { read(): tf.Variable };
-    const variables = this.model.weights as unknown as LayerVariable[];
+    const variables = modelVariables(this.model);
     const values = await readFloat32(indices.map((i) => variables[i]!.read()));
     indices.forEach((i, k) => {
       this.hostWeights[i] = values[k]!;
