@@ -24,7 +24,7 @@ export type { ClusterSpec } from './job/cluster-spec.ts';
 
 // Running jobs.
 /** Trains a job in this process: data, model, training, evaluation, export; resumable from its checkpoint. */
-export { runJob, type JobResult, type RunJobOptions } from './train/run-job.ts';
+export { runJob, type JobResult, type RunJobOptions } from './job/run-job.ts';
 /** Serves a job to `drover worker` processes and trains it with them (what `drover coordinator` runs). */
 export { runCoordinator, type CoordinatorRunOptions, type CoordinatorRunResult } from './coordinator/run-coordinator.ts';
 /** Joins a coordinator and computes gradients until the job ends (what `drover worker` runs). */
@@ -32,11 +32,11 @@ export { runWorker, type WorkerOptions, type WorkerResult } from './worker/run-w
 /** A coordinator in this process and N worker processes it starts on this machine (`drover train --workers N`). */
 export { runWithLocalWorkers, type LocalWorkersOptions } from './launch/local-workers.ts';
 /** Picks a job's run folder as the CLI does: a new one per run, or the latest unfinished one to resume. */
-export { openRunFolder, type RunFolder } from './train/run-folder.ts';
+export { openRunFolder, type RunFolder } from './job/run-folder.ts';
 /** The id of the run `latest` points at in a job folder, if any. */
-export { latestRunId } from './train/run-folder.ts';
+export { latestRunId } from './job/run-folder.ts';
 /** The name of the link to the newest run in a job folder ('latest'). */
-export { LATEST } from './train/run-folder.ts';
+export { LATEST } from './job/run-folder.ts';
 
 // Compute backends.
 /** Picks and starts the compute backend (auto, tfjs-node-gpu, webgpu, tfjs-node, wasm, cpu); call before building models. */

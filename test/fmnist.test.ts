@@ -7,8 +7,9 @@ import { buildScratchModel } from '../src/model/build.ts';
 import { PRESETS } from '../src/model/presets.ts';
 import { Trainer } from '../src/train/trainer.ts';
 import { optimizerSpecSchema } from '../src/train/optimizers.ts';
-import { fit } from '../src/train/fit.ts';
-import { evaluateSplit } from '../src/train/evaluate.ts';
+import { InProcessEngine } from '../src/job/in-process-engine.ts';
+import { evaluateSplit } from '../src/job/split-evaluation.ts';
+import { runTrainingLoop } from '../src/job/training-loop.ts';
 import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -35,8 +36,8 @@ test('the reference CNN learns real Fashion-MNIST on wasm: one epoch of 12000 im
   });
   const { log, events } = eventSink();
   const tensorsBefore = tf.memory().numTensors;
-  const result = await fit({
-    trainer,
+  const result = await runTrainingLoop({
+    engine: new InProcessEngine(trainer, dataset.train, 10),
     dataset,
     epochs: 1,
     batchSize: 64,

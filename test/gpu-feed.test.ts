@@ -15,8 +15,9 @@ import type { SampleSplit } from '../src/data/sample-split.ts';
 import { ConfigError, DatasetError } from '../src/errors.ts';
 import { parseJob } from '../src/job/job-file.ts';
 import { buildScratchModel } from '../src/model/build.ts';
-import { fit } from '../src/train/fit.ts';
-import { runJob } from '../src/train/run-job.ts';
+import { InProcessEngine } from '../src/job/in-process-engine.ts';
+import { runJob } from '../src/job/run-job.ts';
+import { runTrainingLoop } from '../src/job/training-loop.ts';
 import { optimizerSpecSchema } from '../src/train/optimizers.ts';
 import { scheduleSpecSchema } from '../src/train/schedule.ts';
 import { Trainer } from '../src/train/trainer.ts';
@@ -97,7 +98,7 @@ async function stepLosses(dataset: OpenedDataset): Promise<number[]> {
   const trainer = new Trainer(model, { optimizer: optimizerSpecSchema.parse({ name: 'sgd', learningRate: 0.05 }), dropoutSeed: 3 });
   const { log, events } = eventSink();
   try {
-    await fit({ trainer, dataset, epochs: EPOCHS, batchSize: BATCH, seed: 5, schedule: scheduleSpecSchema.parse({ type: 'constant' }), learningRate: 0.05, logEvery: 1, log });
+    await runTrainingLoop({ engine: new InProcessEngine(trainer, dataset.train, dataset.classNames.length), dataset, epochs: EPOCHS, batchSize: BATCH, seed: 5, schedule: scheduleSpecSchema.parse({ type: 'constant' }), learningRate: 0.05, logEvery: 1, log });
   } finally {
     trainer.optimizer.dispose();
     model.dispose();

@@ -14,7 +14,8 @@ import { initBackend } from '../src/model/backend.ts';
 import { buildScratchModel } from '../src/model/build.ts';
 import { saveModel } from '../src/model/export.ts';
 import { directoryHandler } from '../src/model/file-io.ts';
-import { evaluateSplit, type Evaluation } from '../src/train/evaluate.ts';
+import { evaluateSplit } from '../src/job/split-evaluation.ts';
+import type { EvaluationMetrics as Evaluation } from '../src/job/step-engine.ts';
 import { Trainer } from '../src/train/trainer.ts';
 
 const SIZE = 24;

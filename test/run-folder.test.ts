@@ -6,7 +6,7 @@ import { mkdir, readdir, readlink, rename, symlink, writeFile } from 'node:fs/pr
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { CheckpointError } from '../src/errors.ts';
-import { latestRunId, openRunFolder } from '../src/train/run-folder.ts';
+import { latestRunId, openRunFolder } from '../src/job/run-folder.ts';
 import { spawnDrover } from './helpers/cluster.ts';
 import { tempDir } from './helpers/image-fixtures.ts';
 

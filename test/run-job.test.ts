@@ -6,7 +6,7 @@ import { Writable } from 'node:stream';
 import pino from 'pino';
 import { eventSink } from './helpers/event-sink.ts';
 import { parseJob } from '../src/job/job-file.ts';
-import { runJob } from '../src/train/run-job.ts';
+import { runJob } from '../src/job/run-job.ts';
 import { generateShapes, SHAPE_CLASSES } from '../src/data/shapes.ts';
 import { loadModel } from '../src/model/export.ts';
 

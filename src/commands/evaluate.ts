@@ -8,7 +8,7 @@ import { ConfigError, DatasetError } from '../errors.ts';
 import { openDataset } from '../data/open.ts';
 import type { Batch, BatchOptions, DataSplit } from '../data/types.ts';
 import { BACKEND_CHOICES, type BackendChoice } from '../model/backend.ts';
-import { evaluateSplit } from '../train/evaluate.ts';
+import { evaluateSplit } from '../job/split-evaluation.ts';
 import { GradientModel } from '../train/gradient-model.ts';
 import { ensureBackend, loadClassifier, optionsError, pipelineSpec } from './predict.ts';
 

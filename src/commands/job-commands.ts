@@ -9,7 +9,7 @@ import type { Writable } from 'node:stream';
 import type { Command } from 'commander';
 import { loadJobFile, parseJob, type Job } from '../job/job-file.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import type { RunFolder } from '../train/run-folder.ts';
+import type { RunFolder } from '../job/run-folder.ts';
 import { DEFAULT_DASHBOARD_PORT, type Dashboard } from '../telemetry/dashboard.ts';
 import { startDashboardThread } from '../telemetry/dashboard-thread.ts';
 import { backendOption, port, positiveInt } from './flags.ts';
@@ -65,7 +65,7 @@ export async function resolveJob(flags: JobFlags): Promise<Job> {
  * to it), or with --resume to the latest run's: a run never overwrites another's model.
  */
 export async function inRunFolder(job: Job, resume: boolean | 'auto' | undefined): Promise<{ job: Job; run: RunFolder }> {
-  const { openRunFolder } = await import('../train/run-folder.ts');
+  const { openRunFolder } = await import('../job/run-folder.ts');
   const run = await openRunFolder(job.output.dir ?? path.join('runs', job.name), { resume });
   return { job: { ...job, output: { ...job.output, dir: run.dir } }, run };
 }

@@ -35,7 +35,7 @@ async function train(flags: TrainFlags): Promise<void> {
   const { job, run: runFolder } = await inRunFolder(resolved, flags.resume);
   await withRunFeed(job, flags, async (log, signal) => {
     if (flags.workers === undefined && gpus === undefined) {
-      const { runJob } = await import('../train/run-job.ts');
+      const { runJob } = await import('../job/run-job.ts');
       return runJob(job, { log, signal, resume: flags.resume });
     }
     const { runWithLocalWorkers } = await import('../launch/local-workers.ts');

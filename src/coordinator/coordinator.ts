@@ -1,23 +1,19 @@
 import { ClusterError, DroverError, ProtocolError } from '../errors.ts';
 import type { SampledBatch } from '../data/sampler.ts';
 import type { Dataset, DataSplit } from '../data/types.ts';
-import type { Checkpoint } from '../job/checkpoint.ts';
 import type { ClusterSpec } from '../job/cluster-spec.ts';
-import type { EarlyStoppingSpec } from '../job/early-stopping.ts';
 import type { ReplicaSpec } from '../job/replica-spec.ts';
-import type { StepContext, StepEngine, StepOutcome } from '../job/step-engine.ts';
+import type { EvaluationMetrics, StepContext, StepEngine, StepOutcome } from '../job/step-engine.ts';
 import type { WeightEntry, WeightSet } from '../model/weights.ts';
 import { weightManifest, writeWeights } from '../model/weights.ts';
 import { logEvent } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import type { EpochRecord } from '../train/fit.ts';
-import type { ScheduleSpec } from '../train/schedule.ts';
 import type { Trainer } from '../train/trainer.ts';
 import type { JoinReply } from '../wire/generated/drover/v1/JoinReply.ts';
 import type { JoinRequest__Output } from '../wire/generated/drover/v1/JoinRequest.ts';
 import { envelope, MAX_CHUNK_BYTES } from '../wire/protocol.ts';
-import { trainEpochs } from './epoch-loop.ts';
-import { EvaluationAccumulator, type ShardedEvaluation } from './evaluation.ts';
+import { TENSOR_ENCODING } from '../wire/tensor-encoding.ts';
+import { EvaluationAccumulator } from './evaluation.ts';
 import { GradientGuard } from './gradient-guard.ts';
 import { GradientIntake } from './gradient-intake.ts';
 import { Round, type SplitName } from './round.ts';
@@ -33,7 +29,6 @@ import { WorkerSessions } from './worker-sessions.ts';
 
 export interface CoordinatorOptions {
   jobId: string;
-  jobName: string;
   cluster: ClusterSpec;
   /** Shared secret workers must present; undefined runs open. */
   token: string | undefined;
@@ -41,31 +36,12 @@ export interface CoordinatorOptions {
   /** The coordinator's model and optimizer: the only copy of optimizer state. */
   trainer: Trainer;
   replicaSpec: ReplicaSpec;
-  epochs: number;
-  batchSize: number;
-  seed: number;
-  schedule: ScheduleSpec;
-  learningRate: number;
-  logEvery: number;
-  earlyStopping?: EarlyStoppingSpec;
-  /** When this run is one phase of a job (transfer fine-tuning): the job's epochs, for progress. Default: epochs. */
-  jobEpochs?: number;
-  /** Steps and epochs of the phases before this one: the learning-rate schedule counts from there. */
-  phaseStart?: { step: number; epoch: number };
-  /** Folder for checkpoints. */
-  outputDir: string;
-  /** Continue from this checkpoint (its weights and optimizer state are already in `trainer`). */
-  resume?: Checkpoint;
+  /**
+   * Steps the job took before (a resumed run, earlier phases): the weights version starts there.
+   * The checkpoint's weights and optimizer state are already in `trainer`. Default 0.
+   */
+  stepsDone?: number;
   log: Logger;
-  /** Finish the current step, checkpoint, and stop (Ctrl-C). */
-  signal?: AbortSignal;
-}
-
-export interface CoordinatorResult {
-  status: 'completed' | 'early_stopped' | 'stopped';
-  history: EpochRecord[];
-  steps: number;
-  bestEpoch?: number;
 }
 
 /**
@@ -97,8 +73,6 @@ export class Coordinator implements SessionHost, StepEngine {
   /** The round of the step after the last one taken, planned ahead (prefetch). */
   private prefetched: { batch: SampledBatch; state: RoundState } | undefined;
   private fatal: Error | undefined;
-  /** Epochs completed (history of this run, earlier phases included). */
-  private history: EpochRecord[] = [];
   private watchdog: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: CoordinatorOptions) {
@@ -106,7 +80,7 @@ export class Coordinator implements SessionHost, StepEngine {
     this.jobId = options.jobId;
     this.token = options.token;
     this.log = log;
-    this.stepsApplied = options.resume?.state.step ?? 0;
+    this.stepsApplied = options.stepsDone ?? 0;
     this.version = this.stepsApplied;
     this.workers = new WorkerSessions(cluster.maxWorkers, {
       jobId: this.jobId,
@@ -122,7 +96,7 @@ export class Coordinator implements SessionHost, StepEngine {
     this.train = sampleSource(options.dataset.train, 'train', cluster.dataTransport);
     const weights = weightManifest(trainer.model);
     const bytes = (entries: WeightEntry[]): number => entries.reduce((sum, w) => sum + 4 * w.shape.reduce((a, b) => a * b, 1), 0);
-    this.limits = { gradientBytes: bytes(trainer.gradientManifest), bufferBytes: bytes(weights.filter((w) => !w.trainable)) };
+    this.limits = { gradientBytes: bytes(trainer.gradientManifest), bufferBytes: bytes(weights.filter((w) => !w.trainable)), gradientEncoding: cluster.wire };
     const nextTransferId = (): number => ++this.transferIds;
     this.publisher = new WeightPublisher(this.jobId, trainer.model, weights, () => this.workers.sessions(), nextTransferId);
     const guard = cluster.gradientGuard ? new GradientGuard(cluster.gradientGuard) : undefined;
@@ -170,6 +144,7 @@ export class Coordinator implements SessionHost, StepEngine {
       replicaSpecJson: JSON.stringify(this.options.replicaSpec),
       maxChunkBytes: MAX_CHUNK_BYTES,
       sessionKey: record.sessionKey,
+      gradientEncoding: TENSOR_ENCODING[this.options.cluster.wire],
       peer: this.peer ? { port: this.options.cluster.peerPort, optimizerJson: JSON.stringify(this.options.trainer.optimizer.spec), parkMs: 2 * this.options.cluster.stepDeadlineMs } : null,
     };
   }
@@ -251,8 +226,8 @@ export class Coordinator implements SessionHost, StepEngine {
     const { step, epoch } = context;
     switch (outcome.kind) {
       case 'empty':
-        // Every sample of the batch was undecodable (each logged as a skip): no gradient, no update.
-        this.log.warn({ step }, `step ${step}: no sample of the batch could be decoded; the update is skipped`);
+        // Every sample of the batch was undecodable (each logged as a skip): no gradient, no update
+        // (the training loop says so).
         return { kind: 'empty' };
       case 'refused': {
         const { error } = outcome;
@@ -266,8 +241,22 @@ export class Coordinator implements SessionHost, StepEngine {
     }
   }
 
-  evaluate(split: 'validation' | 'test', data: DataSplit, epoch: number): Promise<ShardedEvaluation> {
-    return this.evaluateSplit(split, data, epoch);
+  /** Sharded evaluation of a split on the current weights. */
+  async evaluate(split: SplitName, data: DataSplit, epoch: number): Promise<EvaluationMetrics> {
+    // Every worker computes on the current weights: one that joined since the last step gets them first.
+    await this.peer?.syncJoiners();
+    const round = new Round({ kind: 'evaluate', step: this.stepsApplied, weightsVersion: this.version, split, epoch, augment: false, expected: data.length });
+    const state = this.dispatch.openRound(round, sampleSource(data, split, this.options.cluster.dataTransport));
+    state.evaluation = new EvaluationAccumulator(this.options.dataset.classNames.length);
+    state.round.startedAt = performance.now();
+    const ids = Uint32Array.from({ length: data.length }, (_, i) => i);
+    this.dispatch.assign(state, ids);
+    try {
+      await this.dispatch.finish(state);
+      return state.evaluation.result();
+    } finally {
+      this.dispatch.closeRound(state);
+    }
   }
 
   weights(): Promise<WeightSet> {
@@ -301,34 +290,6 @@ export class Coordinator implements SessionHost, StepEngine {
 
   // ---- the job ----
 
-  /** Trains until the last epoch, an early stop, an abort, or a fatal error. */
-  async run(): Promise<CoordinatorResult> {
-    this.history = this.options.resume ? [...this.options.resume.state.history] : [];
-    try {
-      return await trainEpochs(this, this.options, this.history);
-    } finally {
-      this.endTraining();
-    }
-  }
-
-  /** Sharded evaluation of a split on the current weights. */
-  async evaluateSplit(split: SplitName, data: DataSplit, epoch: number): Promise<ShardedEvaluation> {
-    // Every worker computes on the current weights: one that joined since the last step gets them first.
-    await this.peer?.syncJoiners();
-    const round = new Round({ kind: 'evaluate', step: this.stepsApplied, weightsVersion: this.version, split, epoch, augment: false, expected: data.length });
-    const state = this.dispatch.openRound(round, sampleSource(data, split, this.options.cluster.dataTransport));
-    state.evaluation = new EvaluationAccumulator(this.options.dataset.classNames.length);
-    state.round.startedAt = performance.now();
-    const ids = Uint32Array.from({ length: data.length }, (_, i) => i);
-    this.dispatch.assign(state, ids);
-    try {
-      await this.dispatch.finish(state);
-      return state.evaluation.result();
-    } finally {
-      this.dispatch.closeRound(state);
-    }
-  }
-
   /** Tells every worker the job is over and ends their sessions. */
   dismissWorkers(reason: string, completed: boolean, rejoin = false): Promise<void> {
     return this.workers.dismiss(reason, completed, rejoin);
@@ -337,11 +298,6 @@ export class Coordinator implements SessionHost, StepEngine {
   /** Optimizer steps applied so far. */
   get stepsDone(): number {
     return this.stepsApplied;
-  }
-
-  /** Epochs completed so far (earlier phases included). */
-  get epochsDone(): number {
-    return this.history.length;
   }
 
   /** Workers now taking tasks. */

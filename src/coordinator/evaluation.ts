@@ -1,12 +1,5 @@
 import { ProtocolError } from '../errors.ts';
-
-/** Metrics of a sharded evaluation, with the confusion matrix (rows: true class). */
-export interface ShardedEvaluation {
-  loss: number;
-  accuracy: number;
-  n: number;
-  confusion: number[][];
-}
+import type { EvaluationMetrics } from '../job/step-engine.ts';
 
 /**
  * Sums the results of evaluation tasks. The coordinator knows every label, so the confusion
@@ -40,7 +33,7 @@ export class EvaluationAccumulator {
     this.n += result.n;
   }
 
-  result(): ShardedEvaluation {
+  result(): EvaluationMetrics {
     const n = this.n;
     return { loss: n ? this.lossSum / n : NaN, accuracy: n ? this.correct / n : NaN, n, confusion: this.confusion.map((row) => [...row]) };
   }

@@ -1,8 +1,9 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { WeightEntry } from '../model/weights.ts';
 import { readFloat32 } from '../model/tensor-read.ts';
+import { modelVariables } from '../model/variables.ts';
 import type { CoordinatorMessage } from '../wire/generated/drover/v1/CoordinatorMessage.ts';
-import { envelope } from '../wire/protocol.ts';
+import { envelope, MAX_CHUNK_BYTES } from '../wire/protocol.ts';
 import { tensorTransfer } from '../wire/transfer.ts';
 import type { WorkerLink } from './server.ts';
 
@@ -49,8 +50,7 @@ export class WeightPublisher {
     // Read asynchronously (a GPU backend cannot read synchronously) into the host copy that
     // joining workers get; until it is in, they get the last version published, which the
     // partial broadcast below then builds on.
-    type LayerVariable = { read(): tf.Variable };
-    const variables = this.model.weights as unknown as LayerVariable[];
+    const variables = modelVariables(this.model);
     const values = await readFloat32(indices.map((i) => variables[i]!.read()));
     indices.forEach((i, k) => {
       this.hostWeights[i] = values[k]!;
@@ -79,7 +79,9 @@ export class WeightPublisher {
    */
   private weightMessages(indices: readonly number[], version: number, base: number | undefined): CoordinatorMessage[] {
     const tensors = indices.map((i) => ({ name: this.manifest[i]!.name, shape: this.manifest[i]!.shape, data: this.hostWeights[i]! }));
-    const transfer = tensorTransfer(this.nextTransferId(), tensors);
+    // fp32 whatever cluster.wire says: a worker that joins must hold bit for bit the weights the
+    // others hold (partial broadcasts build on them), and workers evaluate on them.
+    const transfer = tensorTransfer(this.nextTransferId(), tensors, MAX_CHUNK_BYTES, 'fp32');
     const jobEnvelope = envelope(this.jobId);
     const header = { version, weights: transfer.header, partial: base !== undefined, baseVersion: base ?? 0 };
     return [{ envelope: jobEnvelope, weights: header }, ...transfer.chunks.map((chunk) => ({ envelope: jobEnvelope, chunk }))];

@@ -4,7 +4,7 @@ import { CheckpointError } from '../errors.ts';
 import type { SamplerPosition } from '../data/sampler.ts';
 import type { WeightEntry, WeightSet } from '../model/weights.ts';
 import type { OptimizerSlot } from '../train/optimizers.ts';
-import type { EpochRecord } from '../train/fit.ts';
+import type { EpochRecord } from './training-loop.ts';
 import type { EarlyStoppingState } from './early-stopping.ts';
 
 const MAGIC = Buffer.from('DROVERCK', 'ascii');

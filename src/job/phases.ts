@@ -4,13 +4,13 @@ import { z } from 'zod';
 import { CheckpointError } from '../errors.ts';
 import type { Job } from './job-file.ts';
 import type { WeightSet } from '../model/weights.ts';
-import type { EpochRecord } from '../train/fit.ts';
+import type { EpochRecord } from './training-loop.ts';
 import type { Checkpoint } from './checkpoint.ts';
 
 /**
  * A job trains in phases: one, or for a transfer job with `fineTune` a second one that unfreezes
  * the top of the backbone and trains on with a fresh optimizer. Epochs and steps are numbered
- * on across phases, as in the single-process run (src/train/run-job.ts).
+ * on across phases; src/job/job-runner.ts runs them, in one process or on a cluster.
  */
 export interface TrainingPhase {
   epochs: number;
@@ -33,9 +33,9 @@ export interface PhaseStart {
 }
 
 /**
- * What a phase continues from: the previous phase's end as a checkpoint the coordinator resumes,
+ * What a phase continues from: the previous phase's end as a checkpoint the next phase resumes,
  * with no optimizer state (the phase gets a fresh optimizer) and no early-stopping state (each
- * phase watches its own epochs, as fit does).
+ * phase watches its own epochs).
  */
 export function phaseBoundary(previous: { jobId: string; jobName: string; seed: number; steps: number; history: EpochRecord[] }, weights: WeightSet): Checkpoint {
   const epoch = previous.history.length;

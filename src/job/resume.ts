@@ -5,7 +5,7 @@ import type { Trainer } from '../train/trainer.ts';
 import { checkpointPath, loadCheckpoint, type Checkpoint } from './checkpoint.ts';
 import { phaseBoundary, readPhaseMarker, type PhaseStart } from './phases.ts';
 
-// Where a job resumes, shared by the coordinator and the single-process run (src/train/run-job.ts).
+// Where a job resumes: read by the job runner (src/job/job-runner.ts) for every kind of run.
 
 export interface ResumePoint {
   file: string;

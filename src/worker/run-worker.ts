@@ -3,6 +3,7 @@ import { AuthError, ClusterError, ConfigError, DroverError, ProtocolError, Proto
 import type { BackendChoice } from '../model/backend.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { ClientTlsFiles } from '../wire/credentials.ts';
+import { wireEncodingFrom } from '../wire/tensor-encoding.ts';
 import { parseReplicaSpec, type ReplicaSpec } from '../job/replica-spec.ts';
 import { CoordinatorConnection } from './client.ts';
 import { isPeerReplica, type ComputeReplica } from './compute-replica.ts';
@@ -110,8 +111,9 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       sessions++;
       log.info({ worker: reply.workerId, job: jobId, coordinator: options.coordinator }, `joined job ${jobId} as ${reply.workerId}`);
       const workerLog = log.child({ worker: reply.workerId });
+      const gradientEncoding = wireEncodingFrom(reply.gradientEncoding, 'join reply');
       const peer = reply.peer ? await startPeer(replica, { jobId, token, config: reply.peer, log: workerLog }) : undefined;
-      const session = new WorkerSession({ call: connection.session(), jobId, workerId: reply.workerId, sessionKey: reply.sessionKey, replica, decoder: decoder!, log: workerLog, peer });
+      const session = new WorkerSession({ call: connection.session(), jobId, workerId: reply.workerId, sessionKey: reply.sessionKey, replica, decoder: decoder!, gradientEncoding, log: workerLog, peer });
       const onAbort = (): void => {
         void connection.leave(jobId, reply.workerId, reply.sessionKey, 'worker stopped (signal)').catch(() => {}).finally(() => session.close());
       };

@@ -1,6 +1,7 @@
 // Original file: proto/drover.proto
 
 import type { Envelope as _drover_v1_Envelope, Envelope__Output as _drover_v1_Envelope__Output } from '../../drover/v1/Envelope.ts';
+import type { TensorEncoding as _drover_v1_TensorEncoding, TensorEncoding__Output as _drover_v1_TensorEncoding__Output } from '../../drover/v1/TensorEncoding.ts';
 import type { PeerConfig as _drover_v1_PeerConfig, PeerConfig__Output as _drover_v1_PeerConfig__Output } from '../../drover/v1/PeerConfig.ts';
 
 export interface JoinReply {
@@ -23,6 +24,11 @@ export interface JoinReply {
    * it (the shared token proves membership of the cluster, not which worker one is).
    */
   'sessionKey'?: (string);
+  /**
+   * How the worker must send its gradients (the job's cluster.wire); the coordinator refuses a
+   * gradient transfer in any other encoding.
+   */
+  'gradientEncoding'?: (_drover_v1_TensorEncoding);
   /**
    * Set when the job reduces gradients among workers (cluster.reduction: peer): the worker
    * serves a Peer service (proto/peer.proto) and tells its port in Ready.peer_port.
@@ -50,6 +56,11 @@ export interface JoinReply__Output {
    * it (the shared token proves membership of the cluster, not which worker one is).
    */
   'sessionKey': (string);
+  /**
+   * How the worker must send its gradients (the job's cluster.wire); the coordinator refuses a
+   * gradient transfer in any other encoding.
+   */
+  'gradientEncoding': (_drover_v1_TensorEncoding__Output);
   /**
    * Set when the job reduces gradients among workers (cluster.reduction: peer): the worker
    * serves a Peer service (proto/peer.proto) and tells its port in Ready.peer_port.

@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, readFile, readlink, rename, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { checkpointPath, removeStaleTemporaries } from '../job/checkpoint.ts';
+import { checkpointPath, removeStaleTemporaries } from './checkpoint.ts';
 import { CheckpointError } from '../errors.ts';
 
 export const LATEST = 'latest';

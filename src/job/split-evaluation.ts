@@ -1,14 +1,7 @@
 import { setImmediate as nextTurn } from 'node:timers/promises';
-import type { DataSplit } from '../data/types.ts';
-import type { GradientModel } from './gradient-model.ts';
-
-/** Metrics of a whole split in inference mode, with the confusion matrix (rows: true class). */
-export interface Evaluation {
-  loss: number;
-  accuracy: number;
-  n: number;
-  confusion: number[][];
-}
+import type { Batch, DataSplit } from '../data/types.ts';
+import type { PredictionResult } from '../train/gradient-model.ts';
+import type { EvaluationMetrics } from './step-engine.ts';
 
 export interface EvaluateOptions {
   /** Samples per forward pass. Default 256. */
@@ -17,11 +10,16 @@ export interface EvaluateOptions {
   signal?: AbortSignal;
 }
 
+/** What evaluates a batch in inference mode (a GradientModel, a Trainer). */
+export interface BatchEvaluator {
+  evaluate(batch: Batch): Promise<PredictionResult>;
+}
+
 /**
- * Evaluates a split in batches; loss is the sample-weighted mean. Yields to the event loop
- * between batches, so a long evaluation does not hold up signals or the dashboard.
+ * Evaluates a split in this process, in batches; loss is the sample-weighted mean. Yields to
+ * the event loop between batches, so a long evaluation does not hold up signals or the dashboard.
  */
-export async function evaluateSplit(model: Pick<GradientModel, 'evaluate'>, split: DataSplit, classes: number, options: EvaluateOptions = {}): Promise<Evaluation> {
+export async function evaluateSplit(model: BatchEvaluator, split: DataSplit, classes: number, options: EvaluateOptions = {}): Promise<EvaluationMetrics> {
   const batchSize = options.batchSize ?? 256;
   const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
   let lossSum = 0;
