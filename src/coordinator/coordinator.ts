@@ -164,7 +164,7 @@ export class Coordinator implements SessionHost, StepEngine {
     if (peer) {
       peer.sessionOpened(workerId, link.peer, ready!.peerPort);
       // Its weights and optimizer state, pulled from a worker that holds them (between steps).
-      void peer.syncJoiners().catch((error: unknown) => this.log.warn({ worker: workerId }, `could not send ${workerId} the model's state: ${(error as Error).message}`));
+      void peer.custody.syncJoiners().catch((error: unknown) => this.log.warn({ worker: workerId }, `could not send ${workerId} the model's state: ${(error as Error).message}`));
     } else {
       // The current weights first, all of them: everything after is computed on them or later
       // versions, and partial broadcasts build on them.
@@ -180,7 +180,7 @@ export class Coordinator implements SessionHost, StepEngine {
       ...(peer ? {
         reduced: (result) => peer.reduced(workerId, result),
         peerFault: (fault) => peer.fault(workerId, fault),
-        state: (reply, weights, slots) => void peer.state(workerId, reply, weights, slots),
+        state: (reply, weights, slots) => void peer.custody.state(workerId, reply, weights, slots),
       } satisfies Partial<SessionHandlers> : {}),
       closed: (error) => this.workers.closed(workerId, link, error),
     };
@@ -244,7 +244,7 @@ export class Coordinator implements SessionHost, StepEngine {
   /** Sharded evaluation of a split on the current weights. */
   async evaluate(split: SplitName, data: DataSplit, epoch: number): Promise<EvaluationMetrics> {
     // Every worker computes on the current weights: one that joined since the last step gets them first.
-    await this.peer?.syncJoiners();
+    await this.peer?.custody.syncJoiners();
     const round = new Round({ kind: 'evaluate', step: this.stepsApplied, weightsVersion: this.version, split, epoch, augment: false, expected: data.length });
     const state = this.dispatch.openRound(round, sampleSource(data, split, this.options.cluster.dataTransport));
     state.evaluation = new EvaluationAccumulator(this.options.dataset.classNames.length);
@@ -265,10 +265,10 @@ export class Coordinator implements SessionHost, StepEngine {
 
   /** Writes `weights` into the coordinator's model and sends all of them to every worker as a new version. */
   async setWeights(weights: WeightSet): Promise<void> {
-    await this.peer?.refreshBeforeRewrite();
+    await this.peer?.custody.refresh();
     writeWeights(this.options.trainer.model, weights);
     this.version++;
-    if (this.peer) await this.peer.rewritten();
+    if (this.peer) await this.peer.custody.rewritten();
     else await this.publisher.publish(this.version, 'all');
   }
 

@@ -1,41 +1,23 @@
-import { ClusterError, DroverError, PeerTimeoutError, ProtocolError, WeightsError } from '../errors.ts';
+import { DroverError, PeerTimeoutError, ProtocolError, WeightsError } from '../errors.ts';
 import type { SampledBatch } from '../data/sampler.ts';
-import type { ClusterSpec } from '../job/cluster-spec.ts';
 import type { StepContext } from '../job/step-engine.ts';
-import { readWeights, weightManifest, writeWeights, type WeightSet } from '../model/weights.ts';
-import type { Logger } from '../telemetry/logger.ts';
+import { readWeights, type WeightSet } from '../model/weights.ts';
 import type { OptimizerSlot } from '../train/optimizers.ts';
-import type { Trainer } from '../train/trainer.ts';
-import type { CoordinatorMessage } from '../wire/generated/drover/v1/CoordinatorMessage.ts';
 import type { PeerFault__Output } from '../wire/generated/drover/v1/PeerFault.ts';
 import type { PeerReduced__Output } from '../wire/generated/drover/v1/PeerReduced.ts';
-import type { StateReply__Output } from '../wire/generated/drover/v1/StateReply.ts';
 import { envelope } from '../wire/protocol.ts';
-import { tensorTransfer, type ReceivedTransfer } from '../wire/transfer.ts';
-import type { Membership } from './membership.ts';
 import type { Contribution } from './reducer.ts';
+import { ReplicaCustody, type CustodyHost } from './replica-custody.ts';
 import { planShards } from './scheduler.ts';
-import type { WorkerLink } from './server.ts';
 import type { ReducingStep, ReductionOutcome, StepReduction } from './step-reduction.ts';
 import type { PeerAttempt, RoundState, TaskDispatch } from './task-dispatch.ts';
 
 /** What the peer reduction needs from the coordinator around it. */
-export interface PeerHost {
-  readonly jobId: string;
-  readonly cluster: ClusterSpec;
-  readonly log: Logger;
-  /** The coordinator's model and optimizer: a copy of the replicas' state, pulled when needed. */
-  readonly trainer: Trainer;
-  readonly membership: Membership;
+export interface PeerHost extends CustodyHost {
   readonly dispatch: TaskDispatch;
-  link(workerId: string): WorkerLink | undefined;
-  evict(workerId: string, reason: string, error: DroverError): void;
   /** Resolves once a worker is live (the join timeout fails the job otherwise). */
   waitForWorker(): Promise<void>;
-  /** The weights version workers compute on now. */
-  version(): number;
   fatal(): Error | undefined;
-  nextTransferId(): number;
   /** Opens the training round of one attempt at `step` (its tasks are sent by the caller). */
   openRound(batch: SampledBatch, step: number, reduction: ReducingStep, peer: PeerAttempt): RoundState;
 }
@@ -69,10 +51,9 @@ interface Attempt {
  *   (deadline or unreachable; scatter-phase reports first) is evicted, the survivors get
  *   StepAbort, and the whole batch is planned again over them: all or none apply, no sample
  *   is lost or counted twice;
- * - state: a worker that joins gets the weights and optimizer state as a full broadcast; the
- *   coordinator pulls them from a worker that holds them (StateRequest), which is also what
- *   `weights()` and `optimizerState()` (checkpoints, export) do. The pulled copy lives in the
- *   coordinator's own trainer.
+ * - state (ReplicaCustody): a worker that joins gets the weights and optimizer state as a full
+ *   broadcast, pulled from a worker that holds them, as `weights()` and `optimizerState()`
+ *   (checkpoints, export) are.
  *
  * The optimizer may refuse an update on every replica alike (a weight would turn non-finite):
  * the coordinator does not hear of it and reports the step applied.
@@ -81,20 +62,15 @@ export class PeerReduction implements StepReduction {
   private generation = 0;
   private lastGroup = '';
   private readonly addresses = new Map<string, string>();
-  /** The weights version each worker holds with its optimizer state. */
-  private readonly holds = new Map<string, number>();
-  /** The version the coordinator's trainer holds. */
-  private coordinatorVersion: number;
-  private requests = 0;
-  private readonly pulls = new Map<number, { workerId: string; resolve: (state: PulledState) => void; reject: (error: Error) => void }>();
+  /** Who holds which version of the weights and optimizer state; pulls and pushes them. */
+  readonly custody: ReplicaCustody;
   private current: Attempt | undefined;
   /** The attempt whose every rank reported, until it is committed. */
   private finished: Attempt | undefined;
   private attemptsWithoutEviction = 0;
-  private syncing: Promise<void> = Promise.resolve();
 
   constructor(private readonly host: PeerHost) {
-    this.coordinatorVersion = host.version();
+    this.custody = new ReplicaCustody(host);
   }
 
   private get deadlineMs(): number {
@@ -111,18 +87,13 @@ export class PeerReduction implements StepReduction {
   /** A worker's session opened: its peer address is the host it connects from and the port it serves. */
   sessionOpened(workerId: string, connectedFrom: string, peerPort: number): void {
     this.addresses.set(workerId, `${hostOf(connectedFrom)}:${peerPort}`);
-    this.holds.delete(workerId);
+    this.custody.forget(workerId);
   }
 
   /** A worker left the job (its attempt's loss comes through task dispatch). */
   workerRemoved(workerId: string): void {
     this.addresses.delete(workerId);
-    this.holds.delete(workerId);
-    for (const [id, pull] of this.pulls) {
-      if (pull.workerId !== workerId) continue;
-      this.pulls.delete(id);
-      pull.reject(new ClusterError(`worker ${workerId} left before sending its state`));
-    }
+    this.custody.forget(workerId);
   }
 
   // ---- StepReduction ----
@@ -132,26 +103,15 @@ export class PeerReduction implements StepReduction {
   }
 
   async weights(): Promise<WeightSet> {
-    await this.refresh();
+    await this.custody.refresh();
     return readWeights(this.host.trainer.model);
   }
 
   async optimizerState(): Promise<{ iterations: number; slots: OptimizerSlot[] }> {
-    await this.refresh();
+    await this.custody.refresh();
     return this.host.trainer.optimizer.getState();
   }
 
-  /** The coordinator's model was rewritten (best weights restored) as the current version: every worker gets it. */
-  async rewritten(): Promise<void> {
-    this.coordinatorVersion = this.host.version();
-    this.holds.clear();
-    await this.syncJoiners();
-  }
-
-  /** Before a rewrite: the coordinator's optimizer state must be the replicas'. */
-  refreshBeforeRewrite(): Promise<void> {
-    return this.refresh();
-  }
 
   // ---- steps ----
 
@@ -164,9 +124,9 @@ export class PeerReduction implements StepReduction {
     for (;;) {
       const fatal = this.host.fatal();
       if (fatal) throw fatal;
-      await this.syncJoiners();
+      await this.custody.syncJoiners();
       const current = this.host.version();
-      const live = this.host.membership.live().filter((w) => this.holds.get(w.id) === current && this.addresses.has(w.id));
+      const live = this.host.membership.live().filter((w) => this.custody.holds(w.id, current) && this.addresses.has(w.id));
       if (live.length === 0) {
         if (this.host.membership.live().length === 0) await this.host.waitForWorker();
         else await new Promise((resolve) => setTimeout(resolve, 50));
@@ -288,121 +248,9 @@ export class PeerReduction implements StepReduction {
     const generation = running.state.peer!.generation;
     for (const id of running.group) {
       this.host.link(id)?.send([{ envelope: envelope(this.host.jobId), commit: { step: update.step, generation, learningRate: update.lr, samples, version: update.version } }]);
-      if (this.holds.get(id) === update.version - 1) this.holds.set(id, update.version);
     }
-    if (samples === 0 && this.coordinatorVersion === update.version - 1) this.coordinatorVersion = update.version;
+    this.custody.committed(running.group, update.version, samples);
   }
-
-  // ---- state ----
-
-  /** Gives every live worker that does not hold the current version's state that state (one sync at a time). */
-  syncJoiners(): Promise<void> {
-    const run = this.syncing.then(() => this.syncOnce());
-    this.syncing = run.catch(() => {});
-    return run;
-  }
-
-  private async syncOnce(): Promise<void> {
-    const version = this.host.version();
-    const joiners = this.host.membership.live().filter((w) => this.addresses.has(w.id) && this.holds.get(w.id) !== version);
-    if (joiners.length === 0) return;
-    await this.refresh();
-    const { trainer } = this.host;
-    trainer.modelOptimizer.bind();
-    const weights = await readWeights(trainer.model);
-    const optimizer = await trainer.optimizer.getState();
-    for (const worker of joiners) {
-      const link = this.host.link(worker.id);
-      if (!link) continue;
-      link.send(this.stateMessages(version, weights, optimizer));
-      this.holds.set(worker.id, version);
-      this.host.log.debug({ worker: worker.id, version }, `sent worker ${worker.id} the weights and optimizer state of v${version}`);
-    }
-  }
-
-  /** Makes the coordinator's trainer hold the current version's state, pulled from a worker that holds it. */
-  private async refresh(): Promise<void> {
-    const version = this.host.version();
-    if (this.coordinatorVersion === version) return;
-    const holders = this.host.membership.live().filter((w) => this.holds.get(w.id) === version);
-    for (const worker of holders) {
-      try {
-        const state = await this.pull(worker.id);
-        const { trainer } = this.host;
-        writeWeights(trainer.model, { manifest: weightManifest(trainer.model), values: state.weights });
-        trainer.modelOptimizer.bind();
-        trainer.optimizer.setState(state.optimizer);
-        this.coordinatorVersion = version;
-        return;
-      } catch (error) {
-        const droverError = error instanceof DroverError ? error : new ClusterError(String(error), { cause: error });
-        this.host.evict(worker.id, `could not send its state: ${droverError.message}`, droverError);
-      }
-    }
-    this.host.log.warn({ version, held: this.coordinatorVersion }, `no live worker holds the state of v${version}: going on from the coordinator's copy (v${this.coordinatorVersion}); the steps since are lost`);
-    this.coordinatorVersion = version;
-  }
-
-  private pull(workerId: string): Promise<PulledState> {
-    const link = this.host.link(workerId);
-    if (!link) return Promise.reject(new ClusterError(`worker ${workerId} is not in session`));
-    const requestId = ++this.requests;
-    return new Promise<PulledState>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        this.pulls.delete(requestId);
-        reject(new ClusterError(`worker ${workerId} did not send its state within ${this.host.cluster.stepDeadlineMs} ms`));
-      }, this.host.cluster.stepDeadlineMs);
-      this.pulls.set(requestId, {
-        workerId,
-        resolve: (state) => { clearTimeout(timer); resolve(state); },
-        reject: (error) => { clearTimeout(timer); reject(error); },
-      });
-      link.send([{ envelope: envelope(this.host.jobId), stateRequest: { requestId } }]);
-    });
-  }
-
-  /** A StateReply: completes the pull that asked for it. */
-  async state(workerId: string, reply: StateReply__Output, weightsDone: Promise<ReceivedTransfer>, slotsDone: Promise<ReceivedTransfer>): Promise<void> {
-    const pull = this.pulls.get(reply.requestId);
-    let transfers: ReceivedTransfer[] = [];
-    try {
-      transfers = await Promise.all([weightsDone, slotsDone]);
-    } catch (error) {
-      pull?.reject(error as Error);
-      return;
-    } finally {
-      this.pulls.delete(reply.requestId);
-    }
-    const [weights, slots] = transfers as [ReceivedTransfer, ReceivedTransfer];
-    try {
-      if (!pull || pull.workerId !== workerId) throw new ProtocolError(`worker ${workerId} sent state ${reply.requestId}, which it was not asked for`);
-      pull.resolve({
-        weights: weights.tensors.map((t) => Float32Array.from(t.data as Float32Array)),
-        optimizer: { iterations: reply.optimizerIterations, slots: slots.tensors.map((t) => ({ name: t.name, values: Float32Array.from(t.data as Float32Array) })) },
-      });
-    } catch (error) {
-      this.host.evict(workerId, (error as Error).message, error as DroverError);
-    } finally {
-      weights.release();
-      slots.release();
-    }
-  }
-
-  /** A full weight broadcast of `version` carrying the optimizer state. */
-  private stateMessages(version: number, weights: WeightSet, optimizer: { iterations: number; slots: OptimizerSlot[] }): CoordinatorMessage[] {
-    const weightTransfer = tensorTransfer(this.host.nextTransferId(), weights.manifest.map((w, i) => ({ name: w.name, shape: w.shape, data: weights.values[i]! })));
-    const slotTransfer = tensorTransfer(this.host.nextTransferId(), optimizer.slots.map((s) => ({ name: s.name, shape: [s.values.length], data: s.values })));
-    const jobEnvelope = envelope(this.host.jobId);
-    return [
-      { envelope: jobEnvelope, weights: { version, weights: weightTransfer.header, partial: false, baseVersion: 0, hasOptimizerState: true, optimizerIterations: optimizer.iterations, optimizerSlots: slotTransfer.header } },
-      ...[...weightTransfer.chunks, ...slotTransfer.chunks].map((chunk) => ({ envelope: jobEnvelope, chunk })),
-    ];
-  }
-}
-
-interface PulledState {
-  weights: Float32Array[];
-  optimizer: { iterations: number; slots: OptimizerSlot[] };
 }
 
 /** The host part of a gRPC peer string ("ipv4:10.0.0.2:5000", "[::1]:5000", "10.0.0.2:5000"). */

@@ -13,14 +13,15 @@ import type { Contribution } from './reducer.ts';
  *   await reducing.apply({ step, lr, version })   // once the round is done: the update is applied
  *   reducing.dispose()                            // always, when the round closes
  *
- * Today's implementation is the star (star-reduction.ts): every worker sends its whole gradient
- * to the coordinator, which sums them in task-rank order, applies the optimizer it alone holds,
- * and broadcasts the weights. A peer reduction (issue #13: workers reduce-scatter and all-gather
- * ranges among themselves and each applies the same optimizer step) is a second implementation:
- * its `offer` receives a task's metrics rather than its gradient, its `apply` resolves once the
- * workers report version `version` applied, and its `weights` / `optimizerState` pull from the
- * workers that own them. Membership changes it must react to (a peer's range to reassign) are
- * not part of this contract yet: the star needs none.
+ * Two implementations. The star (star-reduction.ts): every worker sends its whole gradient to
+ * the coordinator, which sums them in task-rank order, applies the optimizer it alone holds, and
+ * broadcasts the weights. The peer reduction (peer-reduction.ts, cluster.reduction: peer):
+ * workers reduce-scatter and all-gather their gradients among themselves and each applies the
+ * same optimizer step; its `offer` receives a task's metrics rather than its gradient, its
+ * `apply` commits the step to the group, and its `weights` / `optimizerState` pull from a worker
+ * that holds them. A peer reduction cannot replan one task (its peers wait for that rank), so the
+ * coordinator drives its steps through `PeerReduction.step`, which abandons and replans the
+ * whole step when a worker is lost.
  */
 export interface StepReduction {
   /** Starts the reduction of one step whose round covers `expectedSamples` samples. */

@@ -1,6 +1,12 @@
-import { ProtocolError } from '../errors.ts';
+import { PeerTimeoutError, ProtocolError } from '../errors.ts';
+import type { Batch } from '../data/types.ts';
+import type { TaskAssignment__Output } from '../wire/generated/drover/v1/TaskAssignment.ts';
+import type { WorkerMessage } from '../wire/generated/drover/v1/WorkerMessage.ts';
+import { MAX_CHUNK_BYTES } from '../wire/protocol.ts';
+import { tensorTransfer } from '../wire/transfer.ts';
 import { PeerCollective } from '../peer/collective.ts';
 import { startPeerServer, type PeerServer } from '../peer/peer-server.ts';
+import type { Encoding } from '../peer/protocol.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { PeerConfig__Output } from '../wire/generated/drover/v1/PeerConfig.ts';
 import type { PeerStep__Output } from '../wire/generated/drover/v1/PeerStep.ts';
@@ -13,6 +19,14 @@ export interface PeerParticipantOptions {
   config: PeerConfig__Output;
   replica: PeerReplica;
   log: Logger;
+}
+
+/** Where a worker's time went on a task (as the wire's Timings). */
+export interface Timings {
+  dataWaitMs: number;
+  computeMs: number;
+  transferMs: number;
+  decodeMs: number;
 }
 
 /** A step reduced among the group, held until the coordinator commits or aborts it. */
@@ -71,10 +85,11 @@ export class PeerParticipant {
   /**
    * Reduces one task's result with its group: each contribution is scaled by n / global batch,
    * so the rank-order sum is the global-batch mean. A worker whose shard had no usable sample
-   * contributes zeros (every rank must take part). Rejects with a PeerTimeoutError naming the
+   * contributes zeros (every rank must take part). `encoding` is the job's cluster.wire (bf16
+   * rounds every contribution and sum alike on every rank). Rejects with a PeerTimeoutError naming the
    * ranks that failed the step, or with the abort's reason when the coordinator abandoned it.
    */
-  async reduce(step: number, peer: PeerStep__Output, result: ReplicaGradients | undefined): Promise<void> {
+  async reduce(step: number, peer: PeerStep__Output, result: ReplicaGradients | undefined, encoding: Encoding = 'fp32'): Promise<void> {
     this.held = undefined;
     if (this.aborted && this.aborted.step === step && peer.generation <= this.aborted.generation) {
       throw new ProtocolError(`step ${step} (generation ${peer.generation}) aborted by the coordinator`);
@@ -98,11 +113,44 @@ export class PeerParticipant {
     const controller = new AbortController();
     this.reducing = { step, generation: peer.generation, controller };
     try {
-      const summed = await this.collective!.reduceScatterAllGather(step, flat, { deadlineMs: peer.deadlineMs, encoding: 'fp32', signal: controller.signal });
+      const summed = await this.collective!.reduceScatterAllGather(step, flat, { deadlineMs: peer.deadlineMs, encoding, signal: controller.signal });
       this.held = { step, generation: peer.generation, globalBatch: peer.globalBatch, summed };
     } finally {
       this.reducing = undefined;
     }
+  }
+
+  /**
+   * Reduces a training task's result and says how it went, as the body of a message to the
+   * coordinator: `reduced` (metrics; the sum is held for the commit), `peerFault` (who failed the
+   * step), or nothing when the coordinator abandoned the step meanwhile.
+   */
+  async reduceTask(assignment: TaskAssignment__Output, batch: Batch, result: ReplicaGradients | undefined, timings: Timings, encoding: Encoding): Promise<Pick<WorkerMessage, 'reduced' | 'peerFault'> | undefined> {
+    const peer = assignment.peer!;
+    const base = { taskId: assignment.taskId, step: assignment.step, generation: peer.generation };
+    try {
+      await this.reduce(assignment.step, peer, result, encoding);
+    } catch (error) {
+      if (this.isAbort(error)) return undefined;
+      if (!(error instanceof PeerTimeoutError)) throw error;
+      const { ranks, phase, reason } = error.failure;
+      this.options.log.warn({ step: assignment.step, generation: peer.generation, ranks, phase, reason }, error.message);
+      return { peerFault: { ...base, ranks: [...ranks], phase, reason, message: error.message } };
+    }
+    const skipReasons = (batch.skipReasons ?? []).map((s) => ({ sampleId: s.id, reason: s.reason, detail: s.detail ?? '' }));
+    return { reduced: { ...base, loss: result?.loss ?? 0, correct: result?.correct ?? 0, n: result?.n ?? 0, timings, skipped: batch.skipped ?? [], skipReasons } };
+  }
+
+  /** The bodies of a StateReply and its chunks: every weight and the optimizer's slots, as of `version`. */
+  async stateReply(requestId: number, version: number, nextTransferId: () => number): Promise<Omit<WorkerMessage, 'envelope'>[]> {
+    const { replica } = this.options;
+    const state = await replica.readState();
+    const weights = tensorTransfer(nextTransferId(), replica.manifest.map((w, i) => ({ name: w.name, shape: w.shape, data: state.weights[i]! })), MAX_CHUNK_BYTES);
+    const slots = tensorTransfer(nextTransferId(), state.optimizer.slots.map((slot) => ({ name: slot.name, shape: [slot.values.length], data: slot.values })), MAX_CHUNK_BYTES);
+    return [
+      { state: { requestId, version, weights: weights.header, optimizerIterations: state.optimizer.iterations, optimizerSlots: slots.header } },
+      ...[...weights.chunks, ...slots.chunks].map((chunk) => ({ chunk })),
+    ];
   }
 
   /** Applies the held step (StepCommit). */

@@ -13,8 +13,7 @@ import type { WireEncoding } from '../wire/tensor-encoding.ts';
 import { tensorTransfer, TransferAssembler } from '../wire/transfer.ts';
 import type { SessionCall } from './client.ts';
 import { isPeerReplica, type ComputeReplica, type ReplicaGradients } from './compute-replica.ts';
-import type { PeerParticipant } from './peer-participant.ts';
-import { PeerTimeoutError } from '../errors.ts';
+import type { PeerParticipant, Timings } from './peer-participant.ts';
 import type { ShardDecoder } from './shard-decoder.ts';
 
 /** How a session ended. */
@@ -390,39 +389,15 @@ export class WorkerSession {
   }
 
   /** Reduces a training result with the step's peers; says reduced, or names who failed the step. */
-  private async reducePeer(assignment: TaskAssignment__Output, batch: Batch, result: ReplicaGradients | undefined, timings: { dataWaitMs: number; computeMs: number; transferMs: number; decodeMs: number }): Promise<void> {
-    const peer = this.peerPart('a peer task');
-    const { generation } = assignment.peer!;
-    const base = { taskId: assignment.taskId, step: assignment.step, generation };
-    try {
-      await peer.reduce(assignment.step, assignment.peer!, result);
-    } catch (error) {
-      if (this.ended || peer.isAbort(error)) return;
-      if (!(error instanceof PeerTimeoutError)) throw error;
-      const { ranks, phase, reason } = error.failure;
-      this.options.log.warn({ step: assignment.step, generation, ranks, phase, reason }, error.message);
-      this.writer.send([{ envelope: this.envelope, peerFault: { ...base, ranks: [...ranks], phase, reason, message: error.message } }]);
-      return;
-    }
-    this.writer.send([{
-      envelope: this.envelope,
-      reduced: { ...base, loss: result?.loss ?? 0, correct: result?.correct ?? 0, n: result?.n ?? 0, timings, skipped: batch.skipped ?? [], skipReasons: skipReasonsOf(batch) },
-    }]);
+  private async reducePeer(assignment: TaskAssignment__Output, batch: Batch, result: ReplicaGradients | undefined, timings: Timings): Promise<void> {
+    const report = await this.peerPart('a peer task').reduceTask(assignment, batch, result, timings, this.options.gradientEncoding ?? 'fp32');
+    if (report && !this.ended) this.writer.send([{ envelope: this.envelope, ...report }]);
   }
 
   /** Answers a StateRequest: every weight and the optimizer's slots, as of the last step applied. */
   private async sendState(requestId: number): Promise<void> {
-    const { replica } = this.options;
-    if (!isPeerReplica(replica)) throw new ProtocolError('state requested of a worker that applies no updates');
-    const state = await replica.readState();
-    const weights = tensorTransfer(++this.transferIds, replica.manifest.map((w, i) => ({ name: w.name, shape: w.shape, data: state.weights[i]! })), MAX_CHUNK_BYTES);
-    const slots = tensorTransfer(++this.transferIds, state.optimizer.slots.map((slot) => ({ name: slot.name, shape: [slot.values.length], data: slot.values })), MAX_CHUNK_BYTES);
-    const messages: WorkerMessage[] = [{
-      envelope: this.envelope,
-      state: { requestId, version: this.version ?? 0, weights: weights.header, optimizerIterations: state.optimizer.iterations, optimizerSlots: slots.header },
-    }];
-    for (const chunk of [...weights.chunks, ...slots.chunks]) messages.push({ envelope: this.envelope, chunk });
-    this.writer.send(messages);
+    const messages = await this.peerPart('a state request').stateReply(requestId, this.version ?? 0, () => ++this.transferIds);
+    this.writer.send(messages.map((body) => ({ envelope: this.envelope, ...body })));
   }
 
   /** Tells the coordinator a task cannot be done here; it goes to another worker. */
