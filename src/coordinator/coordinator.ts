@@ -1,4 +1,4 @@
-import { ClusterError, DroverError, ProtocolError } from '../errors.ts';
+import { ClusterError, ConfigError, DroverError, ProtocolError } from '../errors.ts';
 import type { SampledBatch } from '../data/sampler.ts';
 import type { Dataset, DataSplit } from '../data/types.ts';
 import type { ClusterSpec } from '../job/cluster-spec.ts';
@@ -102,6 +102,7 @@ export class Coordinator implements SessionHost, StepEngine {
     const guard = cluster.gradientGuard ? new GradientGuard(cluster.gradientGuard) : undefined;
     // 'peer' with at most one worker is the star: nobody to reduce with.
     this.peer = cluster.reduction === 'peer' && cluster.maxWorkers > 1 ? this.peerReduction() : undefined;
+    if (this.peer) refuseUnsupportedWithPeer(cluster);
     this.reduction = this.peer ?? new StarReduction(trainer, weights, this.publisher, guard, log);
     if (this.peer) this.limits.optimizerBytes = 4 * this.limits.gradientBytes + 1024;
     this.dispatch = new TaskDispatch({
@@ -378,4 +379,14 @@ export class Coordinator implements SessionHost, StepEngine {
     this.workers.dropStaleJoins(now);
     this.dispatch.evictOverdue(now);
   }
+}
+
+/**
+ * What the peer reduction does not do yet, refused rather than silently dropped: TLS between
+ * workers (each would need a server certificate) and the gradient guard (its clipping and norm
+ * checks see the star's gradients, which the coordinator no longer receives).
+ */
+function refuseUnsupportedWithPeer(cluster: ClusterSpec): void {
+  if (cluster.tls) throw new ConfigError('cluster.reduction: peer does not support cluster.tls yet (workers would exchange gradients in plaintext): use the star, or a network you trust without TLS', 'cluster.reduction');
+  if (cluster.gradientGuard) throw new ConfigError('cluster.reduction: peer does not support cluster.gradientGuard yet: use the star', 'cluster.reduction');
 }

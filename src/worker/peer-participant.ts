@@ -50,6 +50,7 @@ export class PeerParticipant {
   private reducing: { step: number; generation: number; controller: AbortController } | undefined;
   /** The latest step aborted, and its generation: a task of it still computing is not reduced. */
   private aborted: { step: number; generation: number } | undefined;
+  private closing: Promise<void> | undefined;
   private readonly gradientSizes: number[];
   private readonly bufferSizes: number[];
 
@@ -188,10 +189,14 @@ export class PeerParticipant {
     return error instanceof ProtocolError && / aborted by the coordinator$/.test(error.message);
   }
 
-  async close(): Promise<void> {
-    this.reducing?.controller.abort(new ProtocolError('session ended'));
-    this.collective?.close();
-    await this.server.close(500);
+  /** Stops the reduction under way, closes the links and the server (once; later calls wait for the first). */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      this.reducing?.controller.abort(new ProtocolError('session ended'));
+      this.collective?.close();
+      await this.server.close(500);
+    })();
+    return this.closing;
   }
 
   /** Takes the step's group: a new collective, or the current one rebuilt for a new generation. */

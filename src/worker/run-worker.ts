@@ -119,6 +119,8 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       const end = await session.done;
+      // Its port is free again before the next session binds it (a fixed cluster.peerPort).
+      await peer?.close();
       signal?.removeEventListener('abort', onAbort);
       tasks += session.tasksDone;
       if (end.kind === 'stopped') {
