@@ -6,6 +6,7 @@ import { initBackend } from '../src/model/backend.ts';
 import { loadModel } from '../src/model/export.ts';
 import { readWeights } from '../src/model/weights.ts';
 import { runWorker } from '../src/worker/run-worker.ts';
+import { runWithLocalWorkers } from '../src/launch/local-workers.ts';
 import { EventSink, sinkLogger, smallFashionMnist, spawnDrover, spawnWorker, startCoordinator, tempDir, testJob, type LogLine } from './helpers/cluster.ts';
 
 // The peer reduction (cluster.reduction: peer) with real worker processes, one test at a time.
@@ -195,4 +196,19 @@ test.serial('peer reduction: drover coordinator --resume after a kill -9 of the 
   t.true((second.sink.events('evaluation').at(-1)?.accuracy as number) > 0.5);
   for (const worker of workers) t.is(await worker.exited, 0);
   t.is(await second.exited, 0);
+});
+
+test.serial('peer reduction: drover train --workers 2 with cluster.wire bf16 trains with two local worker processes', async (t) => {
+  const dir = await tempDir(t);
+  const sink = new EventSink();
+  const data = { kind: 'idx' as const, dir: FASHION_MNIST_DIR, limitTrain: 64 * 12 + 128, validationSize: 128, limitTest: 128 };
+  const result = await runWithLocalWorkers({
+    job: testJob(dir, { data, train: { epochs: 1, batchSize: 64, logEvery: 4, optimizer: { name: 'adam', learningRate: 0.003 } }, cluster: { reduction: 'peer', wire: 'bf16' } }),
+    workers: 2,
+    log: sinkLogger(sink),
+  });
+  t.is(result.status, 'completed');
+  t.is(result.steps, 12);
+  t.true(sink.events('step').some((l) => workerIds(l).length === 2), 'both workers reduced steps');
+  t.true(result.test!.accuracy > 0.4, `test accuracy ${result.test!.accuracy}`);
 });
