@@ -209,8 +209,7 @@ export class Coordinator implements SessionHost, StepEngine {
     let outcome: ReductionOutcome;
     let reduceStart: number;
     if (this.peer) {
-      // No prefetch: a step's shards go to the group that holds the weights it needs.
-      ({ state: current, outcome, reduceStart } = await this.peer.step(batch, context, version));
+      ({ state: current, outcome, reduceStart } = await this.peer.step(batch, context, version, next));
     } else {
       current = this.claimPrefetched(batch) ?? this.planTraining(batch, context.step);
       current.round.startedAt = performance.now();
@@ -278,6 +277,7 @@ export class Coordinator implements SessionHost, StepEngine {
   }
 
   discardPrefetched(): void {
+    this.peer?.discardPrefetched();
     if (this.prefetched) this.dispatch.closeRound(this.prefetched.state);
     this.prefetched = undefined;
   }
@@ -357,8 +357,8 @@ export class Coordinator implements SessionHost, StepEngine {
       version: () => this.version,
       fatal: () => this.fatal,
       nextTransferId: () => ++this.transferIds,
-      openRound: (batch, step, reduction, peer) => {
-        const round = new Round({ kind: 'train', step, weightsVersion: this.version, split: 'train', epoch: batch.epoch, augment: true, expected: batch.indices.length });
+      openRound: (batch, step, weightsVersion, reduction, peer) => {
+        const round = new Round({ kind: 'train', step, weightsVersion, split: 'train', epoch: batch.epoch, augment: true, expected: batch.indices.length });
         const state = this.dispatch.openRound(round, this.train, reduction);
         state.peer = peer;
         return state;

@@ -18,8 +18,8 @@ export interface PeerHost extends CustodyHost {
   /** Resolves once a worker is live (the join timeout fails the job otherwise). */
   waitForWorker(): Promise<void>;
   fatal(): Error | undefined;
-  /** Opens the training round of one attempt at `step` (its tasks are sent by the caller). */
-  openRound(batch: SampledBatch, step: number, reduction: ReducingStep, peer: PeerAttempt): RoundState;
+  /** Opens the training round of one attempt at `step` on weights `weightsVersion` (its tasks are sent by the caller). */
+  openRound(batch: SampledBatch, step: number, weightsVersion: number, reduction: ReducingStep, peer: PeerAttempt): RoundState;
 }
 
 /** An attempt at a step failed (a peer was lost or named): it is planned again. */
@@ -45,7 +45,8 @@ interface Attempt {
  *
  * - a step is one attempt per membership: the batch is planned over the workers that hold the
  *   current state (one shard per rank, rank = task order = summation order), with a generation
- *   that changes whenever the group does;
+ *   that changes whenever the group does; the next step's shards go out with this one's
+ *   (prefetch) while the group stays the same;
  * - two-phase: workers report "reduced" (metrics only) and apply the update only when every rank
  *   has and the coordinator sends StepCommit; a peer lost or named by its peers' PeerFault
  *   (deadline or unreachable; scatter-phase reports first) is evicted, the survivors get
@@ -68,6 +69,8 @@ export class PeerReduction implements StepReduction {
   /** The attempt whose every rank reported, until it is committed. */
   private finished: Attempt | undefined;
   private attemptsWithoutEviction = 0;
+  /** The next step's attempt, planned over the current group and sent ahead (prefetch). */
+  private prefetched: { batch: SampledBatch; liveKey: string; attempt: Attempt } | undefined;
 
   constructor(private readonly host: PeerHost) {
     this.custody = new ReplicaCustody(host);
@@ -117,9 +120,11 @@ export class PeerReduction implements StepReduction {
 
   /**
    * One step: attempts until one group reduces the whole batch and every rank reported it;
-   * then commits it. Resolves with the round that did (for timing) and the outcome.
+   * then commits it. Resolves with the round that did (for timing) and the outcome. `next`, the
+   * following step's batch, is planned over the same group and sent now, so workers decode its
+   * shards while this step computes (dropped if the group changes first).
    */
-  async step(batch: SampledBatch, context: StepContext, version: number): Promise<{ state: RoundState; outcome: ReductionOutcome; reduceStart: number }> {
+  async step(batch: SampledBatch, context: StepContext, version: number, next?: SampledBatch): Promise<{ state: RoundState; outcome: ReductionOutcome; reduceStart: number }> {
     const { log } = this.host;
     for (;;) {
       const fatal = this.host.fatal();
@@ -128,37 +133,30 @@ export class PeerReduction implements StepReduction {
       const current = this.host.version();
       const live = this.host.membership.live().filter((w) => this.custody.holds(w.id, current) && this.addresses.has(w.id));
       if (live.length === 0) {
+        this.discardPrefetched();
         if (this.host.membership.live().length === 0) await this.host.waitForWorker();
         else await new Promise((resolve) => setTimeout(resolve, 50));
         continue;
       }
-      const plans = planShards(batch.indices, live, this.host.cluster.balance);
-      const group = plans.map((p) => p.workerId);
-      if (group.join(',') !== this.lastGroup) {
-        this.generation++;
-        this.lastGroup = group.join(',');
-      }
-      const results = this.open();
-      const attempt: PeerAttempt = {
-        generation: this.generation,
-        group,
-        addresses: group.map((id) => this.addresses.get(id)!),
-        globalBatch: batch.indices.length,
-        deadlineMs: this.deadlineMs,
-        lost: (_id, why) => this.failAttempt(why),
-      };
-      const state = this.host.openRound(batch, context.step, results, attempt);
-      const running: Attempt = { state, group, faults: [], timer: undefined, failed: false };
+      const liveKey = live.map((w) => w.id).join(',');
+      const running = this.claimPrefetched(batch, liveKey) ?? this.launch(batch, context.step, version - 1, planShards(batch.indices, live, this.host.cluster.balance));
       this.current = running;
-      state.round.startedAt = performance.now();
-      this.host.dispatch.assignPeer(state, plans);
+      running.state.round.startedAt = performance.now();
+      if (next && !this.prefetched) {
+        const plans = planShards(next.indices, live, this.host.cluster.balance);
+        if (plans.map((p) => p.workerId).join(',') === running.group.join(',')) {
+          this.prefetched = { batch: next, liveKey, attempt: this.launch(next, context.step + 1, version, plans) };
+        }
+      }
+      const { state } = running;
       try {
         await this.host.dispatch.finish(state);
       } catch (error) {
         this.host.dispatch.closeRound(state);
         if (!(error instanceof AttemptFailed)) throw error;
-        this.abort(running, context.step);
-        log.warn({ step: context.step, generation: attempt.generation, reason: error.message }, `step ${context.step}: peer reduction abandoned (${error.message}); planning the batch again over the workers left`);
+        this.abort(running);
+        this.discardPrefetched();
+        log.warn({ step: context.step, generation: state.peer!.generation, reason: error.message }, `step ${context.step}: peer reduction abandoned (${error.message}); planning the batch again over the workers left`);
         continue;
       } finally {
         clearTimeout(running.timer);
@@ -168,12 +166,56 @@ export class PeerReduction implements StepReduction {
       const reduceStart = performance.now();
       this.finished = running;
       try {
-        const outcome = await results.apply({ step: context.step, lr: context.lr, version });
+        const outcome = await state.reduction!.apply({ step: context.step, lr: context.lr, version });
         return { state, outcome, reduceStart };
       } finally {
         this.finished = undefined;
       }
     }
+  }
+
+  /** Drops the prefetched attempt (the group changed, the job stops): its workers drop its tasks. */
+  discardPrefetched(): void {
+    const prefetched = this.prefetched;
+    this.prefetched = undefined;
+    if (!prefetched) return;
+    this.host.log.debug({ step: prefetched.attempt.state.round.step, generation: prefetched.attempt.state.peer!.generation }, `step ${prefetched.attempt.state.round.step}: prefetched shards dropped (the group changed or the job stops)`);
+    this.host.dispatch.closeRound(prefetched.attempt.state);
+    this.abort(prefetched.attempt);
+  }
+
+  /** The prefetched attempt when it is `batch`'s and its group is still the live one; otherwise it is dropped. */
+  private claimPrefetched(batch: SampledBatch, liveKey: string): Attempt | undefined {
+    const prefetched = this.prefetched;
+    if (!prefetched) return undefined;
+    const { attempt } = prefetched;
+    if (prefetched.batch === batch && prefetched.liveKey === liveKey && !attempt.failed && attempt.state.peer!.generation === this.generation) {
+      this.prefetched = undefined;
+      return attempt;
+    }
+    this.discardPrefetched();
+    return undefined;
+  }
+
+  /** Opens an attempt at `step` with these shards (one per rank) and sends its tasks. */
+  private launch(batch: SampledBatch, step: number, weightsVersion: number, plans: readonly { workerId: string; ids: Uint32Array }[]): Attempt {
+    const group = plans.map((p) => p.workerId);
+    if (group.join(',') !== this.lastGroup) {
+      this.generation++;
+      this.lastGroup = group.join(',');
+    }
+    const running: Attempt = { state: undefined!, group, faults: [], timer: undefined, failed: false };
+    const peer: PeerAttempt = {
+      generation: this.generation,
+      group,
+      addresses: group.map((id) => this.addresses.get(id)!),
+      globalBatch: batch.indices.length,
+      deadlineMs: this.deadlineMs,
+      lost: (_id, why) => this.failAttempt(running, why),
+    };
+    running.state = this.host.openRound(batch, step, weightsVersion, this.open(), peer);
+    this.host.dispatch.assignPeer(running.state, plans);
+    return running;
   }
 
   /** A worker holds its task's step reduced. */
@@ -199,8 +241,9 @@ export class PeerReduction implements StepReduction {
 
   /** A worker's reduction failed, naming the ranks that failed it: gathered briefly, then judged. */
   fault(workerId: string, fault: PeerFault__Output): void {
-    const running = this.current;
-    if (!running || running.failed || fault.generation !== running.state.peer?.generation || fault.step !== running.state.round.step || !running.group.includes(workerId)) {
+    // The running attempt, or the prefetched one (workers reduce it as soon as they can).
+    const running = [this.current, this.prefetched?.attempt].find((a) => a?.state.peer?.generation === fault.generation && a.state.round.step === fault.step);
+    if (!running || running.failed || !running.group.includes(workerId)) {
       this.host.log.debug({ worker: workerId, step: fault.step, generation: fault.generation }, `peer fault from ${workerId} about an attempt no longer running: dropped`);
       return;
     }
@@ -218,7 +261,7 @@ export class PeerReduction implements StepReduction {
     const culprits = new Map<string, PeerFault__Output>();
     for (const fault of chosen) for (const rank of fault.ranks) if (running.group[rank] !== undefined) culprits.set(running.group[rank]!, fault);
     const summary = running.faults.map((f) => `${f.from}: ranks ${f.ranks.join(',')} ${f.reason} in ${f.phase}`).join('; ');
-    this.failAttempt(`peers reported: ${summary}`);
+    this.failAttempt(running, `peers reported: ${summary}`);
     for (const [workerId, fault] of culprits) {
       const reason = `named by its peers in step ${step} (${fault.reason} in the ${fault.phase} phase, peer deadline ${this.deadlineMs} ms)`;
       const phase = fault.phase === 'gather' ? 'gather' : 'scatter';
@@ -227,16 +270,16 @@ export class PeerReduction implements StepReduction {
     }
   }
 
-  private failAttempt(why: string): void {
-    const running = this.current;
+  private failAttempt(running: Attempt | undefined, why: string): void {
     if (!running || running.failed) return;
     running.failed = true;
     running.state.reject(new AttemptFailed(why));
   }
 
   /** Tells the attempt's workers to drop it; the next attempt gets a new generation. */
-  private abort(running: Attempt, step: number): void {
-    const generation = running.state.peer!.generation;
+  private abort(running: Attempt): void {
+    const { generation } = running.state.peer!;
+    const { step } = running.state.round;
     for (const id of running.group) this.host.link(id)?.send([{ envelope: envelope(this.host.jobId), abort: { step, generation } }]);
     this.lastGroup = '';
   }

@@ -48,8 +48,8 @@ export class PeerParticipant {
   private collective: PeerCollective | undefined;
   private held: HeldStep | undefined;
   private reducing: { step: number; generation: number; controller: AbortController } | undefined;
-  /** The latest step aborted, and its generation: a task of it still computing is not reduced. */
-  private aborted: { step: number; generation: number } | undefined;
+  /** Steps aborted, with the latest generation aborted: a task of them still computing or queued is not reduced. */
+  private readonly aborted = new Map<number, number>();
   private closing: Promise<void> | undefined;
   private readonly gradientSizes: number[];
   private readonly bufferSizes: number[];
@@ -92,7 +92,7 @@ export class PeerParticipant {
    */
   async reduce(step: number, peer: PeerStep__Output, result: ReplicaGradients | undefined, encoding: Encoding = 'fp32'): Promise<void> {
     this.held = undefined;
-    if (this.aborted && this.aborted.step === step && peer.generation <= this.aborted.generation) {
+    if (peer.generation <= (this.aborted.get(step) ?? -1)) {
       throw new ProtocolError(`step ${step} (generation ${peer.generation}) aborted by the coordinator`);
     }
     this.join({ generation: peer.generation, rank: peer.rank, peers: peer.peers });
@@ -176,7 +176,9 @@ export class PeerParticipant {
 
   /** Drops the step's held sum, and stops its reduction if it is still running (StepAbort). */
   abort(step: number, generation: number): void {
-    this.aborted = { step, generation };
+    this.aborted.set(step, Math.max(generation, this.aborted.get(step) ?? -1));
+    // A step or two back is all a late task can be of.
+    for (const old of this.aborted.keys()) if (old < step - 2) this.aborted.delete(old);
     if (this.held && this.held.step === step && this.held.generation <= generation) this.held = undefined;
     const reducing = this.reducing;
     if (reducing && reducing.step === step && reducing.generation <= generation) {
