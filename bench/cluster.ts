@@ -3,7 +3,7 @@
  *
  *   npm run bench:cluster -- [--mode real|simulated|netns|accuracy|all] [--steps 60] [--warmup 10] [--rounds 3]
  *        [--workers 1,2] [--sim-workers 2,4,8,16] [--sim-params 0.2,3.5,25] [--compute-ms 100]
- *        [--net-workers 1,2,4,8] [--rates 1000,10000] [--epochs 3] [--skip-single] [--split] [--json]
+ *        [--net-workers 1,2,4,8] [--rates 1000,10000] [--epochs 3] [--skip-single] [--split] [--wire fp32,bf16] [--json]
  *
  * real:      img/s of the reference job (fmnist-cnn, Adam 1e-3, Fashion-MNIST, one thread per
  *            process): `single` is `drover train` (batch 64) in one process; `workers-N` is
@@ -24,7 +24,9 @@
  *            busiest process per step (in + out, read from the links' counters) over the model's bytes.
  *
  * accuracy:  the reference job on all of Fashion-MNIST for --epochs, in one process and with 2
- *            local workers: test accuracy of both (not part of `all`: it takes minutes).
+ *            local workers: test accuracy of both (not part of `all`: it takes minutes). The
+ *            workers run once per --wire (cluster.wire, default fp32); with fp32 and bf16 a last
+ *            line gives bf16's accuracy minus fp32's in points (issue #13: within 0.5).
  *
  * --json: one JSON line per setup as it finishes, with at least `setup` and `img_per_s`; the
  * simulated and netns lines add `workers`, `params`, `reduction`, `step_ms`, `efficiency` and
@@ -71,6 +73,7 @@ const { values: args } = parseArgs({
     epochs: { type: 'string', default: '3' },
     'skip-single': { type: 'boolean', default: false },
     split: { type: 'boolean', default: false },
+    wire: { type: 'string', default: 'fp32' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -444,7 +447,9 @@ async function netnsMode(): Promise<Record<string, unknown>[]> {
 async function accuracyMode(): Promise<Record<string, unknown>[]> {
   const { runJob } = await import('../src/job/run-job.ts');
   const rows: Record<string, unknown>[] = [];
-  const reference = (dir: string) =>
+  const wires = args.wire!.split(',').map((w) => w.trim());
+  for (const wire of wires) if (wire !== 'fp32' && wire !== 'bf16') throw new Error(`--wire takes fp32 and/or bf16, got ${wire}`);
+  const reference = (dir: string, wire: string) =>
     parseJob({
       name: 'bench-accuracy',
       seed: 42,
@@ -452,20 +457,35 @@ async function accuracyMode(): Promise<Record<string, unknown>[]> {
       data: { kind: 'idx', dir: FASHION_MNIST_DIR },
       model: { preset: 'fmnist-cnn' },
       train: { epochs: Number(args.epochs), batchSize: BATCH, logEvery: 50, optimizer: { name: 'adam', learningRate: 1e-3 } },
+      cluster: { wire },
       output: { dir },
     });
-  for (const workers of args['skip-single'] ? [2] : [0, 2]) {
+  const accuracyByWire = new Map<string, number>();
+  const runs = [...(args['skip-single'] ? [] : [{ workers: 0, wire: 'fp32' }]), ...wires.map((wire) => ({ workers: 2, wire }))];
+  for (const { workers, wire } of runs) {
     const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-bench-'));
     const started = performance.now();
     const quiet = pino({ level: 'warn' });
     const test = workers === 0
-      ? (await runJob(reference(dir), { log: quiet })).test
-      : (await runWithLocalWorkers({ job: reference(dir), workers, log: quiet })).test;
+      ? (await runJob(reference(dir, wire), { log: quiet })).test
+      : (await runWithLocalWorkers({ job: reference(dir, wire), workers, log: quiet })).test;
     const minutes = (performance.now() - started) / 60_000;
     await rm(dir, { recursive: true, force: true });
-    rows.push({ setup: workers === 0 ? 'single process' : `${workers} local workers`, epochs: Number(args.epochs), testAccuracy: test?.accuracy, minutes });
-    if (args.json) console.log(JSON.stringify({ setup: workers === 0 ? 'accuracy-single' : `accuracy-workers-${workers}`, mode: 'accuracy', workers, epochs: Number(args.epochs), test_accuracy: test?.accuracy, minutes }));
-    else console.log(`${String(rows.at(-1)!.setup).padEnd(16)} test accuracy ${((test?.accuracy ?? NaN) * 100).toFixed(2)} % after ${args.epochs} epochs (${minutes.toFixed(1)} min)`);
+    // The fp32 setups keep their names; bf16 ones say so.
+    const suffix = wire === 'fp32' ? '' : `-${wire}`;
+    if (workers > 0 && test) accuracyByWire.set(wire, test.accuracy);
+    rows.push({ setup: workers === 0 ? 'single process' : `${workers} local workers${wire === 'fp32' ? '' : `, ${wire}`}`, epochs: Number(args.epochs), testAccuracy: test?.accuracy, minutes });
+    if (args.json) console.log(JSON.stringify({ setup: workers === 0 ? 'accuracy-single' : `accuracy-workers-${workers}${suffix}`, mode: 'accuracy', workers, wire, epochs: Number(args.epochs), test_accuracy: test?.accuracy, minutes }));
+    else console.log(`${String(rows.at(-1)!.setup).padEnd(22)} test accuracy ${((test?.accuracy ?? NaN) * 100).toFixed(2)} % after ${args.epochs} epochs (${minutes.toFixed(1)} min)`);
+  }
+  const [fp32, bf16] = [accuracyByWire.get('fp32'), accuracyByWire.get('bf16')];
+  if (fp32 !== undefined && bf16 !== undefined) {
+    // Issue #13: gradients as bf16 must keep the reference job within 0.5 points of fp32.
+    const points = (bf16 - fp32) * 100;
+    const within = Math.abs(points) <= 0.5;
+    rows.push({ setup: 'bf16 vs fp32', points, within });
+    if (args.json) console.log(JSON.stringify({ setup: 'accuracy-bf16-vs-fp32', mode: 'accuracy', workers: 2, epochs: Number(args.epochs), bf16_minus_fp32_points: points, within_half_point: within }));
+    else console.log(`${'bf16 vs fp32'.padEnd(22)} ${points >= 0 ? '+' : ''}${points.toFixed(2)} points of test accuracy (${within ? 'within' : 'NOT within'} the 0.5 the issue allows)`);
   }
   return rows;
 }

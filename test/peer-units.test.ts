@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import test from 'ava';
 import { ProtocolError, TransferLimitError } from '../src/errors.ts';
-import { bf16BitsOf, decodeBf16, encodeBf16, roundArrayToBf16, roundToBf16 } from '../src/peer/bf16.ts';
+import { bf16BitsOf, decodeBf16, encodeBf16, roundArrayToBf16, roundToBf16 } from '../src/wire/bf16.ts';
 import { generatePeerTypes } from '../src/peer/generate-types.ts';
 import { PeerInbox, type InboundChunk, type SlotSpec } from '../src/peer/inbox.ts';
 import { splitRanges } from '../src/peer/ranges.ts';

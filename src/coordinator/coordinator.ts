@@ -12,6 +12,7 @@ import type { Trainer } from '../train/trainer.ts';
 import type { JoinReply } from '../wire/generated/drover/v1/JoinReply.ts';
 import type { JoinRequest__Output } from '../wire/generated/drover/v1/JoinRequest.ts';
 import { envelope, MAX_CHUNK_BYTES } from '../wire/protocol.ts';
+import { TENSOR_ENCODING } from '../wire/tensor-encoding.ts';
 import { EvaluationAccumulator } from './evaluation.ts';
 import { GradientGuard } from './gradient-guard.ts';
 import { GradientIntake } from './gradient-intake.ts';
@@ -89,7 +90,7 @@ export class Coordinator implements SessionHost, StepEngine {
     this.train = sampleSource(options.dataset.train, 'train', cluster.dataTransport);
     const weights = weightManifest(trainer.model);
     const bytes = (entries: WeightEntry[]): number => entries.reduce((sum, w) => sum + 4 * w.shape.reduce((a, b) => a * b, 1), 0);
-    this.limits = { gradientBytes: bytes(trainer.gradientManifest), bufferBytes: bytes(weights.filter((w) => !w.trainable)) };
+    this.limits = { gradientBytes: bytes(trainer.gradientManifest), bufferBytes: bytes(weights.filter((w) => !w.trainable)), gradientEncoding: cluster.wire };
     const nextTransferId = (): number => ++this.transferIds;
     this.publisher = new WeightPublisher(this.jobId, trainer.model, weights, () => this.workers.sessions(), nextTransferId);
     const guard = cluster.gradientGuard ? new GradientGuard(cluster.gradientGuard) : undefined;
@@ -134,6 +135,7 @@ export class Coordinator implements SessionHost, StepEngine {
       replicaSpecJson: JSON.stringify(this.options.replicaSpec),
       maxChunkBytes: MAX_CHUNK_BYTES,
       sessionKey: record.sessionKey,
+      gradientEncoding: TENSOR_ENCODING[this.options.cluster.wire],
     };
   }
 

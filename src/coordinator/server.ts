@@ -18,6 +18,7 @@ import { tuneServerWindow } from '../wire/flow-control.ts';
 import { toStatus } from '../wire/status.ts';
 import { StreamWriter } from '../wire/stream-writer.ts';
 import { BufferPool } from '../wire/buffer-pool.ts';
+import type { WireEncoding } from '../wire/tensor-encoding.ts';
 import { TransferAssembler, type ReceivedTransfer } from '../wire/transfer.ts';
 
 /** The coordinator's side of one worker's session: where it sends, and how it ends it. */
@@ -39,6 +40,8 @@ export interface SessionLimits {
   gradientBytes: number;
   /** Exact byte size of the non-trainable weights (0 when the model has none). */
   bufferBytes: number;
+  /** How gradients must travel (cluster.wire); batch-norm statistics always travel as fp32. */
+  gradientEncoding: WireEncoding;
 }
 
 /** What the coordinator does with a session's messages. */
@@ -247,7 +250,7 @@ function runSession(call: SessionCall, link: SessionLink, host: SessionHost, rec
           const what = `gradients of task ${result.taskId} from ${link.workerId}`;
           const gradients = result.n === 0 && result.gradients === null
             ? undefined
-            : assembler!.expect(result.gradients, { maxBytes: session.limits.gradientBytes, what, finite: true });
+            : assembler!.expect(result.gradients, { maxBytes: session.limits.gradientBytes, what, finite: true, encoding: session.limits.gradientEncoding });
           const hasBuffers = result.buffers !== null && (result.buffers.totalBytes > 0 || result.buffers.tensors.length > 0);
           const buffers = hasBuffers
             ? assembler!.expect(result.buffers, { maxBytes: session.limits.bufferBytes, what: `batch-norm statistics of task ${result.taskId}`, finite: true })

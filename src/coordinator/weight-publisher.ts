@@ -3,7 +3,7 @@ import type { WeightEntry } from '../model/weights.ts';
 import { readFloat32 } from '../model/tensor-read.ts';
 import { modelVariables } from '../model/variables.ts';
 import type { CoordinatorMessage } from '../wire/generated/drover/v1/CoordinatorMessage.ts';
-import { envelope } from '../wire/protocol.ts';
+import { envelope, MAX_CHUNK_BYTES } from '../wire/protocol.ts';
 import { tensorTransfer } from '../wire/transfer.ts';
 import type { WorkerLink } from './server.ts';
 
@@ -79,7 +79,9 @@ export class WeightPublisher {
    */
   private weightMessages(indices: readonly number[], version: number, base: number | undefined): CoordinatorMessage[] {
     const tensors = indices.map((i) => ({ name: this.manifest[i]!.name, shape: this.manifest[i]!.shape, data: this.hostWeights[i]! }));
-    const transfer = tensorTransfer(this.nextTransferId(), tensors);
+    // fp32 whatever cluster.wire says: a worker that joins must hold bit for bit the weights the
+    // others hold (partial broadcasts build on them), and workers evaluate on them.
+    const transfer = tensorTransfer(this.nextTransferId(), tensors, MAX_CHUNK_BYTES, 'fp32');
     const jobEnvelope = envelope(this.jobId);
     const header = { version, weights: transfer.header, partial: base !== undefined, baseVersion: base ?? 0 };
     return [{ envelope: jobEnvelope, weights: header }, ...transfer.chunks.map((chunk) => ({ envelope: jobEnvelope, chunk }))];

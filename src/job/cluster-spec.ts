@@ -64,6 +64,13 @@ export const clusterSpecSchema = z.strictObject({
   balance: z.enum(['throughput', 'equal']).default('throughput'),
   /** `stream`: the coordinator sends encoded samples; `shared`: only ids, every node mounts the dataset. */
   dataTransport: z.enum(['stream', 'shared']).default('stream'),
+  /**
+   * How workers send gradients: `fp32` (4 bytes a value, exact) or `bf16` (bfloat16: float32's
+   * range at about 3 significant digits, 2 bytes a value, half the bytes). The coordinator decodes
+   * bf16 back to float32 as it arrives and sums in float32; weights always travel as fp32 (a
+   * worker that joins must hold exactly the weights the others hold).
+   */
+  wire: z.enum(['fp32', 'bf16']).default('fp32'),
   /** Samples per evaluation task (the evaluation of a split is sharded into tasks of this size). */
   evalTaskSize: z.number().int().positive().default(512),
   /** Shared secret workers present; DROVER_TOKEN in the environment is used when absent. */

@@ -1,5 +1,5 @@
 import { PeerTimeoutError, ProtocolError, type PeerFailure } from '../errors.ts';
-import { roundArrayToBf16 } from './bf16.ts';
+import { roundArrayToBf16 } from '../wire/bf16.ts';
 import type { PeerInbox, SlotSpec } from './inbox.ts';
 import { PeerLink, wireBytes, type Push, type PeerLinkOptions } from './peer-client.ts';
 import { bytesPerValue, type Encoding, type Phase } from './protocol.ts';

@@ -1,5 +1,5 @@
 import { DeadlineError, ProtocolError, TransferLimitError } from '../errors.ts';
-import { decodeBf16 } from './bf16.ts';
+import { decodeBf16 } from '../wire/bf16.ts';
 import { bytesPerValue, MAX_PEER_CHUNK_BYTES, type Encoding, type Phase } from './protocol.ts';
 
 /** One range a receiver expects from one sender, written straight into `target`. */

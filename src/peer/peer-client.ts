@@ -4,7 +4,7 @@ import { tokenMetadata } from '../wire/auth.ts';
 import { channelCredentials, type ClientTlsFiles } from '../wire/credentials.ts';
 import { FLOW_CONTROL_WINDOW } from '../wire/flow-control.ts';
 import { ERROR_CODE_KEY, fromServiceError } from '../wire/status.ts';
-import { encodeBf16 } from './bf16.ts';
+import { encodeBf16 } from '../wire/bf16.ts';
 import type { PeerClient } from './generated/drover/peer/v1/Peer.ts';
 import type { PeerChunk } from './generated/drover/peer/v1/PeerChunk.ts';
 import { bytesPerValue, createPeerClient, ENCODING_ON_WIRE, MAX_PEER_CHUNK_BYTES, MAX_PEER_MESSAGE_BYTES, PEER_PROTOCOL_VERSION, PHASE_ON_WIRE, type Encoding, type Phase } from './protocol.ts';

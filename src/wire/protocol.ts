@@ -14,7 +14,7 @@ import { FRAME_PREFIX_BYTES, framedSerializer, installFramedSerialize, writeFram
  * Version of the wire contract in proto/drover.proto. Bump it on any change a peer of the
  * previous version would misread; both sides refuse a mismatch with FAILED_PRECONDITION.
  */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
 
 /** The contract file. */
 export const PROTO_FILE = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../proto/drover.proto');

@@ -1,18 +1,22 @@
 import os from 'node:os';
 import { ProtocolError, TransferLimitError, WeightsError } from '../errors.ts';
+import { decodeBf16, encodeBf16 } from './bf16.ts';
 import type { BufferPool } from './buffer-pool.ts';
 import { firstNonFinite } from './finite-check.ts';
 import type { Chunk, Chunk__Output } from './generated/drover/v1/Chunk.ts';
-import type { DType__Output } from './generated/drover/v1/DType.ts';
 import type { TensorSpec__Output } from './generated/drover/v1/TensorSpec.ts';
 import type { Transfer, Transfer__Output } from './generated/drover/v1/Transfer.ts';
 import { MAX_CHUNK_BYTES } from './protocol.ts';
+import { TENSOR_ENCODING, type WireEncoding } from './tensor-encoding.ts';
+import { align4, elementCount, layoutOf, localDType, WIRE_DTYPE, zeroGaps, type Segment, type TensorDType } from './transfer-layout.ts';
 
 /**
- * Payloads as raw little-endian bytes in chunks of at most ~1 MiB, declared up front by a
- * manifest (names, shapes, dtypes, offsets). The sender never copies: chunks are views of its
- * arrays. The receiver fills one buffer per transfer (from a pool when it has one) and hands
- * back typed views of it.
+ * Payloads as little-endian bytes in chunks of at most ~1 MiB, declared up front by a manifest
+ * (names, shapes, dtypes, encodings, offsets). Float32 tensors travel raw or, when the job asks
+ * (cluster.wire: bf16), as bfloat16 in half the bytes. A raw sender never copies: chunks are
+ * views of its arrays. The receiver fills one buffer per transfer (from a pool when it has one),
+ * decoding bf16 back to float32 as each chunk lands, and hands back typed views of it: whoever
+ * reads a received tensor gets float32, whatever the wire carried.
  */
 
 if (os.endianness() !== 'LE') {
@@ -20,7 +24,7 @@ if (os.endianness() !== 'LE') {
   throw new ProtocolError('drover needs a little-endian machine: tensors travel as raw little-endian bytes');
 }
 
-export type TensorDType = 'float32' | 'uint8' | 'int32';
+export type { TensorDType };
 export type TensorData = Float32Array | Uint8Array | Int32Array;
 
 /** One tensor to send. */
@@ -43,6 +47,7 @@ export interface ReceivedTensor {
 /** A complete transfer: the whole buffer, and the tensors in it (none for an opaque payload). */
 export interface ReceivedTransfer {
   transferId: number;
+  /** The receive buffer: an opaque payload as sent; tensors' values as read (bf16 decoded to float32). */
   bytes: Uint8Array;
   tensors: ReceivedTensor[];
   /**
@@ -53,41 +58,17 @@ export interface ReceivedTransfer {
   release(): void;
 }
 
-const WIRE_DTYPE = { float32: 'FLOAT32', uint8: 'UINT8', int32: 'INT32' } as const satisfies Record<TensorDType, DType__Output>;
-const BYTES_PER_ELEMENT: Record<TensorDType, number> = { float32: 4, uint8: 1, int32: 4 };
-
 function dtypeOf(data: TensorData): TensorDType {
   if (data instanceof Float32Array) return 'float32';
   if (data instanceof Int32Array) return 'int32';
   return 'uint8';
 }
 
-function localDType(wire: DType__Output): TensorDType | undefined {
-  switch (wire) {
-    case 'FLOAT32':
-      return 'float32';
-    case 'UINT8':
-      return 'uint8';
-    case 'INT32':
-      return 'int32';
-    default:
-      return undefined;
-  }
-}
-
-function align4(n: number): number {
-  return Math.ceil(n / 4) * 4;
-}
-
-function elementCount(shape: readonly number[]): number {
-  return shape.reduce((a, b) => a * b, 1);
-}
-
 /** A transfer ready to send: its header (manifest) and its chunks, in order. */
 export interface OutgoingTransfer {
   header: Transfer;
   chunks: Chunk[];
-  /** Payload bytes (excluding alignment padding). */
+  /** Payload bytes on the wire (excluding alignment padding). */
   bytes: number;
 }
 
@@ -106,9 +87,10 @@ function pushChunks(out: Chunk[], transferId: number, view: Uint8Array, offset: 
 /**
  * Lays tensors out in one transfer: each starts at a 4-byte aligned offset (so the receiver can
  * view it as Float32Array / Int32Array without copying), and each is cut into chunks of at
- * most `maxChunk` bytes that never straddle two tensors.
+ * most `maxChunk` bytes that never straddle two tensors. With `encoding` bf16, float32 tensors
+ * are encoded to bfloat16 first (a copy of half their size; the only time a sender copies).
  */
-export function tensorTransfer(transferId: number, parts: readonly TensorPart[], maxChunk = MAX_CHUNK_BYTES): OutgoingTransfer {
+export function tensorTransfer(transferId: number, parts: readonly TensorPart[], maxChunk = MAX_CHUNK_BYTES, encoding: WireEncoding = 'fp32'): OutgoingTransfer {
   checkChunkSize(maxChunk);
   const tensors: Transfer['tensors'] = [];
   const chunks: Chunk[] = [];
@@ -121,8 +103,10 @@ export function tensorTransfer(transferId: number, parts: readonly TensorPart[],
       throw new ProtocolError(`tensor ${part.name}: shape [${part.shape}] holds ${count} values but ${part.data.length} were given`);
     }
     offset = align4(offset);
-    const view = bytesOf(part.data);
-    tensors.push({ name: part.name, shape: [...part.shape], dtype: WIRE_DTYPE[dtype], byteOffset: offset, byteLength: view.length });
+    const bf16 = encoding === 'bf16' && part.data instanceof Float32Array;
+    const view = bytesOf(bf16 ? encodeBf16(part.data as Float32Array) : part.data);
+    const wireEncoding = dtype === 'float32' ? TENSOR_ENCODING[encoding] : 'TENSOR_ENCODING_RAW';
+    tensors.push({ name: part.name, shape: [...part.shape], dtype: WIRE_DTYPE[dtype], byteOffset: offset, byteLength: view.length, encoding: wireEncoding });
     pushChunks(chunks, transferId, view, offset, maxChunk);
     offset += view.length;
     bytes += view.length;
@@ -146,22 +130,22 @@ function checkChunkSize(maxChunk: number): void {
 
 /** Limits a receiver puts on one transfer. */
 export interface TransferLimits {
-  /** Largest total size accepted. */
+  /** Largest size accepted, on the wire and as received (a bf16 value counts 4 bytes there). */
   maxBytes: number;
   /** What the transfer is, for messages ("gradients of task t-3-1"). */
   what: string;
   /**
    * Refuse (WeightsError) a NaN or infinite value in any float32 tensor, checked chunk by chunk
-   * as the bytes land, while they are still in cache.
+   * as the bytes land, while they are still in cache (bf16 ones once decoded: a bfloat16
+   * infinity or NaN decodes to a float32 one).
    */
   finite?: boolean;
-}
-
-interface Segment {
-  start: number;
-  end: number;
-  /** The tensor the bytes belong to (undefined for an opaque payload). */
-  tensor?: { index: number; name: string; float: boolean };
+  /**
+   * How float32 tensors must travel (default fp32). A transfer in another encoding is refused
+   * (ProtocolError): the job chose its wire, and a peer that sends otherwise misread the
+   * contract; accepting it would silently double the bytes or change the job's numerics.
+   */
+  encoding?: WireEncoding;
 }
 
 interface Pending {
@@ -169,11 +153,13 @@ interface Pending {
   what: string;
   buffer: Uint8Array;
   segments: Segment[];
+  /** Receive-buffer offset of each declared tensor. */
+  placements: number[];
   /** Index of the segment being filled, and the next byte expected in it. */
   segment: number;
   next: number;
   pool: BufferPool | undefined;
-  /** Check float32 values for finiteness; bytes of the current segment before `checked` are done. */
+  /** Check float32 values for finiteness; wire bytes of the current segment before `checked` are decoded and checked. */
   finite: boolean;
   checked: number;
   resolve: (value: ReceivedTransfer) => void;
@@ -214,10 +200,13 @@ export class TransferAssembler {
     if (total > limits.maxBytes) {
       throw new TransferLimitError(`${limits.what}: transfer of ${total} bytes exceeds the limit of ${limits.maxBytes}`);
     }
-    if (this.pendingBytes + total > this.maxPendingBytes) {
-      throw new TransferLimitError(`${limits.what}: ${this.pendingBytes + total} bytes in flight exceed the stream's limit of ${this.maxPendingBytes}`);
+    const { segments, placements, size } = layoutOf(header, limits.what, limits.encoding ?? 'fp32');
+    if (size > limits.maxBytes) {
+      throw new TransferLimitError(`${limits.what}: transfer of ${size} bytes once decoded exceeds the limit of ${limits.maxBytes}`);
     }
-    const segments = layout(header, limits.what);
+    if (this.pendingBytes + size > this.maxPendingBytes) {
+      throw new TransferLimitError(`${limits.what}: ${this.pendingBytes + size} bytes in flight exceed the stream's limit of ${this.maxPendingBytes}`);
+    }
     let resolve!: (value: ReceivedTransfer) => void;
     let reject!: (error: Error) => void;
     const promise = new Promise<ReceivedTransfer>((res, rej) => {
@@ -225,12 +214,12 @@ export class TransferAssembler {
       reject = rej;
     });
     promise.catch(() => {});
-    const buffer = this.pool ? this.pool.take(total) : new Uint8Array(total);
+    const buffer = this.pool ? this.pool.take(size) : new Uint8Array(size);
     if (this.pool) zeroGaps(buffer, segments);
     const next = segments[0]?.start ?? 0;
-    const entry: Pending = { header, what: limits.what, buffer, segments, segment: 0, next, pool: this.pool, finite: limits.finite === true, checked: next, resolve, reject };
+    const entry: Pending = { header, what: limits.what, buffer, segments, placements, segment: 0, next, pool: this.pool, finite: limits.finite === true, checked: next, resolve, reject };
     this.pending.set(id, entry);
-    this.pendingBytes += total;
+    this.pendingBytes += size;
     this.completeIfDone(id, entry);
     return promise;
   }
@@ -247,9 +236,9 @@ export class TransferAssembler {
     if (data.length === 0 || entry.next + data.length > segment.end) {
       throw new ProtocolError(`${entry.what}: chunk of ${data.length} bytes at ${chunk.offset} does not fit its tensor [${segment.start}, ${segment.end})`);
     }
-    entry.buffer.set(data, entry.next);
+    entry.buffer.set(data, segment.landing + (entry.next - segment.start));
     entry.next += data.length;
-    if (entry.finite && segment.tensor?.float) this.checkFinite(entry, segment);
+    if (segment.tensor?.bf16 || (entry.finite && segment.tensor?.float)) this.settle(entry, segment);
     if (entry.next === segment.end) {
       entry.segment++;
       entry.next = entry.segments[entry.segment]?.start ?? segment.end;
@@ -258,16 +247,24 @@ export class TransferAssembler {
     this.completeIfDone(chunk.transferId, entry);
   }
 
-  /** Checks the float32 values completed by the last chunk; a bad one fails the whole stream's transfer. */
-  private checkFinite(entry: Pending, segment: Segment): void {
-    const upTo = entry.checked + Math.floor((entry.next - entry.checked) / 4) * 4;
+  /**
+   * Decodes (bf16) and checks (with `finite`) the float32 values completed by the last chunk,
+   * while they are in cache; a value split between two chunks waits for the second. A bad value
+   * fails the whole stream's transfer.
+   */
+  private settle(entry: Pending, segment: Segment): void {
+    const tensor = segment.tensor!;
+    const width = tensor.bf16 ? 2 : 4;
+    const upTo = entry.checked + Math.floor((entry.next - entry.checked) / width) * width;
     if (upTo === entry.checked) return;
-    const values = new Float32Array(entry.buffer.buffer, entry.buffer.byteOffset + entry.checked, (upTo - entry.checked) / 4);
-    const bad = firstNonFinite(values);
-    if (bad >= 0) {
-      const tensor = segment.tensor!;
-      const index = (entry.checked - segment.start) / 4 + bad;
-      throw new WeightsError(`${entry.what}[${tensor.index}] ${tensor.name}: value ${index} is ${values[bad]}`);
+    const first = (entry.checked - segment.start) / width;
+    const count = (upTo - entry.checked) / width;
+    const base = entry.buffer.byteOffset;
+    const values = new Float32Array(entry.buffer.buffer, base + segment.at + 4 * first, count);
+    if (tensor.bf16) decodeBf16(new Uint16Array(entry.buffer.buffer, base + segment.landing + 2 * first, count), values);
+    if (entry.finite) {
+      const bad = firstNonFinite(values);
+      if (bad >= 0) throw new WeightsError(`${entry.what}[${tensor.index}] ${tensor.name}: value ${first + bad} is ${values[bad]}`);
     }
     entry.checked = upTo;
   }
@@ -290,49 +287,15 @@ export class TransferAssembler {
       released = true;
       pool?.give(buffer);
     };
-    entry.resolve({ transferId: id, bytes: buffer, tensors: viewTensors(entry.header.tensors, buffer, entry.finite), release });
+    entry.resolve({ transferId: id, bytes: buffer, tensors: viewTensors(entry.header.tensors, entry.placements, buffer, entry.finite), release });
   }
 }
 
-/** Zeroes the bytes no chunk fills (alignment padding), so a reused buffer holds no stale bytes there. */
-function zeroGaps(buffer: Uint8Array, segments: readonly Segment[]): void {
-  let filled = 0;
-  for (const segment of segments) {
-    if (segment.start > filled) buffer.fill(0, filled, segment.start);
-    filled = segment.end;
-  }
-  if (buffer.length > filled) buffer.fill(0, filled);
-}
-
-/** Validates a manifest and returns the byte ranges that must be filled, in order. */
-function layout(header: Transfer__Output, what: string): Segment[] {
-  const total = header.totalBytes;
-  if (header.tensors.length === 0) return total > 0 ? [{ start: 0, end: total }] : [];
-  const segments: Segment[] = [];
-  let previousEnd = 0;
-  for (const [index, spec] of header.tensors.entries()) {
-    const dtype = localDType(spec.dtype);
-    if (!dtype) throw new ProtocolError(`${what}: tensor ${spec.name} has unsupported dtype ${spec.dtype}`);
-    const start = spec.byteOffset;
-    const length = spec.byteLength;
-    const expected = elementCount(spec.shape) * BYTES_PER_ELEMENT[dtype];
-    if (length !== expected) {
-      throw new ProtocolError(`${what}: tensor ${spec.name} [${spec.shape}] ${dtype} needs ${expected} bytes, manifest says ${length}`);
-    }
-    if (start % 4 !== 0 || start < previousEnd || start + length > total) {
-      throw new ProtocolError(`${what}: tensor ${spec.name} at bytes [${start}, ${start + length}) is misplaced in a transfer of ${total} bytes`);
-    }
-    if (length > 0) segments.push({ start, end: start + length, tensor: { index, name: spec.name, float: dtype === 'float32' } });
-    previousEnd = start + length;
-  }
-  return segments;
-}
-
-function viewTensors(specs: readonly TensorSpec__Output[], buffer: Uint8Array, checkedFinite: boolean): ReceivedTensor[] {
-  return specs.map((spec) => {
+function viewTensors(specs: readonly TensorSpec__Output[], placements: readonly number[], buffer: Uint8Array, checkedFinite: boolean): ReceivedTensor[] {
+  return specs.map((spec, i) => {
     const dtype = localDType(spec.dtype)!;
     const count = elementCount(spec.shape);
-    const offset = buffer.byteOffset + spec.byteOffset;
+    const offset = buffer.byteOffset + placements[i]!;
     const data: TensorData =
       dtype === 'float32'
         ? new Float32Array(buffer.buffer, offset, count)

@@ -3,6 +3,7 @@ import { AuthError, ClusterError, ConfigError, DroverError, ProtocolError, Proto
 import type { BackendChoice } from '../model/backend.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { ClientTlsFiles } from '../wire/credentials.ts';
+import { wireEncodingFrom } from '../wire/tensor-encoding.ts';
 import { parseReplicaSpec, type ReplicaSpec } from '../job/replica-spec.ts';
 import { CoordinatorConnection } from './client.ts';
 import type { ComputeReplica } from './compute-replica.ts';
@@ -108,7 +109,8 @@ export async function runWorker(options: WorkerOptions): Promise<WorkerResult> {
       }
       sessions++;
       log.info({ worker: reply.workerId, job: jobId, coordinator: options.coordinator }, `joined job ${jobId} as ${reply.workerId}`);
-      const session = new WorkerSession({ call: connection.session(), jobId, workerId: reply.workerId, sessionKey: reply.sessionKey, replica, decoder: decoder!, log: log.child({ worker: reply.workerId }) });
+      const gradientEncoding = wireEncodingFrom(reply.gradientEncoding, 'join reply');
+      const session = new WorkerSession({ call: connection.session(), jobId, workerId: reply.workerId, sessionKey: reply.sessionKey, replica, decoder: decoder!, gradientEncoding, log: log.child({ worker: reply.workerId }) });
       const onAbort = (): void => {
         void connection.leave(jobId, reply.workerId, reply.sessionKey, 'worker stopped (signal)').catch(() => {}).finally(() => session.close());
       };

@@ -9,6 +9,7 @@ import { envelope, MAX_CHUNK_BYTES, PROTOCOL_VERSION } from '../wire/protocol.ts
 import { fromServiceError } from '../wire/status.ts';
 import { StreamWriter } from '../wire/stream-writer.ts';
 import { BufferPool } from '../wire/buffer-pool.ts';
+import type { WireEncoding } from '../wire/tensor-encoding.ts';
 import { tensorTransfer, TransferAssembler } from '../wire/transfer.ts';
 import type { SessionCall } from './client.ts';
 import type { ComputeReplica } from './compute-replica.ts';
@@ -32,6 +33,8 @@ export interface SessionOptions {
   log: Logger;
   /** Largest shard payload accepted. */
   maxShardBytes?: number;
+  /** How gradients travel (the JoinReply's, i.e. the job's cluster.wire); default fp32. */
+  gradientEncoding?: WireEncoding;
 }
 
 /** A task in the worker's queue. */
@@ -287,7 +290,7 @@ export class WorkerSession {
         const computeMs = performance.now() - computeStart;
         const trainable = this.options.replica.manifest.filter((w) => w.trainable);
         const buffersManifest = this.options.replica.manifest.filter((w) => !w.trainable);
-        const gradients = tensorTransfer(++this.transferIds, trainable.map((w, i) => ({ name: w.name, shape: w.shape, data: result.grads[i]! })), MAX_CHUNK_BYTES);
+        const gradients = tensorTransfer(++this.transferIds, trainable.map((w, i) => ({ name: w.name, shape: w.shape, data: result.grads[i]! })), MAX_CHUNK_BYTES, this.options.gradientEncoding);
         const buffers = result.buffers.length > 0
           ? tensorTransfer(++this.transferIds, buffersManifest.map((w, i) => ({ name: w.name, shape: w.shape, data: result.buffers[i]! })), MAX_CHUNK_BYTES)
           : undefined;

@@ -51,6 +51,7 @@ export interface ProtoGrpcType {
       TaskAssignment: MessageTypeDefinition<_drover_v1_TaskAssignment, _drover_v1_TaskAssignment__Output>
       TaskFailure: MessageTypeDefinition<_drover_v1_TaskFailure, _drover_v1_TaskFailure__Output>
       TaskKind: EnumTypeDefinition
+      TensorEncoding: EnumTypeDefinition
       TensorSpec: MessageTypeDefinition<_drover_v1_TensorSpec, _drover_v1_TensorSpec__Output>
       Timings: MessageTypeDefinition<_drover_v1_Timings, _drover_v1_Timings__Output>
       Transfer: MessageTypeDefinition<_drover_v1_Transfer, _drover_v1_Transfer__Output>

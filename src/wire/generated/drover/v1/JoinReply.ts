@@ -1,6 +1,7 @@
 // Original file: proto/drover.proto
 
 import type { Envelope as _drover_v1_Envelope, Envelope__Output as _drover_v1_Envelope__Output } from '../../drover/v1/Envelope.ts';
+import type { TensorEncoding as _drover_v1_TensorEncoding, TensorEncoding__Output as _drover_v1_TensorEncoding__Output } from '../../drover/v1/TensorEncoding.ts';
 
 export interface JoinReply {
   'envelope'?: (_drover_v1_Envelope | null);
@@ -22,6 +23,11 @@ export interface JoinReply {
    * it (the shared token proves membership of the cluster, not which worker one is).
    */
   'sessionKey'?: (string);
+  /**
+   * How the worker must send its gradients (the job's cluster.wire); the coordinator refuses a
+   * gradient transfer in any other encoding.
+   */
+  'gradientEncoding'?: (_drover_v1_TensorEncoding);
 }
 
 export interface JoinReply__Output {
@@ -44,4 +50,9 @@ export interface JoinReply__Output {
    * it (the shared token proves membership of the cluster, not which worker one is).
    */
   'sessionKey': (string);
+  /**
+   * How the worker must send its gradients (the job's cluster.wire); the coordinator refuses a
+   * gradient transfer in any other encoding.
+   */
+  'gradientEncoding': (_drover_v1_TensorEncoding__Output);
 }
