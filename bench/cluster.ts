@@ -3,11 +3,14 @@
  *
  *   npm run bench:cluster -- [--mode real|simulated|netns|accuracy|all] [--steps 60] [--warmup 10] [--rounds 3]
  *        [--workers 1,2] [--sim-workers 2,4,8,16] [--sim-params 0.2,3.5,25] [--compute-ms 100]
- *        [--net-workers 1,2,4,8] [--rates 1000,10000] [--epochs 3] [--skip-single] [--wire fp32,bf16] [--json]
+ *        [--net-workers 1,2,4,8] [--rates 1000,10000] [--epochs 3] [--skip-single] [--split] [--wire fp32,bf16] [--json]
  *
- * real:      img/s of the reference job (fmnist-cnn, Adam 1e-3, global batch 64, Fashion-MNIST)
- *            in one process and with 1 and 2 local worker processes, and the mean step split into
- *            data wait / compute / transfer / reduce, as the coordinator's step events report them.
+ * real:      img/s of the reference job (fmnist-cnn, Adam 1e-3, Fashion-MNIST, one thread per
+ *            process): `single` is `drover train` (batch 64) in one process; `workers-N` is
+ *            `drover train --workers N --per-worker-batch 64` (global batch 64 x N); with --split also
+ *            `workers-N-split`, N workers sharing a fixed global batch of 64. Each line has its img/s
+ *            over single's (`vs_single`: issue #13 asks >= 1.7 for workers-2 on 2 cores) and the
+ *            mean step split into data wait / compute / transfer / reduce from the step events.
  * simulated: workers that compute nothing (they wait --compute-ms and return zero gradients of
  *            the right shapes), so a step's time beyond the wait is drover's own overhead:
  *            weights out, gradients in, checks, averaging, optimizer, snapshot. Measured for
@@ -45,16 +48,14 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { NamespaceNetwork } from './netns.ts';
 import { runWithLocalWorkers } from '../src/launch/local-workers.ts';
+import { runJob } from '../src/job/run-job.ts';
 import { parseJob, type JobInput } from '../src/job/job-file.ts';
 import { runCoordinator } from '../src/coordinator/run-coordinator.ts';
-import { FASHION_MNIST_DIR, InMemorySplit, openIdxDataset } from '../src/data/idx.ts';
+import { FASHION_MNIST_DIR, InMemorySplit } from '../src/data/idx.ts';
 import type { Dataset } from '../src/data/types.ts';
 import { initBackend } from '../src/model/backend.ts';
 import { buildScratchModel, countParams } from '../src/model/build.ts';
 import type { LayerSpecInput } from '../src/model/layer-spec.ts';
-import { PRESETS } from '../src/model/presets.ts';
-import { optimizerSpecSchema } from '../src/train/optimizers.ts';
-import { Trainer } from '../src/train/trainer.ts';
 
 const { values: args } = parseArgs({
   options: {
@@ -71,6 +72,7 @@ const { values: args } = parseArgs({
     rates: { type: 'string', default: '1000,10000' },
     epochs: { type: 'string', default: '3' },
     'skip-single': { type: 'boolean', default: false },
+    split: { type: 'boolean', default: false },
     wire: { type: 'string', default: 'fp32' },
     json: { type: 'boolean', default: false },
   },
@@ -127,59 +129,64 @@ function summarise(lines: StepLine[], skip: number): Split {
 
 const fmt = (x: number, digits = 1): string => x.toFixed(digits);
 
-async function singleProcess(batches: Awaited<ReturnType<typeof fashionBatches>>): Promise<Split> {
-  const trainer = new Trainer(buildScratchModel({ layers: PRESETS['fmnist-cnn'].layers, inputShape: [28, 28, 1], classes: 10 }), { optimizer: optimizerSpecSchema.parse({ name: 'adam', learningRate: 1e-3 }) });
-  for (let i = 0; i < warmup; i++) await trainer.trainStep(batches[i % batches.length]!, 1e-3);
-  const start = performance.now();
-  for (let i = 0; i < steps; i++) await trainer.trainStep(batches[i % batches.length]!, 1e-3);
-  const seconds = (performance.now() - start) / 1000;
-  trainer.model.dispose();
-  trainer.optimizer.dispose();
-  return { imgPerSec: (steps * BATCH) / seconds, stepMs: (1000 * seconds) / steps, dataWaitMs: NaN, computeMs: NaN, transferMs: NaN, reduceMs: NaN };
+/**
+ * A setup of the real mode: `drover train` in this process (workers 0), or a coordinator here with
+ * local worker processes, each adding --per-worker samples to a step (or, `split`, today's fixed
+ * global batch of 64 cut among them). One compute thread per process, the reference job.
+ */
+interface RealSetup {
+  setup: string;
+  workers: number;
+  split: boolean;
 }
 
-async function fashionBatches() {
-  const ds = await openIdxDataset({ dir: FASHION_MNIST_DIR, limitTrain: BATCH * 8, validationSize: 0 });
-  return Promise.all(Array.from({ length: 8 }, (_, b) => ds.train.loadBatch(Array.from({ length: BATCH }, (_, i) => b * BATCH + i))));
-}
-
-async function localCluster(workers: number): Promise<Split> {
+async function realRun({ workers, split }: RealSetup): Promise<Split> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-bench-'));
   const sink = new StepSink();
+  const perStep = split || workers === 0 ? BATCH : BATCH * workers;
   const job = parseJob({
     name: 'bench-cluster',
     seed: 1,
     backend: 'wasm',
-    data: { kind: 'idx', dir: FASHION_MNIST_DIR, limitTrain: BATCH * (steps + warmup), validationSize: 0, limitTest: 64 },
+    threads: 1,
+    data: { kind: 'idx', dir: FASHION_MNIST_DIR, limitTrain: perStep * (steps + warmup), validationSize: 0, limitTest: 64 },
     model: { preset: 'fmnist-cnn' },
     train: { epochs: 1, batchSize: BATCH, logEvery: 1, optimizer: { name: 'adam', learningRate: 1e-3 } },
+    ...(split || workers === 0 ? {} : { cluster: { batch: { perWorker: BATCH } } }),
     output: { dir },
   });
   try {
-    await runWithLocalWorkers({ job, workers, log: pino({ level: 'info' }, sink) });
+    const log = pino({ level: 'info' }, sink);
+    if (workers === 0) await runJob(job, { log });
+    else await runWithLocalWorkers({ job, workers, log });
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
   return summarise(sink.steps, warmup);
 }
 
-/** Medians over rounds that interleave the setups, so a burst of load on a shared machine hits all of them alike. */
+/**
+ * Medians over rounds that interleave the setups, so a burst of load on a shared machine hits all
+ * of them alike. `single` and `workers-2` (per-worker batch 64) give issue #13's ratio in one run.
+ */
 async function realMode(): Promise<Record<string, unknown>[]> {
-  const backend = await initBackend('wasm');
+  const backend = await initBackend('wasm', undefined, { threads: 1 });
   const rounds = Number(args.rounds);
-  const counts = args.workers!.split(',').map(Number);
-  const batches = await fashionBatches();
-  const runs = new Map<number, Split[]>();
+  const setups: RealSetup[] = [{ setup: 'single', workers: 0, split: false }];
+  for (const workers of args.workers!.split(',').map(Number)) {
+    setups.push({ setup: `workers-${workers}`, workers, split: false });
+    if (args.split && workers > 1) setups.push({ setup: `workers-${workers}-split`, workers, split: true });
+  }
+  const runs = new Map<RealSetup, Split[]>(setups.map((s) => [s, []]));
   for (let round = 0; round < rounds; round++) {
-    (runs.get(0) ?? runs.set(0, []).get(0)!).push(await singleProcess(batches));
-    for (const workers of counts) (runs.get(workers) ?? runs.set(workers, []).get(workers)!).push(await localCluster(workers));
+    for (const setup of setups) runs.get(setup)!.push(await realRun(setup));
   }
   const median = (values: number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-  const rows = [...runs.entries()].map(([workers, splits]) => {
+  const rows = setups.map((setup) => {
+    const splits = runs.get(setup)!;
     const pick = (key: keyof Split): number => median(splits.map((s) => s[key]));
     return {
-      setup: workers === 0 ? 'single process' : `${workers} local worker${workers > 1 ? 's' : ''}`,
-      workers,
+      ...setup,
       imgPerSec: pick('imgPerSec'),
       stepMs: pick('stepMs'),
       dataWaitMs: pick('dataWaitMs'),
@@ -189,13 +196,17 @@ async function realMode(): Promise<Record<string, unknown>[]> {
       rounds: splits.map((s) => Math.round(s.imgPerSec)),
     };
   });
+  const single = rows.find((r) => r.setup === 'single')!.imgPerSec;
   if (args.json) {
     for (const r of rows) {
       console.log(JSON.stringify({
-        setup: r.workers === 0 ? 'single' : `workers-${r.workers}`,
+        setup: r.setup,
         mode: 'real',
         workers: r.workers,
+        batch: r.workers === 0 ? 'global' : r.split ? 'split' : 'per-worker',
+        global_batch: r.split || r.workers === 0 ? BATCH : BATCH * r.workers,
         img_per_s: r.imgPerSec,
+        vs_single: r.imgPerSec / single,
         step_ms: r.stepMs,
         data_wait_ms: r.dataWaitMs,
         compute_ms: r.computeMs,
@@ -205,20 +216,16 @@ async function realMode(): Promise<Record<string, unknown>[]> {
       }));
     }
   } else {
-    console.log(`\nreference job: fmnist-cnn, Adam 1e-3, global batch ${BATCH}, ${steps} steps after ${warmup} warm-up, median of ${rounds} interleaved rounds; ${backend.description}; ${os.availableParallelism()} cores`);
-    console.log('setup               img/s   step ms  data wait  compute  transfer  reduce   img/s per round');
+    console.log(`\nreference job: fmnist-cnn, Adam 1e-3, one thread per process, batch ${BATCH} (per worker unless -split: ${BATCH} split), ${steps} steps after ${warmup} warm-up, median of ${rounds} interleaved rounds; ${backend.description}; ${os.availableParallelism()} cores`);
+    console.log('setup               img/s  x single  step ms  data wait  compute  transfer  reduce   img/s per round');
     const cell = (x: number, width: number): string => (Number.isNaN(x) ? '-' : fmt(x)).padStart(width);
     for (const r of rows) {
-      console.log(`${r.setup.padEnd(18)} ${fmt(r.imgPerSec, 0).padStart(6)}  ${cell(r.stepMs, 8)}  ${cell(r.dataWaitMs, 9)}  ${cell(r.computeMs, 7)}  ${cell(r.transferMs, 8)}  ${cell(r.reduceMs, 6)}   ${r.rounds.join(' ')}`);
+      console.log(`${r.setup.padEnd(18)} ${fmt(r.imgPerSec, 0).padStart(6)}  ${fmt(r.imgPerSec / single, 2).padStart(8)}  ${cell(r.stepMs, 7)}  ${cell(r.dataWaitMs, 9)}  ${cell(r.computeMs, 7)}  ${cell(r.transferMs, 8)}  ${cell(r.reduceMs, 6)}   ${r.rounds.join(' ')}`);
     }
-    const one = rows.find((r) => r.workers === 1)?.imgPerSec;
-    const two = rows.find((r) => r.workers === 2)?.imgPerSec;
-    if (one && two) console.log(`2-worker img/s over 1-worker img/s: ${fmt(two / one, 2)}`);
   }
   return rows;
 }
 
-/** A dense model of about `millions` M parameters for 28x28x1 inputs and 10 classes. */
 function denseLayers(millions: number): LayerSpecInput[] {
   const target = millions * 1e6;
   if (target < 1e6) {

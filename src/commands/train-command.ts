@@ -1,11 +1,13 @@
 import type { Command } from 'commander';
 import { DroverError } from '../errors.ts';
 import type { GpuAdapterEntry } from '../model/webgpu.ts';
+import { parseJob, type Job } from '../job/job-file.ts';
 import { addJobOptions, inRunFolder, resolveJob, withRunFeed, type JobFlags } from './job-commands.ts';
 import { positiveInt } from './flags.ts';
 
 interface TrainFlags extends JobFlags {
   workers?: number;
+  perWorkerBatch?: number;
   gpus?: string;
   resume?: boolean;
 }
@@ -18,13 +20,14 @@ export function addTrainCommand(program: Command): Command {
       .description('train a model (default: the reference CNN on Fashion-MNIST, or generated shapes) in this process, or with --workers N on a local cluster'),
   )
     .option('--workers <n>', 'start a coordinator and N worker processes on this machine', positiveInt)
+    .option('--per-worker-batch <n>', 'each worker adds N samples to a step (cluster.batch.perWorker): the global batch grows with the workers and the learning rate with it (linear rule, warm-up); default: --batch-size is the global batch, split', positiveInt)
     .option('--gpus <list>', 'start a coordinator and one webgpu worker per GPU: "all" (every hardware adapter) or indices of `drover gpus`, e.g. 0,2')
     .option('--resume', 'continue from the last checkpoint of the job (after Ctrl-C or a crash)')
     .action(train);
 }
 
 async function train(flags: TrainFlags): Promise<void> {
-  const resolved = await resolveJob(flags);
+  const resolved = withPerWorkerBatch(await resolveJob(flags), flags.perWorkerBatch);
   if (flags.gpus !== undefined && flags.workers !== undefined) throw new DroverError('--gpus starts one worker per GPU: leave out --workers');
   // Resolved before anything starts: no GPU is a clear error, not a cluster without workers.
   let gpus: GpuAdapterEntry[] | undefined;
@@ -41,4 +44,15 @@ async function train(flags: TrainFlags): Promise<void> {
     const { runWithLocalWorkers } = await import('../launch/local-workers.ts');
     return runWithLocalWorkers({ job, workers: gpus?.length ?? flags.workers!, ...(gpus ? { gpus } : {}), log, signal, resume: flags.resume });
   }, { keepDashboard: true, run: runFolder });
+}
+
+/**
+ * --per-worker-batch N: cluster.batch.perWorker = N, the job file's other batch settings kept.
+ * Only when asked: `--workers` alone keeps train.batchSize as the global batch, so the same job
+ * trains the same model (same batches, same rate) on one process or several; a per-worker batch
+ * changes what is trained (global batch and learning rate grow with the workers).
+ */
+function withPerWorkerBatch(job: Job, perWorker: number | undefined): Job {
+  if (perWorker === undefined) return job;
+  return parseJob({ ...job, cluster: { ...job.cluster, batch: { ...job.cluster?.batch, perWorker } } }, 'command line (--per-worker-batch)');
 }

@@ -276,6 +276,11 @@ export class Coordinator implements SessionHost, StepEngine {
     return this.reduction.optimizerState();
   }
 
+  /** Live workers: a per-worker batch's global batch is drawn for this many. */
+  replicas(): number {
+    return this.workers.live().length;
+  }
+
   discardPrefetched(): void {
     this.peer?.discardPrefetched();
     if (this.prefetched) this.dispatch.closeRound(this.prefetched.state);

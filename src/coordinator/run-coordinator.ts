@@ -119,7 +119,7 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
       logEvent(log, 'job_start', {
         job: jobId,
         mode: 'distributed',
-        ...jobStartFields(job, { backend: backend.description, model: jobModel, label, dataset, epochs: jobRun.totalEpochs }),
+        ...jobStartFields(job, { backend: backend.description, model: jobModel, label, dataset, epochs: jobRun.totalEpochs, replicas: cluster.minWorkers }),
         ...(resumed ? { resumedFrom: { epoch: resumed.state.epoch, step: resumed.state.step } } : {}),
       }, `job ${jobId}: ${label} on ${dataset.name} with workers, coordinator on ${backend.description}${resumed ? ` (resumed at step ${resumed.state.step})` : ''}`);
       return listening;

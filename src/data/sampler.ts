@@ -7,12 +7,17 @@ export interface SamplerPosition {
   epoch: number;
   /** Samples of that epoch already handed out. */
   offset: number;
+  /**
+   * Batches of that epoch already handed out, when batches varied in size (a per-worker batch on
+   * a changing cluster); absent, it is offset / batchSize, as for a fixed batch.
+   */
+  step?: number;
 }
 
 export interface SamplerOptions {
   /** Number of samples in the split. */
   length: number;
-  /** Global batch size B. */
+  /** Global batch size B: the size of every batch unless `next` is given another. */
   batchSize: number;
   /** Seed of the per-epoch shuffles. */
   seed: number;
@@ -62,6 +67,7 @@ export class Sampler {
   readonly dropLast: boolean;
   private epoch: number;
   private offset: number;
+  private step: number;
   private order: Uint32Array | undefined;
   private orderEpoch = -1;
 
@@ -86,33 +92,42 @@ export class Sampler {
         'sampler.position.offset',
       );
     }
+    this.step = position.step === undefined ? Math.floor(this.offset / this.batchSize) : requireInt(position.step, 'position.step', 0);
     this.normalise();
   }
 
-  /** Batches per epoch. */
+  /** Batches per epoch at the fixed batch size. */
   get stepsPerEpoch(): number {
     return this.dropLast ? Math.floor(this.length / this.batchSize) : Math.ceil(this.length / this.batchSize);
   }
 
   /** Position of the next batch; save it to resume. */
   get position(): SamplerPosition {
-    return { epoch: this.epoch, offset: this.offset };
+    // `step` only when batches varied: a fixed-batch position stays what it always was.
+    const varied = this.step !== Math.floor(this.offset / this.batchSize);
+    return { epoch: this.epoch, offset: this.offset, ...(varied ? { step: this.step } : {}) };
   }
 
-  /** The next global batch (moves into the next epoch after the last one). */
-  next(): SampledBatch {
+  /**
+   * The next global batch, of `size` samples (default batchSize), or what is left of the epoch
+   * when fewer; moves into the next epoch after the last one. Sizes may change from batch to
+   * batch: every sample still comes exactly once per epoch.
+   */
+  next(size = this.batchSize): SampledBatch {
+    requireInt(size, 'size', 1);
     if (this.orderEpoch !== this.epoch) {
       this.order = epochOrder(this.length, this.seed, this.epoch, this.shuffle);
       this.orderEpoch = this.epoch;
     }
-    const size = Math.min(this.batchSize, this.length - this.offset);
+    const taken = Math.min(size, this.length - this.offset);
     const batch: SampledBatch = {
       epoch: this.epoch,
-      step: Math.floor(this.offset / this.batchSize),
+      step: this.step,
       offset: this.offset,
-      indices: this.order!.slice(this.offset, this.offset + size),
+      indices: this.order!.slice(this.offset, this.offset + taken),
     };
-    this.offset += size;
+    this.offset += taken;
+    this.step += 1;
     this.normalise();
     return batch;
   }
@@ -123,6 +138,7 @@ export class Sampler {
     if (left === 0 || (this.dropLast && left < this.batchSize)) {
       this.epoch += 1;
       this.offset = 0;
+      this.step = 0;
     }
   }
 }

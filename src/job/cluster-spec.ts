@@ -25,6 +25,24 @@ export const gradientGuardSpecSchema = z.strictObject({
 export type GradientGuardSpec = z.infer<typeof gradientGuardSpecSchema>;
 
 /**
+ * A per-worker batch instead of train.batchSize's fixed global batch: each step's global batch is
+ * perWorker x the live workers (split by measured throughput as ever), so adding workers adds
+ * samples per step rather than cutting each worker's share. The learning rate follows the global
+ * batch by the linear scaling rule with gradual warm-up (Goyal et al. 2017, arXiv:1706.02677).
+ */
+export const batchSpecSchema = z.strictObject({
+  /** Samples each live worker adds to a step's global batch. */
+  perWorker: z.number().int().positive(),
+  /** The global batch train.optimizer's learning rate was tuned for (default: train.batchSize). */
+  referenceBatch: z.number().int().positive().optional(),
+  /** Epochs over which the rate ramps from its base to base x global / referenceBatch (Goyal et al.: 5). */
+  warmupEpochs: z.number().min(0).default(5),
+  /** Scale the learning rate with the global batch (false: train.optimizer's rate as it is). */
+  scaleLearningRate: z.boolean().default(true),
+});
+export type BatchSpec = z.infer<typeof batchSpecSchema>;
+
+/**
  * The `cluster:` section of a job file: how the coordinator serves, waits for, times and trusts
  * its workers. Every field has a default, so a job without the section runs distributed too.
  */
@@ -75,6 +93,8 @@ export const clusterSpecSchema = z.strictObject({
    * Default: half of stepDeadlineMs, so the peers' report comes before the step deadline.
    */
   peerDeadlineMs: z.number().int().positive().optional(),
+  /** Per-worker batch (absent: train.batchSize is the global batch, split among the workers). */
+  batch: batchSpecSchema.optional(),
 });
 
 export type ClusterSpec = z.infer<typeof clusterSpecSchema>;

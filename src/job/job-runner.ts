@@ -18,7 +18,7 @@ import type { DataSpec, Job } from './job-file.ts';
 import { clearPhaseMarker, jobPhases, phaseBoundary, writePhaseMarker, type PhaseStart, type TrainingPhase } from './phases.ts';
 import { restoreCheckpoint, resumePoint, type ResumePoint } from './resume.ts';
 import type { EvaluationMetrics, StepEngine } from './step-engine.ts';
-import { runTrainingLoop, type TrainingProgress, type TrainingResult } from './training-loop.ts';
+import { runTrainingLoop, type PerWorkerBatch, type TrainingProgress, type TrainingResult } from './training-loop.ts';
 
 // What every run of a job does around the training loop, whatever takes its steps (this process
 // or a cluster): where it resumes, its phases, checkpoints, the test evaluation and the export.
@@ -88,8 +88,10 @@ export function jobModelLabel(job: Job): string {
 }
 
 /** The fields of a job_start event that single-process and distributed runs share. */
-export function jobStartFields(job: Job, run: { backend: string; model: tf.LayersModel; label: string; dataset: Dataset; epochs: number }) {
+export function jobStartFields(job: Job, run: { backend: string; model: tf.LayersModel; label: string; dataset: Dataset; epochs: number; replicas?: number }) {
   const { dataset } = run;
+  // A per-worker batch: the global batch with the replicas expected at the start (it follows the live ones).
+  const batchSize = job.cluster?.batch ? job.cluster.batch.perWorker * (run.replicas ?? 1) : job.train.batchSize;
   return {
     backend: run.backend,
     model: run.label,
@@ -100,9 +102,9 @@ export function jobStartFields(job: Job, run: { backend: string; model: tf.Layer
     trainSize: dataset.train.length,
     valSize: dataset.validation?.length ?? 0,
     epochs: run.epochs,
-    batchSize: job.train.batchSize,
+    batchSize,
     optimizer: job.train.optimizer.name,
-    stepsPerEpoch: Math.ceil(dataset.train.length / job.train.batchSize),
+    stepsPerEpoch: Math.ceil(dataset.train.length / batchSize),
   };
 }
 
@@ -199,6 +201,7 @@ export function trainPhase(engine: StepEngine, setup: PhaseSetup, context: { run
     stepOffset: setup.phaseStart.step,
     totalEpochs: run.totalEpochs,
     batchSize: job.train.batchSize,
+    ...perWorkerBatch(job),
     seed: job.seed,
     schedule: job.train.schedule,
     learningRate: setup.phase.learningRate,
@@ -210,6 +213,14 @@ export function trainPhase(engine: StepEngine, setup: PhaseSetup, context: { run
     checkpoint: checkpointWriter(run, engine, log),
     checkpointEvery: job.train.checkpointEvery,
   });
+}
+
+/** cluster.batch as the loop takes it: the reference batch defaults to train.batchSize. */
+function perWorkerBatch(job: Job): { perWorker?: PerWorkerBatch } {
+  const batch = job.cluster?.batch;
+  if (!batch) return {};
+  const scaling = { referenceBatch: batch.referenceBatch ?? job.train.batchSize, warmupEpochs: batch.warmupEpochs };
+  return { perWorker: { perWorker: batch.perWorker, ...(batch.scaleLearningRate ? { scaling } : {}) } };
 }
 
 /** Writes the run's checkpoint: the loop's progress with the engine's weights and optimizer state. */

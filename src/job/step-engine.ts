@@ -32,6 +32,11 @@ export interface StepEngine {
   optimizerState(): Promise<{ iterations: number; slots: OptimizerSlot[] }>;
   /** Drops prefetched work that no step will use (a stop). */
   discardPrefetched(): void;
+  /**
+   * Replicas that would share a step drawn now (a cluster: its live workers); a per-worker batch
+   * multiplies by it. Absent: one.
+   */
+  replicas?(): number;
 }
 
 export interface StepContext {

@@ -4,7 +4,7 @@ import { Sampler, type SampledBatch, type SamplerPosition } from '../data/sample
 import type { WeightSet } from '../model/weights.ts';
 import { logEvent } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import { learningRateAt, type ScheduleSpec } from '../train/schedule.ts';
+import { batchScale, learningRateAt, type BatchScaling, type ScheduleSpec } from '../train/schedule.ts';
 import type { EpochProgress } from './checkpoint.ts';
 import { EarlyStopping, type EarlyStoppingSpec, type EarlyStoppingState } from './early-stopping.ts';
 import type { StepEngine } from './step-engine.ts';
@@ -21,7 +21,14 @@ export interface TrainingLoopOptions {
   stepOffset?: number;
   /** Epochs of the whole job, for progress; default offset + epochs. */
   totalEpochs?: number;
+  /** The global batch of every step (and the sampler's reference size); see `perWorker`. */
   batchSize: number;
+  /**
+   * A per-worker batch instead: each step's global batch is perWorker x the engine's replicas,
+   * decided when the step's batch is drawn (one step ahead, for prefetch), so steps per epoch vary
+   * as workers come and go; the last batch of an epoch is what is left of it.
+   */
+  perWorker?: PerWorkerBatch;
   seed: number;
   schedule: ScheduleSpec;
   /** Base learning rate the schedule scales. */
@@ -38,6 +45,12 @@ export interface TrainingLoopOptions {
   checkpoint?: (progress: TrainingProgress) => Promise<void>;
   /** Steps between checkpoints inside an epoch (0: only at epoch ends and on stop). */
   checkpointEvery?: number;
+}
+
+export interface PerWorkerBatch {
+  perWorker: number;
+  /** Scale the learning rate with the global batch (linear rule with warm-up); absent: no scaling. */
+  scaling?: BatchScaling;
 }
 
 /**
@@ -92,23 +105,22 @@ const emptyProgress = (): EpochProgress => ({ lossSum: 0, correct: 0, seen: 0, s
  * engine's business; the next batch is handed to it with each step so it can prefetch.
  */
 export async function runTrainingLoop(options: TrainingLoopOptions): Promise<TrainingResult> {
-  const { engine, dataset, log, batchSize, signal } = options;
+  const { engine, dataset, log, batchSize, signal, perWorker } = options;
   const offset = options.epochOffset ?? 0;
   const stepOffset = options.stepOffset ?? 0;
   const lastEpoch = offset + options.epochs;
   const epochs = options.totalEpochs ?? lastEpoch;
   const resume = options.resume;
+  const length = dataset.train.length;
   // A later phase draws the shuffles (and augmentation) of its own epoch numbers.
-  const sampler = new Sampler({ length: dataset.train.length, batchSize, seed: options.seed, position: resume?.sampler ?? { epoch: offset, offset: 0 } });
-  const stepsPerEpoch = sampler.stepsPerEpoch;
-  const schedule = { baseRate: options.learningRate, stepsPerEpoch, totalSteps: stepsPerEpoch * options.epochs };
+  const sampler = new Sampler({ length, batchSize, seed: options.seed, position: resume?.sampler ?? { epoch: offset, offset: 0 } });
+  const globalBatch = (): number => (perWorker ? perWorker.perWorker * Math.max(1, engine.replicas?.() ?? 1) : batchSize);
+  const lrOf = learningRates(options, length);
   const history: EpochRecord[] = [...(resume?.history ?? [])];
   const stopper = options.earlyStopping ? new EarlyStopping(options.earlyStopping, resume?.earlyStopping, resume?.bestWeights) : undefined;
   let step = resume?.step ?? stepOffset;
   let progress: EpochProgress = resume?.epochProgress ?? emptyProgress();
   const firstEpoch = (resume?.epoch ?? offset) + 1;
-  // Steps of the first epoch already run: all of them when only its validation is left.
-  const resumedSteps = resume === undefined ? 0 : resume.sampler.epoch > resume.epoch ? stepsPerEpoch : Math.floor(resume.sampler.offset / batchSize);
 
   const save = async (position: SamplerPosition, epochsDone: number): Promise<void> => {
     await options.checkpoint?.({
@@ -127,24 +139,31 @@ export async function runTrainingLoop(options: TrainingLoopOptions): Promise<Tra
     log.warn({ step }, `stop requested: stopped after ${where} (checkpoint written)`);
     return { history, steps: step, status: 'stopped' };
   };
-  const plan = (): Planned => ({ batch: sampler.next(), positionAfter: sampler.position });
+  const plan = (): Planned => ({ batch: sampler.next(globalBatch()), positionAfter: sampler.position });
 
   // Stopped before the engine could take a step (a cluster still waiting for workers): nothing to save.
   if (!(await engine.ready(signal))) return { history, steps: step, status: 'stopped' };
 
   for (let epoch = firstEpoch; epoch <= lastEpoch; epoch++) {
-    const firstInEpoch = epoch === firstEpoch ? resumedSteps + 1 : 1;
-    if (firstInEpoch === 1) progress = emptyProgress();
-    logEvent(log, 'epoch_start', { epoch, epochs, steps: stepsPerEpoch }, `epoch ${epoch}/${epochs}`);
+    // The sampler counts epochs from 0; when it is past this one, only its validation is left (a resume).
+    const at = sampler.position;
+    const stepsLeft = at.epoch === epoch - 1;
+    const stepsDone = stepsLeft ? (at.step ?? Math.floor(at.offset / batchSize)) : 0;
+    if (stepsLeft && stepsDone === 0) progress = emptyProgress();
+    // With a per-worker batch the count is an estimate at today's global batch.
+    const steps = perWorker ? stepsDone + Math.ceil((length - (stepsLeft ? at.offset : length)) / globalBatch()) : sampler.stepsPerEpoch;
+    logEvent(log, 'epoch_start', { epoch, epochs, steps: Math.max(1, steps) }, `epoch ${epoch}/${epochs}`);
     const started = performance.now() - progress.seconds * 1000;
     const window = new StepWindow();
-    let lr = learningRateAt(options.schedule, Math.max(0, step - stepOffset - 1), schedule);
-    let next = firstInEpoch <= stepsPerEpoch ? plan() : undefined;
-    for (let inEpoch = firstInEpoch; inEpoch <= stepsPerEpoch; inEpoch++) {
-      const current = next!;
+    let lr = lrOf.before(step, sampler.position, globalBatch());
+    let next = stepsLeft ? plan() : undefined;
+    while (next) {
+      const current = next;
+      const inEpoch = current.batch.step + 1;
+      const lastInEpoch = current.positionAfter.epoch !== current.batch.epoch;
       // Prefetch: the engine may load the next batch while this one computes (not across epochs).
-      next = inEpoch < stepsPerEpoch ? plan() : undefined;
-      lr = learningRateAt(options.schedule, step - stepOffset, schedule);
+      next = lastInEpoch ? undefined : plan();
+      lr = lrOf.at(step, current.batch);
       step++;
       const outcome = await engine.step(current.batch, { step, epoch, lr }, next?.batch);
       if (outcome.kind === 'empty') {
@@ -156,7 +175,7 @@ export async function runTrainingLoop(options: TrainingLoopOptions): Promise<Tra
         progress.seen += outcome.n;
         window.add(outcome.timing, outcome.n);
       }
-      if (outcome.kind === 'applied' && (inEpoch % options.logEvery === 0 || inEpoch === stepsPerEpoch)) {
+      if (outcome.kind === 'applied' && (inEpoch % options.logEvery === 0 || lastInEpoch)) {
         logEvent(log, 'step', { epoch, step, stepInEpoch: inEpoch, lr, ...window.flush(outcome) });
       }
       // One turn of the event loop per step: an in-process step is synchronous tensor work, and
@@ -167,7 +186,7 @@ export async function runTrainingLoop(options: TrainingLoopOptions): Promise<Tra
         engine.discardPrefetched();
         return stopped(current.positionAfter, epoch - 1, started, `step ${step}`);
       }
-      if (options.checkpointEvery && step % options.checkpointEvery === 0 && inEpoch < stepsPerEpoch) {
+      if (options.checkpointEvery && step % options.checkpointEvery === 0 && !lastInEpoch) {
         progress.seconds = (performance.now() - started) / 1000;
         await save(current.positionAfter, epoch - 1);
       }
@@ -206,6 +225,40 @@ export async function runTrainingLoop(options: TrainingLoopOptions): Promise<Tra
     }
   }
   return { history, steps: step, status: 'completed', bestEpoch: stopper?.bestEpoch };
+}
+
+/**
+ * The learning rate of each step. A fixed batch follows the schedule step by step, as it always
+ * did. A per-worker batch makes steps vary in size, so the schedule runs on the samples seen
+ * (counted in steps of the reference batch: the same epochs-based shape) and the rate is scaled by
+ * the step's global batch (linear rule, warm-up by fractional epochs of this phase). Both derive
+ * from the sampler's position alone, so a resumed run repeats them exactly.
+ */
+function learningRates(options: TrainingLoopOptions, length: number) {
+  const { perWorker, schedule, learningRate: baseRate, batchSize } = options;
+  const phaseEpoch = options.epochOffset ?? 0;
+  const stepOffset = options.stepOffset ?? 0;
+  if (!perWorker) {
+    const stepsPerEpoch = new Sampler({ length, batchSize, seed: 0 }).stepsPerEpoch;
+    const context = { baseRate, stepsPerEpoch, totalSteps: stepsPerEpoch * options.epochs };
+    return {
+      at: (step: number): number => learningRateAt(schedule, step - stepOffset, context),
+      /** The rate shown for an epoch that takes no step (only its validation was left). */
+      before: (step: number, _position: SamplerPosition, _batch: number): number => learningRateAt(schedule, Math.max(0, step - stepOffset - 1), context),
+    };
+  }
+  const reference = perWorker.scaling?.referenceBatch ?? batchSize;
+  const stepsPerEpoch = Math.ceil(length / reference);
+  const context = { baseRate, stepsPerEpoch, totalSteps: stepsPerEpoch * options.epochs };
+  const rate = (epoch: number, offset: number, size: number): number => {
+    const samples = (epoch - phaseEpoch) * length + offset;
+    const base = learningRateAt(schedule, Math.floor(samples / reference), context);
+    return perWorker.scaling ? base * batchScale(size, samples / length, perWorker.scaling) : base;
+  };
+  return {
+    at: (_step: number, batch: SampledBatch): number => rate(batch.epoch, batch.offset, batch.indices.length),
+    before: (_step: number, position: SamplerPosition, size: number): number => rate(position.epoch, position.offset, size),
+  };
 }
 
 export function epochSummary(r: EpochRecord, epochs: number): string {

@@ -47,3 +47,23 @@ export function learningRateAt(spec: ScheduleSpec, step: number, ctx: ScheduleCo
     }
   }
 }
+
+/**
+ * The linear scaling rule with gradual warm-up (Goyal et al. 2017, "Accurate, Large Minibatch
+ * SGD: Training ImageNet in 1 Hour", arXiv:1706.02677, sections 2.1-2.2): when the batch is k
+ * times the one the learning rate was tuned for, multiply the rate by k; to get past the first
+ * unstable epochs, start at the tuned rate (factor 1) and ramp linearly to k over `warmupEpochs`.
+ */
+export interface BatchScaling {
+  /** The global batch the base learning rate was tuned for. */
+  referenceBatch: number;
+  /** Epochs over which the factor ramps from 1 to globalBatch / referenceBatch (0: at once). */
+  warmupEpochs: number;
+}
+
+/** The factor on the learning rate for a step of `globalBatch` samples, `epochsDone` (fractional) epochs in. */
+export function batchScale(globalBatch: number, epochsDone: number, scaling: BatchScaling): number {
+  const k = globalBatch / scaling.referenceBatch;
+  if (scaling.warmupEpochs <= 0 || epochsDone >= scaling.warmupEpochs) return k;
+  return 1 + (k - 1) * (Math.max(0, epochsDone) / scaling.warmupEpochs);
+}
