@@ -6,6 +6,7 @@ import { initBackend } from '../src/model/backend.ts';
 import { loadModel } from '../src/model/export.ts';
 import { readWeights } from '../src/model/weights.ts';
 import { runWorker } from '../src/worker/run-worker.ts';
+import { GradientModel } from '../src/train/gradient-model.ts';
 import { runWithLocalWorkers } from '../src/launch/local-workers.ts';
 import { EventSink, sinkLogger, smallFashionMnist, spawnDrover, spawnWorker, startCoordinator, tempDir, testJob, type LogLine } from './helpers/cluster.ts';
 
@@ -211,4 +212,37 @@ test.serial('peer reduction: drover train --workers 2 with cluster.wire bf16 tra
   t.is(result.steps, 12);
   t.true(sink.events('step').some((l) => workerIds(l).length === 2), 'both workers reduced steps');
   t.true(result.test!.accuracy > 0.4, `test accuracy ${result.test!.accuracy}`);
+});
+
+test.serial('peer reduction: early stopping restores the best weights on every replica; export and checkpoint keep them', async (t) => {
+  const dir = await tempDir(t);
+  const dataset = await smallFashionMnist(256, 128, 128);
+  const job = testJob(dir, {
+    train: {
+      epochs: 6,
+      batchSize: 64,
+      logEvery: 4,
+      optimizer: { name: 'adam', learningRate: 0.01 },
+      // No later epoch can beat the first by 100: stop after `patience` = 1 more epoch.
+      earlyStopping: { monitor: 'val_loss', patience: 1, minDelta: 100, restoreBest: true },
+    },
+    cluster: { minWorkers: 2, reduction: 'peer' },
+  });
+  const coordinator = await startCoordinator(t, job, { dataset });
+  for (const name of ['a', 'b']) spawnWorker(t, coordinator.port, { name });
+  const result = await coordinator.result;
+  t.is(result.status, 'early_stopped');
+  t.is(result.bestEpoch, 1);
+  const { loadCheckpoint, checkpointPath } = await import('../src/job/checkpoint.ts');
+  const checkpoint = await loadCheckpoint(checkpointPath(dir));
+  const weights = await exported(dir);
+  weights.values.forEach((values, i) => t.deepEqual(values, checkpoint.bestWeights!.values[i], weights.manifest[i]!.name));
+  // Both replicas evaluated the test split on the restored weights: the same correct count as the exported model here.
+  const [test] = coordinator.sink.events('evaluation', (l) => l.split === 'test');
+  t.is(test!.n, 128);
+  const saved = await loadModel(path.join(dir, 'model'));
+  const batch = await dataset.test!.loadBatch(Array.from({ length: 128 }, (_, i) => i));
+  const local = await new GradientModel(saved.model).evaluate(batch);
+  saved.model.dispose();
+  t.is(Math.round((test!.accuracy as number) * 128), local.correct);
 });
