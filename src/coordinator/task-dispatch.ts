@@ -216,7 +216,11 @@ export class TaskDispatch {
         state.reports.push({ worker: workerId, n: used, computeMs: timings?.computeMs ?? 0, dataWaitMs: timings?.dataWaitMs ?? 0, receivedAt });
         // Speed as the coordinator sees it (weights out or task assigned, to result in): a
         // worker's own account of its compute time is not trusted for balancing.
-        const measuredMs = receivedAt - Math.max(task.assignedAt, state.round.startedAt ?? task.assignedAt);
+        let measuredMs = receivedAt - Math.max(task.assignedAt, state.round.startedAt ?? task.assignedAt);
+        // With the peer reduction every rank's result arrives when the slowest is done: what the
+        // coordinator sees is the group's time, so the worker's own compute time (never more than
+        // that) is what tells stragglers apart. Peers are trusted with the weights anyway.
+        if (state.peer && timings) measuredMs = Math.min(measuredMs, Math.max(1, timings.computeMs + timings.dataWaitMs));
         if (task.kind === 'train') this.host.membership.recordThroughput(workerId, used, measuredMs);
       }
     }
