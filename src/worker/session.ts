@@ -138,7 +138,14 @@ export class WorkerSession {
           const optimizerState = this.expectOptimizerState(message.weights!, expected);
           this.assembler.expect(weights, { maxBytes: expected, what: `weights v${version}` }).then(
             async (received) => {
-              const state = await optimizerState;
+              let state: Awaited<typeof optimizerState>;
+              try {
+                // Only peer-reduction broadcasts carry it: the star's apply without waiting.
+                state = optimizerState && (await optimizerState);
+              } catch (error) {
+                if (!this.ended) this.fail(error);
+                return;
+              }
               if (this.ended) return;
               try {
                 // A partial broadcast builds on this session's weights: the replica may hold an older session's.
@@ -379,13 +386,15 @@ export class WorkerSession {
 
   /** The optimizer slots a weight broadcast carries (peer reduction), once they are in. */
   private expectOptimizerState(header: { hasOptimizerState: boolean; optimizerIterations: number; optimizerSlots: Parameters<TransferAssembler['expect']>[0] }, weightBytes: number) {
-    if (!header.hasOptimizerState) return Promise.resolve(undefined);
+    if (!header.hasOptimizerState) return undefined;
     const slots = this.assembler.expect(header.optimizerSlots, { maxBytes: 4 * weightBytes + 1024, what: 'optimizer state' });
-    slots.catch(() => {});
-    return slots.then((received) => ({
+    const state = slots.then((received) => ({
       iterations: header.optimizerIterations,
       slots: received.tensors.map((t) => ({ name: t.name, values: Float32Array.from(t.data as Float32Array) })),
     }));
+    // Awaited only once the weights are in: a session that ends first must not leave it unhandled.
+    state.catch(() => {});
+    return state;
   }
 
   /** Reduces a training result with the step's peers; says reduced, or names who failed the step. */
