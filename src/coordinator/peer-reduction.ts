@@ -258,8 +258,7 @@ export class PeerReduction implements StepReduction {
     const evictable = running.faults.filter((f) => f.reason === 'deadline' || f.reason === 'unreachable');
     let chosen = evictable.some((f) => f.phase === 'scatter') ? evictable.filter((f) => f.phase === 'scatter') : evictable;
     if (chosen.length === 0 && ++this.attemptsWithoutEviction >= MAX_ATTEMPTS_WITHOUT_EVICTION) chosen = running.faults;
-    const culprits = new Map<string, PeerFault__Output>();
-    for (const fault of chosen) for (const rank of fault.ranks) if (running.group[rank] !== undefined) culprits.set(running.group[rank]!, fault);
+    const culprits = mostNamed(chosen, running.group);
     const summary = running.faults.map((f) => `${f.from}: ranks ${f.ranks.join(',')} ${f.reason} in ${f.phase}`).join('; ');
     this.failAttempt(running, `peers reported: ${summary}`);
     for (const [workerId, fault] of culprits) {
@@ -294,6 +293,25 @@ export class PeerReduction implements StepReduction {
     }
     this.custody.committed(running.group, update.version, samples);
   }
+}
+
+/**
+ * The workers named by the most distinct reporters, with one report naming each. A worker whose
+ * own network broke names every peer, but every peer names it: it alone is evicted.
+ */
+export function mostNamed(faults: readonly (PeerFault__Output & { from: string })[], group: readonly string[]): Map<string, PeerFault__Output> {
+  const votes = new Map<string, { reporters: Set<string>; fault: PeerFault__Output }>();
+  for (const fault of faults) {
+    for (const rank of fault.ranks) {
+      const id = group[rank];
+      if (id === undefined) continue;
+      const entry = votes.get(id) ?? { reporters: new Set<string>(), fault };
+      entry.reporters.add(fault.from);
+      votes.set(id, entry);
+    }
+  }
+  const most = Math.max(0, ...[...votes.values()].map((v) => v.reporters.size));
+  return new Map([...votes].filter(([, v]) => v.reporters.size === most).map(([id, v]) => [id, v.fault]));
 }
 
 /** The host part of a gRPC peer string ("ipv4:10.0.0.2:5000", "[::1]:5000", "10.0.0.2:5000"). */
