@@ -3,12 +3,15 @@
  *
  *   npm run bench:cluster -- [--mode real|simulated|netns|accuracy|all] [--steps 60] [--warmup 10] [--rounds 3]
  *        [--workers 1,2] [--sim-workers 2,4,8,16] [--sim-params 0.2,3.5,25] [--compute-ms 100]
- *        [--net-workers 1,2,4,8] [--rates 1000,10000] [--epochs 3] [--skip-single] [--split] [--wire fp32,bf16] [--json]
+ *        [--net-workers 1,2,4,8] [--rates 1000,10000] [--epochs 3] [--skip-single] [--split] [--wire fp32,bf16]
+ *        [--reduction star,peer] [--json]
  *
  * real:      img/s of the reference job (fmnist-cnn, Adam 1e-3, Fashion-MNIST, one thread per
  *            process): `single` is `drover train` (batch 64) in one process; `workers-N` is
  *            `drover train --workers N --per-worker-batch 64` (global batch 64 x N); with --split also
- *            `workers-N-split`, N workers sharing a fixed global batch of 64. Each line has its img/s
+ *            `workers-N-split`, N workers sharing a fixed global batch of 64. Gradients go through
+ *            the coordinator (star) in `workers-N`, among the workers in `workers-N-peer`
+ *            (--reduction, default both). Each line has its img/s
  *            over single's (`vs_single`: issue #13 asks >= 1.7 for workers-2 on 2 cores) and the
  *            mean step split into data wait / compute / transfer / reduce from the step events.
  * simulated: workers that compute nothing (they wait --compute-ms and return zero gradients of
@@ -74,6 +77,7 @@ const { values: args } = parseArgs({
     'skip-single': { type: 'boolean', default: false },
     split: { type: 'boolean', default: false },
     wire: { type: 'string', default: 'fp32' },
+    reduction: { type: 'string', default: 'star,peer' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -138,9 +142,11 @@ interface RealSetup {
   setup: string;
   workers: number;
   split: boolean;
+  /** How gradients are combined (cluster.reduction): at the coordinator, or among the workers. */
+  reduction: 'star' | 'peer';
 }
 
-async function realRun({ workers, split }: RealSetup): Promise<Split> {
+async function realRun({ workers, split, reduction }: RealSetup): Promise<Split> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-bench-'));
   const sink = new StepSink();
   const perStep = split || workers === 0 ? BATCH : BATCH * workers;
@@ -152,7 +158,7 @@ async function realRun({ workers, split }: RealSetup): Promise<Split> {
     data: { kind: 'idx', dir: FASHION_MNIST_DIR, limitTrain: perStep * (steps + warmup), validationSize: 0, limitTest: 64 },
     model: { preset: 'fmnist-cnn' },
     train: { epochs: 1, batchSize: BATCH, logEvery: 1, optimizer: { name: 'adam', learningRate: 1e-3 } },
-    ...(split || workers === 0 ? {} : { cluster: { batch: { perWorker: BATCH } } }),
+    ...(workers === 0 ? {} : { cluster: { reduction, ...(split ? {} : { batch: { perWorker: BATCH } }) } }),
     output: { dir },
   });
   try {
@@ -172,10 +178,13 @@ async function realRun({ workers, split }: RealSetup): Promise<Split> {
 async function realMode(): Promise<Record<string, unknown>[]> {
   const backend = await initBackend('wasm', undefined, { threads: 1 });
   const rounds = Number(args.rounds);
-  const setups: RealSetup[] = [{ setup: 'single', workers: 0, split: false }];
+  const setups: RealSetup[] = [{ setup: 'single', workers: 0, split: false, reduction: 'star' }];
   for (const workers of args.workers!.split(',').map(Number)) {
-    setups.push({ setup: `workers-${workers}`, workers, split: false });
-    if (args.split && workers > 1) setups.push({ setup: `workers-${workers}-split`, workers, split: true });
+    for (const reduction of args.reduction!.split(',') as RealSetup['reduction'][]) {
+      const suffix = reduction === 'star' ? '' : `-${reduction}`;
+      setups.push({ setup: `workers-${workers}${suffix}`, workers, split: false, reduction });
+      if (args.split && workers > 1) setups.push({ setup: `workers-${workers}-split${suffix}`, workers, split: true, reduction });
+    }
   }
   const runs = new Map<RealSetup, Split[]>(setups.map((s) => [s, []]));
   for (let round = 0; round < rounds; round++) {
@@ -204,6 +213,7 @@ async function realMode(): Promise<Record<string, unknown>[]> {
         mode: 'real',
         workers: r.workers,
         batch: r.workers === 0 ? 'global' : r.split ? 'split' : 'per-worker',
+        reduction: r.workers === 0 ? null : r.reduction,
         global_batch: r.split || r.workers === 0 ? BATCH : BATCH * r.workers,
         img_per_s: r.imgPerSec,
         vs_single: r.imgPerSec / single,
