@@ -198,6 +198,11 @@ test('learning rate: the schedule over samples seen, times the linear scale of t
   const stepped = new ChangingCluster(1, (step, live) => (step === 2 ? 3 : live));
   await runTrainingLoop(loop(stepped, { epochs: 2, schedule: { type: 'step', everyEpochs: 1, gamma: 0.5, warmupEpochs: 0 } }));
   t.deepEqual([...new Set(stepped.steps.map((s) => `${s.batch.epoch}:${s.ctx.lr}`))], ['0:0.1', '1:0.05']);
+  // An epoch that is not a whole number of reference batches (42 samples, reference 4: 11 steps
+  // of the schedule, the last short): the decay still lands on the epoch's first step.
+  const ragged = new ChangingCluster(1);
+  await runTrainingLoop(loop(ragged, { epochs: 2, dataset: { train: split(42), classNames: ['a', 'b'] }, schedule: { type: 'step', everyEpochs: 1, gamma: 0.5, warmupEpochs: 0 } }));
+  t.deepEqual([...new Set(ragged.steps.map((s) => `${s.batch.epoch}:${s.ctx.lr}`))], ['0:0.1', '1:0.05']);
 });
 
 test('resumed from any checkpoint of a changing cluster, no sample is repeated or skipped and each rate follows from the position', async (t) => {

@@ -35,7 +35,11 @@ export const batchSpecSchema = z.strictObject({
   perWorker: z.number().int().positive(),
   /** The global batch train.optimizer's learning rate was tuned for (default: train.batchSize). */
   referenceBatch: z.number().int().positive().optional(),
-  /** Epochs over which the rate ramps from its base to base x global / referenceBatch (Goyal et al.: 5). */
+  /**
+   * Epochs over which the rate ramps from its base to base x global / referenceBatch (Goyal et
+   * al.: 5). Each phase ramps again (a transfer job's fine-tuning starts a fresh optimizer at
+   * its own rate).
+   */
   warmupEpochs: z.number().min(0).default(5),
   /** Scale the learning rate with the global batch (false: train.optimizer's rate as it is). */
   scaleLearningRate: z.boolean().default(true),

@@ -252,7 +252,9 @@ function learningRates(options: TrainingLoopOptions, length: number) {
   const context = { baseRate, stepsPerEpoch, totalSteps: stepsPerEpoch * options.epochs };
   const rate = (epoch: number, offset: number, size: number): number => {
     const samples = (epoch - phaseEpoch) * length + offset;
-    const base = learningRateAt(schedule, Math.floor(samples / reference), context);
+    // The schedule's step index at this many samples, epoch boundaries exact (a whole epoch is
+    // stepsPerEpoch reference steps even when the last one is short).
+    const base = learningRateAt(schedule, Math.floor((samples * stepsPerEpoch) / length), context);
     return perWorker.scaling ? base * batchScale(size, samples / length, perWorker.scaling) : base;
   };
   return {
