@@ -1,4 +1,4 @@
-import { DroverError, PeerTimeoutError, ProtocolError, WeightsError } from '../errors.ts';
+import { DroverError, NonFiniteUpdateError, PeerTimeoutError, ProtocolError, WeightsError } from '../errors.ts';
 import type { SampledBatch } from '../data/sampler.ts';
 import type { StepContext } from '../job/step-engine.ts';
 import { readWeights, type WeightSet } from '../model/weights.ts';
@@ -56,8 +56,11 @@ interface Attempt {
  *   broadcast, pulled from a worker that holds them, as `weights()` and `optimizerState()`
  *   (checkpoints, export) are.
  *
- * The optimizer may refuse an update on every replica alike (a weight would turn non-finite):
- * the coordinator does not hear of it and reports the step applied.
+ * A worker whose own contribution is not finite fails its task (only it is dealt with); a reduced
+ * sum that is not finite is the same on every rank, so every replica refuses it alike at the
+ * commit and the ranks say so in their reports (the step is reported refused). The optimizer may
+ * still refuse an update on every replica alike at the commit (a weight would turn non-finite):
+ * the coordinator does not hear of that one and reports the step applied.
  */
 export class PeerReduction implements StepReduction {
   private generation = 0;
@@ -228,6 +231,7 @@ export class PeerReduction implements StepReduction {
       const task = state.round.find(message.taskId, workerId);
       if (message.generation !== state.peer?.generation) throw new ProtocolError(`${from}: reduced in generation ${message.generation}, the task is of ${state.peer?.generation}`);
       if (message.n + message.skipped.length !== task.ids.length) throw new WeightsError(`${from}: ${message.n} samples used and ${message.skipped.length} skipped, the shard holds ${task.ids.length}`);
+      if (message.refused && state.reduction instanceof PeerResults) state.reduction.refuse(`${from}: ${message.refused.slice(0, 200)}`);
       if (message.n > 0) {
         const shard = { loss: message.loss, correct: message.correct, n: message.n, grads: [], buffers: [] };
         state.reduction!.offer(task.rank, { shard, from, maxN: task.ids.length }, () => {});
@@ -328,6 +332,8 @@ export function hostOf(peer: string): string {
  */
 class PeerResults implements ReducingStep {
   private readonly metrics = new Map<number, { loss: number; correct: number; n: number }>();
+  /** Why the workers refuse this step's update (its reduced sum is not finite), once one says so. */
+  private refused: string | undefined;
 
   constructor(private readonly commit: (update: { step: number; lr: number; version: number }, samples: number) => void) {}
 
@@ -347,6 +353,11 @@ class PeerResults implements ReducingStep {
     this.metrics.set(rank, { loss, correct, n });
   }
 
+  /** A rank reports the reduced sum not finite: every replica refuses the update at the commit. */
+  refuse(why: string): void {
+    this.refused ??= why;
+  }
+
   get samples(): number {
     let n = 0;
     for (const m of this.metrics.values()) n += m.n;
@@ -357,6 +368,7 @@ class PeerResults implements ReducingStep {
     const n = this.samples;
     this.commit(update, n);
     if (n === 0) return { kind: 'empty' };
+    if (this.refused) return { kind: 'refused', error: new NonFiniteUpdateError(`the reduced gradient is not finite (${this.refused})`, 'reduced gradient') };
     let lossSum = 0;
     let correct = 0;
     for (const rank of [...this.metrics.keys()].sort((a, b) => a - b)) {
