@@ -33,8 +33,11 @@ const MAX_ATTEMPTS_WITHOUT_EVICTION = 3;
 interface Attempt {
   state: RoundState;
   group: readonly string[];
-  faults: (PeerFault__Output & { from: string })[];
+  /** One report per sender (the first): a worker cannot flood the list. */
+  faults: Map<string, PeerFault__Output & { from: string }>;
   timer: NodeJS.Timeout | undefined;
+  /** When the fault reports are judged (performance.now()). */
+  judgeAt: number;
   failed: boolean;
 }
 
@@ -207,7 +210,7 @@ export class PeerReduction implements StepReduction {
       this.generation++;
       this.lastGroup = group.join(',');
     }
-    const running: Attempt = { state: undefined!, group, faults: [], timer: undefined, failed: false };
+    const running: Attempt = { state: undefined!, group, faults: new Map(), timer: undefined, judgeAt: 0, failed: false };
     const peer: PeerAttempt = {
       generation: this.generation,
       group,
@@ -251,19 +254,31 @@ export class PeerReduction implements StepReduction {
       this.host.log.debug({ worker: workerId, step: fault.step, generation: fault.generation }, `peer fault from ${workerId} about an attempt no longer running: dropped`);
       return;
     }
-    running.faults.push({ ...fault, from: workerId });
-    running.timer ??= setTimeout(() => this.judge(running), FAULT_WINDOW_MS);
+    if (running.faults.has(workerId)) return;
+    const ranks = [...new Set(fault.ranks.filter((r) => Number.isInteger(r) && r >= 0 && r < running.group.length))];
+    running.faults.set(workerId, { ...fault, ranks, from: workerId });
+    // A worker whose own links fail fast names most of the group at once; the peers that name it
+    // report only at their deadline: wait for them, or the lone report would be judged alone.
+    const wait = ranks.length > running.group.length / 2 ? this.deadlineMs + FAULT_WINDOW_MS : FAULT_WINDOW_MS;
+    const judgeAt = performance.now() + wait;
+    if (running.timer && judgeAt <= running.judgeAt) return;
+    clearTimeout(running.timer);
+    running.judgeAt = judgeAt;
+    running.timer = setTimeout(() => this.judge(running), wait);
   }
 
   /** Evicts the ranks an attempt's fault reports name (deadline and unreachable first, scatter phase first) and fails the attempt. */
   private judge(running: Attempt): void {
     if (running.failed) return;
     const step = running.state.round.step;
-    const evictable = running.faults.filter((f) => f.reason === 'deadline' || f.reason === 'unreachable');
-    let chosen = evictable.some((f) => f.phase === 'scatter') ? evictable.filter((f) => f.phase === 'scatter') : evictable;
-    if (chosen.length === 0 && ++this.attemptsWithoutEviction >= MAX_ATTEMPTS_WITHOUT_EVICTION) chosen = running.faults;
-    const culprits = mostNamed(chosen, running.group);
-    const summary = running.faults.map((f) => `${f.from}: ranks ${f.ranks.join(',')} ${f.reason} in ${f.phase}`).join('; ');
+    const faults = [...running.faults.values()];
+    const evictable = faults.filter((f) => f.reason === 'deadline' || f.reason === 'unreachable');
+    const chosen = evictable.some((f) => f.phase === 'scatter') ? evictable.filter((f) => f.phase === 'scatter') : evictable;
+    let culprits = mostNamed(chosen, running.group);
+    // Nobody to blame (only "refused" reports, or everyone named alike): the step is tried again,
+    // and after a few such attempts the named are evicted anyway.
+    if (culprits.size === 0 && ++this.attemptsWithoutEviction >= MAX_ATTEMPTS_WITHOUT_EVICTION) culprits = mostNamed(faults, running.group, { evenIfAllTie: true });
+    const summary = faults.map((f) => `${f.from}: ranks ${f.ranks.join(',')} ${f.reason} in ${f.phase}`).join('; ');
     this.failAttempt(running, `peers reported: ${summary}`);
     for (const [workerId, fault] of culprits) {
       const reason = `named by its peers in step ${step} (${fault.reason} in the ${fault.phase} phase, peer deadline ${this.deadlineMs} ms)`;
@@ -281,6 +296,7 @@ export class PeerReduction implements StepReduction {
 
   /** Tells the attempt's workers to drop it; the next attempt gets a new generation. */
   private abort(running: Attempt): void {
+    clearTimeout(running.timer);
     const { generation } = running.state.peer!;
     const { step } = running.state.round;
     for (const id of running.group) this.host.link(id)?.send([{ envelope: envelope(this.host.jobId), abort: { step, generation } }]);
@@ -301,9 +317,11 @@ export class PeerReduction implements StepReduction {
 
 /**
  * The workers named by the most distinct reporters, with one report naming each. A worker whose
- * own network broke names every peer, but every peer names it: it alone is evicted.
+ * own network broke names every peer, but every peer names it: it alone is evicted. When every
+ * member of the group is named alike (2 workers naming each other), there is no telling who
+ * failed: none, unless `evenIfAllTie`.
  */
-export function mostNamed(faults: readonly (PeerFault__Output & { from: string })[], group: readonly string[]): Map<string, PeerFault__Output> {
+export function mostNamed(faults: readonly (PeerFault__Output & { from: string })[], group: readonly string[], options: { evenIfAllTie?: boolean } = {}): Map<string, PeerFault__Output> {
   const votes = new Map<string, { reporters: Set<string>; fault: PeerFault__Output }>();
   for (const fault of faults) {
     for (const rank of fault.ranks) {
@@ -315,7 +333,9 @@ export function mostNamed(faults: readonly (PeerFault__Output & { from: string }
     }
   }
   const most = Math.max(0, ...[...votes.values()].map((v) => v.reporters.size));
-  return new Map([...votes].filter(([, v]) => v.reporters.size === most).map(([id, v]) => [id, v.fault]));
+  const named = new Map([...votes].filter(([, v]) => v.reporters.size === most).map(([id, v]) => [id, v.fault]));
+  if (!options.evenIfAllTie && named.size === new Set(group).size) return new Map();
+  return named;
 }
 
 /** The host part of a gRPC peer string ("ipv4:10.0.0.2:5000", "[::1]:5000", "10.0.0.2:5000"). */
