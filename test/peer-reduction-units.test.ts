@@ -1,5 +1,5 @@
 import test from 'ava';
-import { hostOf, mostNamed, PeerReduction, type PeerHost } from '../src/coordinator/peer-reduction.ts';
+import { hostOf, mostNamed, PeerReduction, planPeerShards, type PeerHost } from '../src/coordinator/peer-reduction.ts';
 import { silentLogger } from '../src/telemetry/logger.ts';
 import { clusterSpecSchema } from '../src/job/cluster-spec.ts';
 
@@ -96,4 +96,13 @@ test('a dropped attempt clears its fault timer', async (t) => {
   await sleep(400);
   t.deepEqual(evicted, []);
   t.is(failed(), undefined);
+});
+
+test('every rank of the group gets a shard, even one whose throughput share rounds to zero', (t) => {
+  const ids = Uint32Array.from({ length: 8 }, (_, i) => i);
+  const workers = [{ id: 'fast', throughput: 1000 }, { id: 'slow', throughput: 1 }];
+  const plans = planPeerShards(ids, workers, 'throughput');
+  t.deepEqual(plans.map((p) => p.workerId), ['fast', 'slow']);
+  t.true(plans.every((p) => p.ids.length > 0));
+  t.is(plans.reduce((n, p) => n + p.ids.length, 0), 8);
 });

@@ -8,7 +8,7 @@ import type { PeerReduced__Output } from '../wire/generated/drover/v1/PeerReduce
 import { envelope } from '../wire/protocol.ts';
 import type { Contribution } from './reducer.ts';
 import { ReplicaCustody, type CustodyHost } from './replica-custody.ts';
-import { planShards } from './scheduler.ts';
+import { planShards, type Balance, type ScheduledWorker, type ShardPlan } from './scheduler.ts';
 import type { ReducingStep, ReductionOutcome, StepReduction } from './step-reduction.ts';
 import type { PeerAttempt, RoundState, TaskDispatch } from './task-dispatch.ts';
 
@@ -145,11 +145,11 @@ export class PeerReduction implements StepReduction {
         continue;
       }
       const liveKey = live.map((w) => w.id).join(',');
-      const running = this.claimPrefetched(batch, liveKey) ?? this.launch(batch, context.step, version - 1, planShards(batch.indices, live, this.host.cluster.balance));
+      const running = this.claimPrefetched(batch, liveKey) ?? this.launch(batch, context.step, version - 1, planPeerShards(batch.indices, live, this.host.cluster.balance));
       this.current = running;
       running.state.round.startedAt = performance.now();
       if (next && !this.prefetched) {
-        const plans = planShards(next.indices, live, this.host.cluster.balance);
+        const plans = planPeerShards(next.indices, live, this.host.cluster.balance);
         if (plans.map((p) => p.workerId).join(',') === running.group.join(',')) {
           this.prefetched = { batch: next, liveKey, attempt: this.launch(next, context.step + 1, version, plans) };
         }
@@ -336,6 +336,17 @@ export function mostNamed(faults: readonly (PeerFault__Output & { from: string }
   const named = new Map([...votes].filter(([, v]) => v.reporters.size === most).map(([id, v]) => [id, v.fault]));
   if (!options.evenIfAllTie && named.size === new Set(group).size) return new Map();
   return named;
+}
+
+/**
+ * The shards of a step, one per rank. A worker whose share rounds to zero would be left out of
+ * the group, get no commit and be resynced every step: while the batch has a sample for each,
+ * the shards are split equally instead.
+ */
+export function planPeerShards(ids: Uint32Array, workers: readonly ScheduledWorker[], balance: Balance): ShardPlan[] {
+  const plans = planShards(ids, workers, balance);
+  if (plans.length === workers.length || ids.length < workers.length) return plans;
+  return planShards(ids, workers, 'equal');
 }
 
 /** The host part of a gRPC peer string ("ipv4:10.0.0.2:5000", "[::1]:5000", "10.0.0.2:5000"). */
