@@ -106,3 +106,13 @@ test('every rank of the group gets a shard, even one whose throughput share roun
   t.true(plans.every((p) => p.ids.length > 0));
   t.is(plans.reduce((n, p) => n + p.ids.length, 0), 8);
 });
+
+test('a step whose reduced sum a rank reports not finite is committed as refused (the coordinator logs update_refused)', async (t) => {
+  const { reduction, attempt } = runningAttempt(['a', 'b'], 100);
+  (reduction as unknown as { finished: typeof attempt }).finished = attempt;
+  const results = reduction.open() as ReturnType<PeerReduction['open']> & { refuse(why: string): void };
+  results.offer(0, { shard: { loss: 1, correct: 0, n: 2, grads: [], buffers: [] }, from: 'a' }, () => {});
+  results.refuse('b: the reduced gradient holds Infinity at value 0');
+  const outcome = await results.apply({ step: 3, lr: 0.1, version: 4 });
+  t.is(outcome.kind, 'refused');
+});
