@@ -1,5 +1,6 @@
 import test from 'ava';
-import { hostOf, mostNamed, PeerReduction, planPeerShards, type PeerHost } from '../src/coordinator/peer-reduction.ts';
+import { PeerReduction, type PeerHost } from '../src/coordinator/peer-reduction.ts';
+import { hostOf, mostNamed, planPeerShards } from '../src/coordinator/peer-group.ts';
 import { silentLogger } from '../src/telemetry/logger.ts';
 import { clusterSpecSchema } from '../src/job/cluster-spec.ts';
 
