@@ -1,4 +1,4 @@
-import { DroverError, PeerTimeoutError, ProtocolError, WeightsError } from '../errors.ts';
+import { DroverError, NonFiniteUpdateError, PeerTimeoutError, ProtocolError, WeightsError } from '../errors.ts';
 import type { SampledBatch } from '../data/sampler.ts';
 import type { StepContext } from '../job/step-engine.ts';
 import { readWeights, type WeightSet } from '../model/weights.ts';
@@ -8,7 +8,7 @@ import type { PeerReduced__Output } from '../wire/generated/drover/v1/PeerReduce
 import { envelope } from '../wire/protocol.ts';
 import type { Contribution } from './reducer.ts';
 import { ReplicaCustody, type CustodyHost } from './replica-custody.ts';
-import { planShards } from './scheduler.ts';
+import { hostOf, mostNamed, planPeerShards } from './peer-group.ts';
 import type { ReducingStep, ReductionOutcome, StepReduction } from './step-reduction.ts';
 import type { PeerAttempt, RoundState, TaskDispatch } from './task-dispatch.ts';
 
@@ -33,8 +33,11 @@ const MAX_ATTEMPTS_WITHOUT_EVICTION = 3;
 interface Attempt {
   state: RoundState;
   group: readonly string[];
-  faults: (PeerFault__Output & { from: string })[];
+  /** One report per sender (the first): a worker cannot flood the list. */
+  faults: Map<string, PeerFault__Output & { from: string }>;
   timer: NodeJS.Timeout | undefined;
+  /** When the fault reports are judged (performance.now()). */
+  judgeAt: number;
   failed: boolean;
 }
 
@@ -56,8 +59,11 @@ interface Attempt {
  *   broadcast, pulled from a worker that holds them, as `weights()` and `optimizerState()`
  *   (checkpoints, export) are.
  *
- * The optimizer may refuse an update on every replica alike (a weight would turn non-finite):
- * the coordinator does not hear of it and reports the step applied.
+ * A worker whose own contribution is not finite fails its task (only it is dealt with); a reduced
+ * sum that is not finite is the same on every rank, so every replica refuses it alike at the
+ * commit and the ranks say so in their reports (the step is reported refused). The optimizer may
+ * still refuse an update on every replica alike at the commit (a weight would turn non-finite):
+ * the coordinator does not hear of that one and reports the step applied.
  */
 export class PeerReduction implements StepReduction {
   private generation = 0;
@@ -139,11 +145,11 @@ export class PeerReduction implements StepReduction {
         continue;
       }
       const liveKey = live.map((w) => w.id).join(',');
-      const running = this.claimPrefetched(batch, liveKey) ?? this.launch(batch, context.step, version - 1, planShards(batch.indices, live, this.host.cluster.balance));
+      const running = this.claimPrefetched(batch, liveKey) ?? this.launch(batch, context.step, version - 1, planPeerShards(batch.indices, live, this.host.cluster.balance));
       this.current = running;
       running.state.round.startedAt = performance.now();
       if (next && !this.prefetched) {
-        const plans = planShards(next.indices, live, this.host.cluster.balance);
+        const plans = planPeerShards(next.indices, live, this.host.cluster.balance);
         if (plans.map((p) => p.workerId).join(',') === running.group.join(',')) {
           this.prefetched = { batch: next, liveKey, attempt: this.launch(next, context.step + 1, version, plans) };
         }
@@ -204,7 +210,7 @@ export class PeerReduction implements StepReduction {
       this.generation++;
       this.lastGroup = group.join(',');
     }
-    const running: Attempt = { state: undefined!, group, faults: [], timer: undefined, failed: false };
+    const running: Attempt = { state: undefined!, group, faults: new Map(), timer: undefined, judgeAt: 0, failed: false };
     const peer: PeerAttempt = {
       generation: this.generation,
       group,
@@ -228,6 +234,7 @@ export class PeerReduction implements StepReduction {
       const task = state.round.find(message.taskId, workerId);
       if (message.generation !== state.peer?.generation) throw new ProtocolError(`${from}: reduced in generation ${message.generation}, the task is of ${state.peer?.generation}`);
       if (message.n + message.skipped.length !== task.ids.length) throw new WeightsError(`${from}: ${message.n} samples used and ${message.skipped.length} skipped, the shard holds ${task.ids.length}`);
+      if (message.refused && state.reduction instanceof PeerResults) state.reduction.refuse(`${from}: ${message.refused.slice(0, 200)}`);
       if (message.n > 0) {
         const shard = { loss: message.loss, correct: message.correct, n: message.n, grads: [], buffers: [] };
         state.reduction!.offer(task.rank, { shard, from, maxN: task.ids.length }, () => {});
@@ -247,19 +254,31 @@ export class PeerReduction implements StepReduction {
       this.host.log.debug({ worker: workerId, step: fault.step, generation: fault.generation }, `peer fault from ${workerId} about an attempt no longer running: dropped`);
       return;
     }
-    running.faults.push({ ...fault, from: workerId });
-    running.timer ??= setTimeout(() => this.judge(running), FAULT_WINDOW_MS);
+    if (running.faults.has(workerId)) return;
+    const ranks = [...new Set(fault.ranks.filter((r) => Number.isInteger(r) && r >= 0 && r < running.group.length))];
+    running.faults.set(workerId, { ...fault, ranks, from: workerId });
+    // A worker whose own links fail fast names most of the group at once; the peers that name it
+    // report only at their deadline: wait for them, or the lone report would be judged alone.
+    const wait = ranks.length > running.group.length / 2 ? this.deadlineMs + FAULT_WINDOW_MS : FAULT_WINDOW_MS;
+    const judgeAt = performance.now() + wait;
+    if (running.timer && judgeAt <= running.judgeAt) return;
+    clearTimeout(running.timer);
+    running.judgeAt = judgeAt;
+    running.timer = setTimeout(() => this.judge(running), wait);
   }
 
   /** Evicts the ranks an attempt's fault reports name (deadline and unreachable first, scatter phase first) and fails the attempt. */
   private judge(running: Attempt): void {
     if (running.failed) return;
     const step = running.state.round.step;
-    const evictable = running.faults.filter((f) => f.reason === 'deadline' || f.reason === 'unreachable');
-    let chosen = evictable.some((f) => f.phase === 'scatter') ? evictable.filter((f) => f.phase === 'scatter') : evictable;
-    if (chosen.length === 0 && ++this.attemptsWithoutEviction >= MAX_ATTEMPTS_WITHOUT_EVICTION) chosen = running.faults;
-    const culprits = mostNamed(chosen, running.group);
-    const summary = running.faults.map((f) => `${f.from}: ranks ${f.ranks.join(',')} ${f.reason} in ${f.phase}`).join('; ');
+    const faults = [...running.faults.values()];
+    const evictable = faults.filter((f) => f.reason === 'deadline' || f.reason === 'unreachable');
+    const chosen = evictable.some((f) => f.phase === 'scatter') ? evictable.filter((f) => f.phase === 'scatter') : evictable;
+    let culprits = mostNamed(chosen, running.group);
+    // Nobody to blame (only "refused" reports, or everyone named alike): the step is tried again,
+    // and after a few such attempts the named are evicted anyway.
+    if (culprits.size === 0 && ++this.attemptsWithoutEviction >= MAX_ATTEMPTS_WITHOUT_EVICTION) culprits = mostNamed(faults, running.group, { evenIfAllTie: true });
+    const summary = faults.map((f) => `${f.from}: ranks ${f.ranks.join(',')} ${f.reason} in ${f.phase}`).join('; ');
     this.failAttempt(running, `peers reported: ${summary}`);
     for (const [workerId, fault] of culprits) {
       const reason = `named by its peers in step ${step} (${fault.reason} in the ${fault.phase} phase, peer deadline ${this.deadlineMs} ms)`;
@@ -277,6 +296,7 @@ export class PeerReduction implements StepReduction {
 
   /** Tells the attempt's workers to drop it; the next attempt gets a new generation. */
   private abort(running: Attempt): void {
+    clearTimeout(running.timer);
     const { generation } = running.state.peer!;
     const { step } = running.state.round;
     for (const id of running.group) this.host.link(id)?.send([{ envelope: envelope(this.host.jobId), abort: { step, generation } }]);
@@ -296,38 +316,13 @@ export class PeerReduction implements StepReduction {
 }
 
 /**
- * The workers named by the most distinct reporters, with one report naming each. A worker whose
- * own network broke names every peer, but every peer names it: it alone is evicted.
- */
-export function mostNamed(faults: readonly (PeerFault__Output & { from: string })[], group: readonly string[]): Map<string, PeerFault__Output> {
-  const votes = new Map<string, { reporters: Set<string>; fault: PeerFault__Output }>();
-  for (const fault of faults) {
-    for (const rank of fault.ranks) {
-      const id = group[rank];
-      if (id === undefined) continue;
-      const entry = votes.get(id) ?? { reporters: new Set<string>(), fault };
-      entry.reporters.add(fault.from);
-      votes.set(id, entry);
-    }
-  }
-  const most = Math.max(0, ...[...votes.values()].map((v) => v.reporters.size));
-  return new Map([...votes].filter(([, v]) => v.reporters.size === most).map(([id, v]) => [id, v.fault]));
-}
-
-/** The host part of a gRPC peer string ("ipv4:10.0.0.2:5000", "[::1]:5000", "10.0.0.2:5000"). */
-export function hostOf(peer: string): string {
-  const address = peer.replace(/^ipv[46]:/, '');
-  const colon = address.lastIndexOf(':');
-  const host = colon > 0 ? address.slice(0, colon) : address;
-  return host.startsWith('[') || !host.includes(':') ? host : `[${host}]`;
-}
-
-/**
  * One attempt's results with the peer reduction: metrics only (the gradient stays with the
  * workers). `apply` commits the step and sums the metrics in rank order.
  */
 class PeerResults implements ReducingStep {
   private readonly metrics = new Map<number, { loss: number; correct: number; n: number }>();
+  /** Why the workers refuse this step's update (its reduced sum is not finite), once one says so. */
+  private refused: string | undefined;
 
   constructor(private readonly commit: (update: { step: number; lr: number; version: number }, samples: number) => void) {}
 
@@ -347,6 +342,11 @@ class PeerResults implements ReducingStep {
     this.metrics.set(rank, { loss, correct, n });
   }
 
+  /** A rank reports the reduced sum not finite: every replica refuses the update at the commit. */
+  refuse(why: string): void {
+    this.refused ??= why;
+  }
+
   get samples(): number {
     let n = 0;
     for (const m of this.metrics.values()) n += m.n;
@@ -357,6 +357,7 @@ class PeerResults implements ReducingStep {
     const n = this.samples;
     this.commit(update, n);
     if (n === 0) return { kind: 'empty' };
+    if (this.refused) return { kind: 'refused', error: new NonFiniteUpdateError(`the reduced gradient is not finite (${this.refused})`, 'reduced gradient') };
     let lossSum = 0;
     let correct = 0;
     for (const rank of [...this.metrics.keys()].sort((a, b) => a - b)) {

@@ -39,7 +39,7 @@ export class ReplicaCustody {
   /** The version the coordinator's trainer holds. */
   private coordinatorVersion: number;
   private requests = 0;
-  private readonly pulls = new Map<number, { workerId: string; resolve: (state: PulledState) => void; reject: (error: Error) => void }>();
+  private readonly pulls = new Map<number, { workerId: string; version: number; resolve: (state: PulledState) => void; reject: (error: Error) => void }>();
   private syncing: Promise<void> = Promise.resolve();
 
   constructor(private readonly host: CustodyHost) {
@@ -106,7 +106,7 @@ export class ReplicaCustody {
     const holders = this.host.membership.live().filter((w) => this.held.get(w.id) === version);
     for (const worker of holders) {
       try {
-        const state = await this.pull(worker.id);
+        const state = await this.pull(worker.id, version);
         const { trainer } = this.host;
         writeWeights(trainer.model, { manifest: weightManifest(trainer.model), values: state.weights });
         trainer.modelOptimizer.bind();
@@ -118,11 +118,12 @@ export class ReplicaCustody {
         this.host.evict(worker.id, `could not send its state: ${droverError.message}`, droverError);
       }
     }
-    this.host.log.warn({ version, held: this.coordinatorVersion }, `no live worker holds the state of v${version}: going on from the coordinator's copy (v${this.coordinatorVersion}); the steps since are lost`);
-    this.coordinatorVersion = version;
+    // The coordinator's copy is older: going on from it under the current label would silently
+    // drop the steps since. The job fails instead, and resumes from its last checkpoint.
+    throw new ClusterError(`no live worker holds the weights and optimizer state of v${version} (the coordinator's copy is of v${this.coordinatorVersion}): the job stops; resume it from its last checkpoint`);
   }
 
-  private pull(workerId: string): Promise<PulledState> {
+  private pull(workerId: string, version: number): Promise<PulledState> {
     const link = this.host.link(workerId);
     if (!link) return Promise.reject(new ClusterError(`worker ${workerId} is not in session`));
     const requestId = ++this.requests;
@@ -133,6 +134,7 @@ export class ReplicaCustody {
       }, this.host.cluster.stepDeadlineMs);
       this.pulls.set(requestId, {
         workerId,
+        version,
         resolve: (state) => { clearTimeout(timer); resolve(state); },
         reject: (error) => { clearTimeout(timer); reject(error); },
       });
@@ -155,6 +157,10 @@ export class ReplicaCustody {
     const [weights, slots] = transfers as [ReceivedTransfer, ReceivedTransfer];
     try {
       if (!pull || pull.workerId !== workerId) throw new ProtocolError(`worker ${workerId} sent state ${reply.requestId}, which it was not asked for`);
+      if (reply.version !== pull.version) {
+        pull.reject(new ClusterError(`worker ${workerId} sent the state of v${reply.version}, v${pull.version} was asked for`));
+        return;
+      }
       pull.resolve({
         weights: weights.tensors.map((t) => Float32Array.from(t.data as Float32Array)),
         optimizer: { iterations: reply.optimizerIterations, slots: slots.tensors.map((t) => ({ name: t.name, values: Float32Array.from(t.data as Float32Array) })) },

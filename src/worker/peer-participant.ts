@@ -1,4 +1,6 @@
-import { PeerTimeoutError, ProtocolError } from '../errors.ts';
+import { PeerTimeoutError, ProtocolError, TrainingError } from '../errors.ts';
+import { roundArrayToBf16 } from '../wire/bf16.ts';
+import { firstNonFinite } from '../wire/finite-check.ts';
 import type { Batch } from '../data/types.ts';
 import type { TaskAssignment__Output } from '../wire/generated/drover/v1/TaskAssignment.ts';
 import type { WorkerMessage } from '../wire/generated/drover/v1/WorkerMessage.ts';
@@ -35,6 +37,8 @@ interface HeldStep {
   generation: number;
   globalBatch: number;
   summed: Float32Array;
+  /** Why every replica refuses this step's update (the sum is not finite), or undefined. */
+  refused: string | undefined;
 }
 
 /**
@@ -111,11 +115,19 @@ export class PeerParticipant {
         }
       }
     }
+    // A non-finite contribution (bf16 rounds |x| > ~3.39e38 to Inf) would poison every rank's sum:
+    // it is this task's failure, so the coordinator deals with this rank alone (as the star does).
+    const rounded = encoding === 'bf16' ? roundArrayToBf16(Float32Array.from(flat)) : flat;
+    const bad = firstNonFinite(rounded);
+    if (bad >= 0) throw new TrainingError(`step ${step}: this worker's gradient contribution holds ${rounded[bad]} at value ${bad}${encoding === 'bf16' && Number.isFinite(flat[bad]!) ? ` (${flat[bad]} overflows bf16)` : ''}`);
     const controller = new AbortController();
     this.reducing = { step, generation: peer.generation, controller };
     try {
       const summed = await this.collective!.reduceScatterAllGather(step, flat, { deadlineMs: peer.deadlineMs, encoding, signal: controller.signal });
-      this.held = { step, generation: peer.generation, globalBatch: peer.globalBatch, summed };
+      // Every rank holds the same sum: all refuse a non-finite one alike at the commit.
+      const at = firstNonFinite(summed);
+      const refused = at >= 0 ? `the reduced gradient holds ${summed[at]} at value ${at}` : undefined;
+      this.held = { step, generation: peer.generation, globalBatch: peer.globalBatch, summed, refused };
     } finally {
       this.reducing = undefined;
     }
@@ -139,7 +151,8 @@ export class PeerParticipant {
       return { peerFault: { ...base, ranks: [...ranks], phase, reason, message: error.message } };
     }
     const skipReasons = (batch.skipReasons ?? []).map((s) => ({ sampleId: s.id, reason: s.reason, detail: s.detail ?? '' }));
-    return { reduced: { ...base, loss: result?.loss ?? 0, correct: result?.correct ?? 0, n: result?.n ?? 0, timings, skipped: batch.skipped ?? [], skipReasons } };
+    const refused = this.held?.refused ?? '';
+    return { reduced: { ...base, loss: result?.loss ?? 0, correct: result?.correct ?? 0, n: result?.n ?? 0, timings, skipped: batch.skipped ?? [], skipReasons, refused } };
   }
 
   /** The bodies of a StateReply and its chunks: every weight and the optimizer's slots, as of `version`. */
@@ -170,6 +183,14 @@ export class PeerParticipant {
     const rescale = commit.samples === held.globalBatch ? 1 : held.globalBatch / commit.samples;
     const grads = split(held.summed, this.gradientSizes, 0, rescale);
     const buffers = this.bufferSizes.length > 0 ? split(held.summed, this.bufferSizes, sum(this.gradientSizes), rescale) : [];
+    // The rescale can overflow too; it is the same on every rank, so the refusal is too.
+    const overflow = [...grads, ...buffers].find((part) => firstNonFinite(part) >= 0);
+    const refused = held.refused ?? (overflow ? 'the rescaled reduced gradient is not finite' : undefined);
+    if (refused) {
+      replica.skipTo(commit.version);
+      this.options.log.warn({ step: commit.step }, `step ${commit.step}: update refused on every replica (${refused}); weights unchanged`);
+      return;
+    }
     const applied = await replica.applyReduced(grads, buffers, commit.learningRate, commit.version);
     if (!applied) this.options.log.warn({ step: commit.step }, `step ${commit.step}: the optimizer refused the update (a weight would turn non-finite); weights unchanged`);
   }

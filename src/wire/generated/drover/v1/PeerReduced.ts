@@ -19,6 +19,11 @@ export interface PeerReduced {
   'timings'?: (_drover_v1_Timings | null);
   'skipped'?: (number)[];
   'skipReasons'?: (_drover_v1_SkippedSample)[];
+  /**
+   * Non-empty when the reduced sum is not finite: every rank holds the same sum, so every
+   * replica refuses the update alike at the commit (weights unchanged); says why.
+   */
+  'refused'?: (string);
 }
 
 /**
@@ -37,4 +42,9 @@ export interface PeerReduced__Output {
   'timings': (_drover_v1_Timings__Output | null);
   'skipped': (number)[];
   'skipReasons': (_drover_v1_SkippedSample__Output)[];
+  /**
+   * Non-empty when the reduced sum is not finite: every rank holds the same sum, so every
+   * replica refuses the update alike at the commit (weights unchanged); says why.
+   */
+  'refused': (string);
 }
