@@ -3,7 +3,8 @@ import { HealthImplementation } from 'grpc-health-check';
 import type { Logger } from '../telemetry/logger.ts';
 import { DroverError, ProtocolError, ProtocolMismatchError } from '../errors.ts';
 import { checkToken } from '../wire/auth.ts';
-import { serverCredentials, type ServerTlsFiles } from '../wire/credentials.ts';
+import type { ServerTlsFiles } from '../wire/credentials.ts';
+import { bindServer, shutdownServer } from '../wire/server-lifecycle.ts';
 import type { CoordinatorHandlers } from '../wire/generated/drover/v1/Coordinator.ts';
 import type { CoordinatorMessage } from '../wire/generated/drover/v1/CoordinatorMessage.ts';
 import type { Envelope__Output } from '../wire/generated/drover/v1/Envelope.ts';
@@ -186,9 +187,7 @@ export async function startCoordinatorServer(host: SessionHost, options: Coordin
   const setServing = (serving: boolean): void => {
     for (const name of ['', HEALTH_SERVICE]) health.setStatus(name, serving ? 'SERVING' : 'NOT_SERVING');
   };
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${options.host}:${options.port}`, serverCredentials(options.tls), (error, bound) => (error ? reject(error) : resolve(bound)));
-  });
+  const port = await bindServer(server, options.host, options.port, options.tls);
 
   return {
     port,
@@ -197,16 +196,7 @@ export async function startCoordinatorServer(host: SessionHost, options: Coordin
       setServing(false);
       health.setStatus(LIVENESS_SERVICE, 'NOT_SERVING');
       for (const link of links) link.close();
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, graceMs);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      await shutdownServer(server, graceMs);
     },
   };
 }

@@ -2,7 +2,8 @@ import * as grpc from '@grpc/grpc-js';
 import { DroverError, ProtocolError, ProtocolMismatchError } from '../errors.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { checkToken } from '../wire/auth.ts';
-import { serverCredentials, type ServerTlsFiles } from '../wire/credentials.ts';
+import type { ServerTlsFiles } from '../wire/credentials.ts';
+import { bindServer, shutdownServer } from '../wire/server-lifecycle.ts';
 import { FLOW_CONTROL_WINDOW, tuneServerWindow } from '../wire/flow-control.ts';
 import { toStatus } from '../wire/status.ts';
 import type { PeerHandlers } from './generated/drover/peer/v1/Peer.ts';
@@ -191,25 +192,14 @@ export async function startPeerServer(options: PeerServerOptions): Promise<PeerS
   };
 
   server.addService(peerService(), handlers);
-  const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(`${options.host}:${options.port}`, serverCredentials(options.tls), (error, bound) => (error ? reject(error) : resolve(bound)));
-  });
+  const port = await bindServer(server, options.host, options.port, options.tls);
 
   return {
     port,
     inbox,
     async close(graceMs = 1000): Promise<void> {
       inbox.close();
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          server.forceShutdown();
-          resolve();
-        }, graceMs);
-        server.tryShutdown(() => {
-          clearTimeout(timer);
-          resolve();
-        });
-      });
+      await shutdownServer(server, graceMs);
     },
   };
 }
