@@ -31,7 +31,7 @@ export interface WorkerOptions {
   jobId?: string;
   /** Keep trying to reach (or rejoin) the coordinator this long before giving up. Default 60 s. */
   reconnectMs?: number;
-  /** Benchmarks and scheduling tests: no tfjs; wait this long per task and return zero gradients. */
+  /** Benchmarks and scheduling tests: no tfjs; wait this long per task and return zero gradients (reduced with the peers in a peer-reduction job). */
   simulateComputeMs?: number;
   /** With simulateComputeMs: wait this much longer per sample of the shard. */
   simulateMsPerSample?: number;
@@ -161,7 +161,7 @@ function isFatal(error: DroverError): boolean {
 
 /** This session's part in the peer reduction (a job with cluster.reduction: peer). */
 async function startPeer(replica: ComputeReplica, options: Omit<PeerParticipantOptions, 'replica'>): Promise<PeerParticipant> {
-  if (!isPeerReplica(replica)) throw new ConfigError('this job reduces gradients among workers (cluster.reduction: peer): simulated workers cannot take part', 'cluster.reduction');
+  if (!isPeerReplica(replica)) throw new ConfigError('this job reduces gradients among workers (cluster.reduction: peer): this replica applies no updates', 'cluster.reduction');
   const { PeerParticipant } = await import('./peer-participant.ts');
   return PeerParticipant.start({ ...options, replica });
 }
