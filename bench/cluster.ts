@@ -22,9 +22,13 @@
  * netns:     the simulated workers again, but the coordinator and each worker run in their own
  *            Linux network namespace behind a rate-limited link (bench/netns.ts; root only), so
  *            bytes move at --rates Mbit/s as between machines. Weak scaling: each worker gets 64
- *            samples a step (global batch 64 x workers). Per setup: step time, scaling efficiency
- *            against one worker (step time of 1 over step time of N), and the bytes through the
- *            busiest process per step (in + out, read from the links' counters) over the model's bytes.
+ *            samples a step (global batch 64 x workers). Each setup runs once per --reduction:
+ *            the star (gradients to the coordinator, weights back) and the peer reduction (the
+ *            simulated workers reduce-scatter and all-gather their zero gradients among
+ *            themselves over the real Peer service). Per setup: step time, scaling efficiency
+ *            against one worker of the same reduction (step time of 1 over step time of N), and
+ *            the bytes through the busiest process per step over the model's bytes (from the
+ *            links' counters).
  *
  * accuracy:  the reference job on all of Fashion-MNIST for --epochs, in one process and with 2
  *            local workers: test accuracy of both (not part of `all`: it takes minutes). The
@@ -33,9 +37,11 @@
  *
  * --json: one JSON line per setup as it finishes, with at least `setup` and `img_per_s`; the
  * simulated and netns lines add `workers`, `params`, `reduction`, `step_ms`, `efficiency` and
- * `busiest_bytes_per_model` (bytes in + out of the busiest process per step over the model's
- * bytes: the coordinator's 2 x workers for the star; from /proc/<pid>/io on loopback, from the
- * link counters in namespaces).
+ * `busiest_bytes_per_model`: per step, over the model's bytes, the bytes of the busiest
+ * direction (in or out) of the busiest process, the figure a full-duplex link limits: about
+ * `workers` at the coordinator for the star (N gradients in, N weight copies out), 2(N-1)/N at
+ * each worker for the peer reduction. From /proc/<pid>/io on loopback, from the link counters in
+ * namespaces; netns lines add `busiest_in_out_bytes_per_model` (in + out of the busiest process).
  *
  * All processes run on this machine: with fewer cores than processes they compete for CPU,
  * which the figures include (they are an upper bound of the overhead on dedicated nodes).
@@ -279,8 +285,8 @@ async function simulatedMode(): Promise<Record<string, unknown>[]> {
       };
       const children: ChildProcess[] = [];
       // Bytes each process passed through read()/write() (sockets, here) after the warm-up.
-      let before: number[] | undefined;
-      let after: number[] | undefined;
+      let before: { in: number; out: number }[] | undefined;
+      let after: { in: number; out: number }[] | undefined;
       const pids = (): number[] => [process.pid, ...children.map((c) => c.pid!)];
       sink.onStep = (count) => {
         if (count === simWarmup) before = pids().map(processIoBytes);
@@ -304,7 +310,7 @@ async function simulatedMode(): Promise<Record<string, unknown>[]> {
       }
       const split = summarise(sink.steps, simWarmup);
       const overheadMs = split.stepMs - computeMs;
-      const busiest = before && after ? Math.max(...after.map((b, i) => b - before![i]!)) / simSteps : NaN;
+      const busiest = before && after ? Math.max(...after.flatMap((b, i) => [b.in - before![i]!.in, b.out - before![i]!.out])) / simSteps : NaN;
       const row = {
         setup: `sim-star-${workers}w-${millions}m`,
         mode: 'simulated',
@@ -332,27 +338,32 @@ async function simulatedMode(): Promise<Record<string, unknown>[]> {
   return rows;
 }
 
-/** Bytes a process passed through read() and write() so far (sockets included), from /proc. */
-function processIoBytes(pid: number): number {
+/** Bytes a process read() (in) and write() (out) so far (sockets included), from /proc. */
+function processIoBytes(pid: number): { in: number; out: number } {
   try {
     const io = readFileSync(`/proc/${pid}/io`, 'utf8');
     const field = (name: string): number => Number(new RegExp(`^${name}: (\\d+)`, 'm').exec(io)?.[1] ?? NaN);
-    return field('rchar') + field('wchar');
+    return { in: field('rchar'), out: field('wchar') };
   } catch {
-    return NaN;
+    return { in: NaN, out: NaN };
   }
 }
 
-/** Bytes in + out of each node's link, from the kernel's counters. */
-function linkBytes(net: NamespaceNetwork): number[] {
+/** Bytes in and out of each node's link, from the kernel's counters. */
+function linkBytes(net: NamespaceNetwork): { in: number; out: number }[] {
   return net.nodes.map((node) => {
     const [link] = JSON.parse(execFileSync('ip', ['-n', node.ns, '-s', '-j', 'link', 'show', 'eth0'], { encoding: 'utf8' })) as { stats64: { rx: { bytes: number }; tx: { bytes: number } } }[];
-    return link!.stats64.rx.bytes + link!.stats64.tx.bytes;
+    return { in: link!.stats64.rx.bytes, out: link!.stats64.tx.bytes };
   });
 }
 
-/** One job on a fresh namespace network: node 0 runs the coordinator, nodes 1..N one simulated worker each. */
-async function netnsRun(layers: LayerSpecInput[], workers: number, rateMbit: number): Promise<Split & { bytesPerStep: number[] }> {
+type Reduction = 'star' | 'peer';
+
+/**
+ * One job on a fresh namespace network: node 0 runs the coordinator, nodes 1..N one simulated
+ * worker each. With the peer reduction the workers reach each other at their own addresses.
+ */
+async function netnsRun(layers: LayerSpecInput[], workers: number, rateMbit: number, reduction: Reduction): Promise<Split & { bytesPerStep: { in: number; out: number }[] }> {
   const simSteps = Number(args['sim-steps']);
   const simWarmup = 2;
   const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-bench-'));
@@ -366,7 +377,7 @@ async function netnsRun(layers: LayerSpecInput[], workers: number, rateMbit: num
     model: { layers },
     train: { epochs: 1, batchSize: BATCH * workers, logEvery: 1, optimizer: { name: 'adam', learningRate: 1e-3 } },
     output: { dir },
-    cluster: { host: coordinatorAddress, port: 7070, minWorkers: workers, stepDeadlineMs: 600_000, balance: 'equal' },
+    cluster: { host: coordinatorAddress, port: 7070, minWorkers: workers, stepDeadlineMs: 600_000, balance: 'equal', reduction },
   };
   await writeFile(path.join(dir, 'job.json'), JSON.stringify(job));
   const children: ChildProcess[] = [];
@@ -378,8 +389,8 @@ async function netnsRun(layers: LayerSpecInput[], workers: number, rateMbit: num
       children.push(net.spawn(i + 1, process.execPath, ['bin/drover.js', 'worker', '--coordinator', `${coordinatorAddress}:7070`, '--name', `sim${i}`, '--reconnect-ms', '30000', '--simulate-compute-ms', args['compute-ms']!], { cwd: root, stdio: 'ignore' }));
     }
     // The link counters are read when the warm-up's last step is logged and when the job ends.
-    let before: number[] | undefined;
-    let after: number[] | undefined;
+    let before: { in: number; out: number }[] | undefined;
+    let after: { in: number; out: number }[] | undefined;
     let stepsSeen = 0;
     let stepsAtBefore = 0;
     const done = exited(coordinator);
@@ -405,7 +416,7 @@ async function netnsRun(layers: LayerSpecInput[], workers: number, rateMbit: num
       return { ...e, at: Date.parse(e.time) };
     });
     const counted = stepsSeen - stepsAtBefore;
-    const bytesPerStep = before && after && counted > 0 ? after.map((b, i) => (b - before![i]!) / counted) : [];
+    const bytesPerStep = before && after && counted > 0 ? after.map((b, i) => ({ in: (b.in - before![i]!.in) / counted, out: (b.out - before![i]!.out) / counted })) : [];
     return { ...summarise(lines, simWarmup), bytesPerStep };
   } finally {
     for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
@@ -417,6 +428,8 @@ async function netnsRun(layers: LayerSpecInput[], workers: number, rateMbit: num
 
 async function netnsMode(): Promise<Record<string, unknown>[]> {
   await initBackend('wasm');
+  const reductions = args.reduction!.split(',').map((r) => r.trim());
+  for (const r of reductions) if (r !== 'star' && r !== 'peer') throw new Error(`--reduction takes star and/or peer, got ${r}`);
   const rows: Record<string, unknown>[] = [];
   for (const rateMbit of args.rates!.split(',').map(Number)) {
     for (const millions of args['sim-params']!.split(',').map(Number)) {
@@ -424,29 +437,36 @@ async function netnsMode(): Promise<Record<string, unknown>[]> {
       const probe = buildScratchModel({ layers, inputShape: [28, 28, 1], classes: 10 });
       const params = countParams(probe);
       probe.dispose();
-      let oneWorkerStepMs: number | undefined;
+      // Efficiency is against one worker of the same reduction.
+      const oneWorkerStepMs = new Map<Reduction, number>();
       for (const workers of args['net-workers']!.split(',').map(Number)) {
-        const run = await netnsRun(layers, workers, rateMbit);
-        if (workers === 1) oneWorkerStepMs = run.stepMs;
-        const busiest = Math.max(...run.bytesPerStep);
-        const row = {
-          setup: `netns-${rateMbit >= 1000 ? `${rateMbit / 1000}g` : `${rateMbit}m`}-star-${workers}w-${millions}m`,
-          mode: 'netns',
-          reduction: 'star',
-          rate_mbit: rateMbit,
-          workers,
-          params,
-          img_per_s: run.imgPerSec,
-          step_ms: run.stepMs,
-          efficiency: oneWorkerStepMs === undefined ? null : oneWorkerStepMs / run.stepMs,
-          busiest_bytes_per_model: busiest / (4 * params),
-          transfer_ms: run.transferMs,
-          reduce_ms: run.reduceMs,
-        };
-        rows.push(row);
-        if (args.json) console.log(JSON.stringify(row));
-        else {
-          console.log(`${String(rateMbit).padStart(6)} Mbit/s ${(params / 1e6).toFixed(2).padStart(6)} M params, star, ${String(workers).padStart(2)} workers: step ${fmt(run.stepMs).padStart(8)} ms, ${fmt(run.imgPerSec, 0).padStart(6)} img/s, efficiency ${row.efficiency === null ? '-' : fmt(100 * row.efficiency, 0) + ' %'}, busiest process moves ${fmt(row.busiest_bytes_per_model, 2)} x model bytes per step`);
+        for (const reduction of reductions as Reduction[]) {
+          const run = await netnsRun(layers, workers, rateMbit, reduction);
+          if (workers === 1) oneWorkerStepMs.set(reduction, run.stepMs);
+          const one = oneWorkerStepMs.get(reduction);
+          const modelBytes = 4 * params;
+          const row = {
+            setup: `netns-${rateMbit >= 1000 ? `${rateMbit / 1000}g` : `${rateMbit}m`}-${reduction}-${workers}w-${millions}m`,
+            mode: 'netns',
+            reduction,
+            rate_mbit: rateMbit,
+            workers,
+            params,
+            img_per_s: run.imgPerSec,
+            step_ms: run.stepMs,
+            efficiency: one === undefined ? null : one / run.stepMs,
+            busiest_bytes_per_model: Math.max(...run.bytesPerStep.flatMap((b) => [b.in, b.out])) / modelBytes,
+            busiest_in_out_bytes_per_model: Math.max(...run.bytesPerStep.map((b) => b.in + b.out)) / modelBytes,
+            // Node 0 is the coordinator.
+            coordinator_bytes_per_model: run.bytesPerStep[0] ? (run.bytesPerStep[0].in + run.bytesPerStep[0].out) / modelBytes : null,
+            transfer_ms: run.transferMs,
+            reduce_ms: run.reduceMs,
+          };
+          rows.push(row);
+          if (args.json) console.log(JSON.stringify(row));
+          else {
+            console.log(`${String(rateMbit).padStart(6)} Mbit/s ${(params / 1e6).toFixed(2).padStart(6)} M params, ${reduction}, ${String(workers).padStart(2)} workers: step ${fmt(run.stepMs).padStart(8)} ms, ${fmt(run.imgPerSec, 0).padStart(6)} img/s, efficiency ${row.efficiency === null ? '-' : fmt(100 * row.efficiency, 0) + ' %'}, busiest process moves ${fmt(row.busiest_bytes_per_model, 2)} x model bytes per step each way (${fmt(row.busiest_in_out_bytes_per_model, 2)} in + out)`);
+          }
         }
       }
     }
