@@ -1,5 +1,8 @@
 import test from 'ava';
 import { initBackend } from '../src/model/backend.ts';
+import type { ReplicaSpec } from '../src/job/replica-spec.ts';
+import { isPeerReplica } from '../src/worker/compute-replica.ts';
+import { SimulatedReplica } from '../src/worker/simulated-replica.ts';
 import { smallFashionMnist, spawnWorker, startCoordinator, tempDir, testJob, type LogLine } from './helpers/cluster.ts';
 
 // Simulated workers (bench:cluster's netns mode) take part in the real peer reduction.
@@ -27,4 +30,23 @@ test.serial('peer reduction: simulated workers reduce their zero gradients among
   const steps = coordinator.sink.events('step');
   t.is(steps.length, 3);
   t.true(steps.every((l) => l.n === BATCH && workerIds(l).length === 2), 'every step: two ranks, the whole batch');
+});
+
+test('a simulated replica is a peer replica whose state has the sizes of its weights and of the optimizer state it was sent', async (t) => {
+  const weights = [
+    { name: 'w', shape: [3, 2], trainable: true },
+    { name: 'stat', shape: [4], trainable: false },
+  ];
+  const replica = new SimulatedReplica({ weights } as unknown as ReplicaSpec, { msPerTask: 0 });
+  t.true(isPeerReplica(replica));
+  t.false(replica.reportsBuffers);
+  replica.setOptimizerState({ iterations: 5, slots: [{ name: 'm/0', values: new Float32Array(6) }, { name: 'v/0', values: new Float32Array(6) }] });
+  t.true(await replica.applyReduced([new Float32Array(6)], [], 0.1, 7));
+  t.is(replica.version, 7);
+  const state = await replica.readState();
+  t.deepEqual(state.weights.map((w) => w.length), [6, 4]);
+  t.is(state.optimizer.iterations, 6);
+  t.deepEqual(state.optimizer.slots.map((s) => [s.name, s.values.length]), [['m/0', 6], ['v/0', 6]]);
+  replica.skipTo(8);
+  t.is(replica.version, 8);
 });
