@@ -242,11 +242,14 @@ function sum(values: readonly number[]): number {
   return values.reduce((a, b) => a + b, 0);
 }
 
-/** Cuts `flat` from `start` into arrays of `sizes`, multiplied by `scale`. */
+/**
+ * Cuts `flat` from `start` into arrays of `sizes`, multiplied by `scale`: views of `flat` when
+ * the scale is 1 (the held sum is the step's own, never written again), else scaled copies.
+ */
 function split(flat: Float32Array, sizes: readonly number[], start: number, scale: number): Float32Array[] {
   let offset = start;
   return sizes.map((n) => {
-    const part = flat.slice(offset, offset + n);
+    const part = scale === 1 ? flat.subarray(offset, offset + n) : flat.slice(offset, offset + n);
     offset += n;
     if (scale !== 1) for (let j = 0; j < n; j++) part[j] = part[j]! * scale;
     return part;
