@@ -24,11 +24,15 @@ async function threeRanks(t: ExecutionContext, onChunk: (chunk: InboundChunk, ch
   const group = await startGroup(2, { remote: [`127.0.0.1:${port}`], onChunk: (_receiver, chunk) => onChunk(chunk, child) });
   t.teardown(() => group.close());
   const vectors = [1, 2, 3].map((seed) => vectorOf(seed, LENGTH));
-  const run = (step: number, deadlineMs: number) => {
+  const startChild = (step: number, deadlineMs: number): void => {
     child.stdin!.write(`${JSON.stringify({ rank: 2, peers: group.addresses, step, seed: 3, length: LENGTH, deadlineMs })}\n`);
-    return Promise.allSettled(group.ranks.map((rank, r) => rank.collective.reduceScatterAllGather(step, vectors[r]!, { deadlineMs, encoding: 'fp32' })));
   };
-  return { child, next, run, vectors };
+  const reduceHere = (step: number, deadlineMs: number) => Promise.allSettled(group.ranks.map((rank, r) => rank.collective.reduceScatterAllGather(step, vectors[r]!, { deadlineMs, encoding: 'fp32' })));
+  const run = (step: number, deadlineMs: number) => {
+    startChild(step, deadlineMs);
+    return reduceHere(step, deadlineMs);
+  };
+  return { child, next, run, startChild, reduceHere, group, vectors };
 }
 
 /** Both local ranks rejected the step within the deadline, naming rank 2. */
@@ -68,16 +72,18 @@ test('a rank in another process takes part bit for bit, and killed with SIGKILL 
 
 test('a rank stopped with SIGSTOP mid-reduction is named by the others at the deadline: nobody hangs', async (t) => {
   let stopped = false;
-  const { run } = await threeRanks(t, (chunk, child) => {
-    if (chunk.sender === 2 && !stopped) {
-      stopped = true;
-      child.kill('SIGSTOP');
-    }
-  });
+  const { child, startChild, reduceHere, group } = await threeRanks(t, () => {});
   // Long enough that ranks 0 and 1 finish their own exchange on a loaded 2-core machine (1.5 s was not).
   const deadlineMs = 4000;
+  // Rank 2 starts first; it is stopped once its ranges wait at ranks 0 and 1, before it can have
+  // their contributions (a rank that had them might deliver its sum before the signal lands,
+  // and ranks 0 and 1 would then rightly finish without it).
+  startChild(1, deadlineMs);
+  while (group.ranks.some((rank) => rank.server.inbox.parkedCount === 0)) await new Promise((resolve) => setTimeout(resolve, 5));
+  child.kill('SIGSTOP');
+  stopped = true;
   const started = Date.now();
-  const outcomes = await run(1, deadlineMs);
+  const outcomes = await reduceHere(1, deadlineMs);
   const elapsed = Date.now() - started;
   t.true(stopped, 'the child was stopped mid-reduction');
   t.true(elapsed >= deadlineMs - 50 && elapsed < deadlineMs + 1000, `rejected after ${elapsed} ms`);

@@ -9,8 +9,15 @@ export function sumInOrder(out: Float32Array, parts: readonly Float32Array[]): F
     if (part.length !== out.length) throw new RangeError(`a part of ${part.length} values for a sum of ${out.length}`);
   }
   if (parts.length === 0) return out.fill(0);
-  out.set(parts[0]!);
+  // The first pass reads the first two parts rather than copying one (one pass less over `out`).
+  const first = parts[0]!;
   let k = 1;
+  if (parts.length === 1) out.set(first);
+  else {
+    const second = parts[1]!;
+    for (let j = 0; j < out.length; j++) out[j] = first[j]! + second[j]!;
+    k = 2;
+  }
   for (; k + 3 <= parts.length; k += 3) {
     const a = parts[k]!;
     const b = parts[k + 1]!;

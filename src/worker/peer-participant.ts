@@ -100,20 +100,13 @@ export class PeerParticipant {
       throw new ProtocolError(`step ${step} (generation ${peer.generation}) aborted by the coordinator`);
     }
     this.join({ generation: peer.generation, rank: peer.rank, peers: peer.peers });
+    // A new vector each step: the collective may still be sending the last one's ranges.
     const flat = new Float32Array(sum(this.gradientSizes) + sum(this.bufferSizes));
     if (result && result.n > 0) {
       const scale = result.n / peer.globalBatch;
       let offset = 0;
-      for (const g of result.grads) {
-        for (let j = 0; j < g.length; j++) flat[offset + j] = g[j]! * scale;
-        offset += g.length;
-      }
-      if (this.bufferSizes.length > 0) {
-        for (const b of result.buffers) {
-          for (let j = 0; j < b.length; j++) flat[offset + j] = b[j]! * scale;
-          offset += b.length;
-        }
-      }
+      for (const g of result.grads) offset = scaleInto(flat, offset, g, scale);
+      if (this.bufferSizes.length > 0) for (const b of result.buffers) offset = scaleInto(flat, offset, b, scale);
     }
     // A non-finite contribution (bf16 rounds |x| > ~3.39e38 to Inf) would poison every rank's sum:
     // it is this task's failure, so the coordinator deals with this rank alone (as the star does).
@@ -183,8 +176,9 @@ export class PeerParticipant {
     const rescale = commit.samples === held.globalBatch ? 1 : held.globalBatch / commit.samples;
     const grads = split(held.summed, this.gradientSizes, 0, rescale);
     const buffers = this.bufferSizes.length > 0 ? split(held.summed, this.bufferSizes, sum(this.gradientSizes), rescale) : [];
-    // The rescale can overflow too; it is the same on every rank, so the refusal is too.
-    const overflow = [...grads, ...buffers].find((part) => firstNonFinite(part) >= 0);
+    // The rescale can overflow too; it is the same on every rank, so the refusal is too. Without
+    // one, the parts are views of the sum, already found finite.
+    const overflow = rescale !== 1 && [...grads, ...buffers].some((part) => firstNonFinite(part) >= 0);
     const refused = held.refused ?? (overflow ? 'the rescaled reduced gradient is not finite' : undefined);
     if (refused) {
       replica.skipTo(commit.version);
@@ -238,15 +232,25 @@ export class PeerParticipant {
   }
 }
 
+/** Writes `values * scale` into `flat` from `offset`; returns the offset after them. */
+function scaleInto(flat: Float32Array, offset: number, values: Float32Array, scale: number): number {
+  const n = values.length;
+  for (let j = 0; j < n; j++) flat[offset + j] = values[j]! * scale;
+  return offset + n;
+}
+
 function sum(values: readonly number[]): number {
   return values.reduce((a, b) => a + b, 0);
 }
 
-/** Cuts `flat` from `start` into arrays of `sizes`, multiplied by `scale`. */
+/**
+ * Cuts `flat` from `start` into arrays of `sizes`, multiplied by `scale`: views of `flat` when
+ * the scale is 1 (the held sum is the step's own, never written again), else scaled copies.
+ */
 function split(flat: Float32Array, sizes: readonly number[], start: number, scale: number): Float32Array[] {
   let offset = start;
   return sizes.map((n) => {
-    const part = flat.slice(offset, offset + n);
+    const part = scale === 1 ? flat.subarray(offset, offset + n) : flat.slice(offset, offset + n);
     offset += n;
     if (scale !== 1) for (let j = 0; j < n; j++) part[j] = part[j]! * scale;
     return part;
