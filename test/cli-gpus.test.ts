@@ -2,13 +2,12 @@ import test from 'ava';
 import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { generateShapes } from '../src/data/shapes.ts';
 import { ConfigError } from '../src/errors.ts';
 import { parseGpuSelection } from '../src/launch/gpu-selection.ts';
 import { listGpuAdapters, type GpuAdapterEntry } from '../src/model/webgpu.ts';
 import { spawnDrover, tempDir } from './helpers/cluster.ts';
+import { writeGpuTrainingJob } from './helpers/webgpu.ts';
 
 const execFileAsync = promisify(execFile);
 const REPO_ROOT = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
@@ -55,18 +54,7 @@ withAdapter('drover gpus lists every adapter in --gpu order, software ones marke
 
 withAdapter('drover train --gpus 0 starts one webgpu worker bound to adapter 0, names it in the join line, and trains', async (t) => {
   const dir = await tempDir(t);
-  const images = await generateShapes(path.join(dir, 'shapes'), { perClass: 24, size: 16 });
-  const job = path.join(dir, 'job.json');
-  await writeFile(job, JSON.stringify({
-    name: 'cli-gpus',
-    seed: 3,
-    backend: 'wasm',
-    data: { kind: 'folder', path: images, imageSize: [16, 16], validation: { fraction: 0.25, seed: 1 } },
-    model: { layers: [{ type: 'conv2d', filters: 4, kernelSize: 3 }, { type: 'maxPool' }, { type: 'flatten' }, { type: 'dense', units: 8 }] },
-    train: { epochs: 1, batchSize: 24, logEvery: 1, optimizer: { name: 'adam', learningRate: 0.003 } },
-    output: { dir: path.join(dir, 'out') },
-    cluster: { minWorkers: 1, joinTimeoutMs: 120_000 },
-  }));
+  const job = await writeGpuTrainingJob(dir, 'cli-gpus', { minWorkers: 1, joinTimeoutMs: 120_000 });
   const run = spawnDrover(t, ['train', '--config', job, '--gpus', '0'], { CI: 'true' });
   const end = await run.sink.waitFor((l) => l.event === 'job_end', 'the job to end', 240_000);
   t.is(end.status, 'completed');

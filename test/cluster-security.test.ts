@@ -1,5 +1,5 @@
 import test from 'ava';
-import { execFileSync } from 'node:child_process';
+import { selfSignedCertificate } from './helpers/certificate.ts';
 import path from 'node:path';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { AuthError, ClusterError, ProtocolMismatchError } from '../src/errors.ts';
@@ -159,14 +159,9 @@ test('message sizes are bounded: an oversized message or a transfer larger than 
 
 test('workers and coordinator talk TLS when certificate paths are given; a plaintext worker cannot join', async (t) => {
   const dir = await tempDir(t);
-  const cert = path.join(dir, 'cert.pem');
-  const key = path.join(dir, 'key.pem');
-  try {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
-  } catch {
-    t.pass('openssl is not installed: no certificate to test with');
-    return;
-  }
+  const certificate = selfSignedCertificate(dir);
+  if (!certificate) return void t.pass('openssl is not installed: no certificate to test with');
+  const { cert, key } = certificate;
   const dataset = await smallFashionMnist(64);
   const job = testJob(dir, { train: { epochs: 1, batchSize: 32, logEvery: 1, optimizer: { name: 'sgd', learningRate: 0.1 } }, cluster: { minWorkers: 1, token: TOKEN, tls: { cert, key } } });
   const coordinator = await startCoordinator(t, job, { dataset });

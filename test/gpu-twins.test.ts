@@ -5,10 +5,10 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { generateShapes } from '../src/data/shapes.ts';
 import { deviceSelectEnv, deviceSelectLayerDir } from '../src/model/vulkan-device-select.ts';
 import { needsDeviceSelectLayer, type GpuAdapterEntry } from '../src/model/webgpu.ts';
 import { REPO_ROOT, spawnDrover, tempDir } from './helpers/cluster.ts';
+import { writeGpuTrainingJob } from './helpers/webgpu.ts';
 
 const execFileAsync = promisify(execFile);
 
@@ -128,18 +128,7 @@ twins('a process bound to a twin that does not exist sees no adapter, never anot
 
 twins('drover train --gpus 0,1 on twin adapters starts two workers, one per twin, and trains', async (t) => {
   const dir = await tempDir(t);
-  const images = await generateShapes(path.join(dir, 'shapes'), { perClass: 24, size: 16 });
-  const job = path.join(dir, 'job.json');
-  await writeFile(job, JSON.stringify({
-    name: 'gpu-twins',
-    seed: 3,
-    backend: 'wasm',
-    data: { kind: 'folder', path: images, imageSize: [16, 16], validation: { fraction: 0.25, seed: 1 } },
-    model: { layers: [{ type: 'conv2d', filters: 4, kernelSize: 3 }, { type: 'maxPool' }, { type: 'flatten' }, { type: 'dense', units: 8 }] },
-    train: { epochs: 1, batchSize: 24, logEvery: 1, optimizer: { name: 'adam', learningRate: 0.003 } },
-    output: { dir: path.join(dir, 'out') },
-    cluster: { minWorkers: 2, joinTimeoutMs: 180_000 },
-  }));
+  const job = await writeGpuTrainingJob(dir, 'gpu-twins', { minWorkers: 2, joinTimeoutMs: 180_000 });
   const run = spawnDrover(t, ['train', '--config', job, '--gpus', '0,1'], { CI: 'true', ...ready.env });
   const end = await run.sink.waitFor((l) => l.event === 'job_end', 'the job to end', 300_000);
   t.is(end.status, 'completed');

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { selfSignedCertificate } from './helpers/certificate.ts';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -139,14 +139,9 @@ test.serial('an aborted reduction rejects with the signal reason and the next st
 test.serial('over TLS (the coordinator\'s credentials), the same exact sum; a plaintext peer cannot take part', async (t) => {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-peer-tls-'));
   t.teardown(() => rm(dir, { recursive: true, force: true }));
-  const cert = path.join(dir, 'cert.pem');
-  const key = path.join(dir, 'key.pem');
-  try {
-    execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost', '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1'], { stdio: 'ignore' });
-  } catch {
-    t.pass('openssl is not installed: no certificate to test with');
-    return;
-  }
+  const certificate = selfSignedCertificate(dir);
+  if (!certificate) return void t.pass('openssl is not installed: no certificate to test with');
+  const { cert, key } = certificate;
   const group = await startGroup(2, { tls: { cert, key, ca: cert } });
   t.teardown(() => group.close());
   const vectors = [vectorOf(1, 10_000), vectorOf(2, 10_000)];
