@@ -36,12 +36,15 @@ async function listFiles(dir: string): Promise<string[]> {
   return nested.flat();
 }
 
-/** Generates the message types into `dir` (default: src/wire/generated), replacing what was there. */
-export async function generateTypes(dir = outDir): Promise<string[]> {
+/**
+ * Generates the message types of `protoFile` (default proto/drover.proto) into `dir` (default:
+ * src/wire/generated), replacing what was there. The peer contract uses it too.
+ */
+export async function generateTypes(dir = outDir, protoFile = PROTO_FILE): Promise<string[]> {
   const require = createRequire(import.meta.url);
   const bin = path.join(path.dirname(require.resolve('@grpc/proto-loader/package.json')), 'build/bin/proto-loader-gen-types.js');
   await rm(dir, { recursive: true, force: true });
-  execFileSync(process.execPath, [bin, ...generatorFlags(), '-O', dir, path.relative(root, PROTO_FILE)], { cwd: root, stdio: 'pipe' });
+  execFileSync(process.execPath, [bin, ...generatorFlags(), '-O', dir, path.relative(root, protoFile)], { cwd: root, stdio: 'pipe' });
   const files = await listFiles(dir);
   for (const file of files) {
     await writeFile(file, addTsExtensions(await readFile(file, 'utf8')));
