@@ -4,16 +4,20 @@
  *   npm run bench:cluster -- [--mode real|simulated|netns|accuracy|all] [--steps 60] [--warmup 10] [--rounds 3]
  *        [--workers 1,2] [--sim-workers 2,4,8,16] [--sim-params 0.2,3.5,25] [--compute-ms 100]
  *        [--net-workers 1,2,4,8] [--rates 1000,10000] [--epochs 3] [--skip-single] [--split] [--wire fp32,bf16]
- *        [--reduction star,peer] [--json]
+ *        [--reduction star,peer] [--engines threads,processes] [--json]
  *
- * real:      img/s of the reference job (fmnist-cnn, Adam 1e-3, Fashion-MNIST, one thread per
- *            process): `single` is `drover train` (batch 64) in one process; `workers-N` is
- *            `drover train --workers N --per-worker-batch 64` (global batch 64 x N); with --split also
- *            `workers-N-split`, N workers sharing a fixed global batch of 64. Gradients go through
- *            the coordinator (star) in `workers-N`, among the workers in `workers-N-peer`
- *            (--reduction, default both). Each line has its img/s
- *            over single's (`vs_single`: issue #13 asks >= 1.7 for workers-2 on 2 cores) and the
- *            mean step split into data wait / compute / transfer / reduce from the step events.
+ * real:      img/s of the reference job (fmnist-cnn, Adam 1e-3, Fashion-MNIST, one compute thread
+ *            per replica): `single` is `drover train` (batch 64) in one process; `workers-N` is
+ *            `drover train --workers N --per-worker-batch 64` (global batch 64 x N): N replica
+ *            threads in this process averaging gradients in shared memory; `workers-N-processes`
+ *            (and `-processes-peer`, per --reduction) the same with `--processes`: a coordinator and
+ *            N worker processes over gRPC, gradients combined at the coordinator (star) or among
+ *            the workers (peer). --engines threads,processes picks which. With --split also
+ *            `workers-N-split...`, N workers sharing a fixed global batch of 64. Each line has its
+ *            img/s over single's (`vs_single`: issue #13 asks >= 1.7 for workers-2 on 2 cores) and
+ *            the mean step split into data wait / compute / transfer / reduce from the step events.
+ *            On a machine other work loads, `chrt -f 10 npm run bench:cluster ...` (root) keeps the
+ *            load from taking the cores mid-run (every setup alike).
  * simulated: workers that compute nothing (they wait --compute-ms and return zero gradients of
  *            the right shapes), so a step's time beyond the wait is drover's own overhead:
  *            weights out, gradients in, checks, averaging, optimizer, snapshot. Measured for
@@ -57,6 +61,7 @@ import { parseArgs } from 'node:util';
 import pino from 'pino';
 import { NamespaceNetwork } from './netns.ts';
 import { runWithLocalWorkers } from '../src/launch/local-workers.ts';
+import { threadReplicas } from '../src/launch/replica-threads/index.ts';
 import { runJob } from '../src/job/run-job.ts';
 import { parseJob, type JobInput } from '../src/job/job-file.ts';
 import { runCoordinator } from '../src/coordinator/run-coordinator.ts';
@@ -84,6 +89,7 @@ const { values: args } = parseArgs({
     split: { type: 'boolean', default: false },
     wire: { type: 'string', default: 'fp32' },
     reduction: { type: 'string', default: 'star,peer' },
+    engines: { type: 'string', default: 'threads,processes' },
     json: { type: 'boolean', default: false },
   },
 });
@@ -148,11 +154,13 @@ interface RealSetup {
   setup: string;
   workers: number;
   split: boolean;
-  /** How gradients are combined (cluster.reduction): at the coordinator, or among the workers. */
+  /** Where the workers run: replica threads of this process (`--workers N`), or worker processes (`--workers N --processes`). */
+  engine: 'threads' | 'processes';
+  /** How worker processes combine gradients (cluster.reduction): at the coordinator, or among themselves. */
   reduction: 'star' | 'peer';
 }
 
-async function realRun({ workers, split, reduction }: RealSetup): Promise<Split> {
+async function realRun({ workers, split, engine, reduction }: RealSetup): Promise<Split> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-bench-'));
   const sink = new StepSink();
   const perStep = split || workers === 0 ? BATCH : BATCH * workers;
@@ -164,12 +172,13 @@ async function realRun({ workers, split, reduction }: RealSetup): Promise<Split>
     data: { kind: 'idx', dir: FASHION_MNIST_DIR, limitTrain: perStep * (steps + warmup), validationSize: 0, limitTest: 64 },
     model: { preset: 'fmnist-cnn' },
     train: { epochs: 1, batchSize: BATCH, logEvery: 1, optimizer: { name: 'adam', learningRate: 1e-3 } },
-    ...(workers === 0 ? {} : { cluster: { reduction, ...(split ? {} : { batch: { perWorker: BATCH } }) } }),
+    ...(workers === 0 ? {} : { cluster: { ...(engine === 'processes' ? { reduction } : {}), ...(split ? {} : { batch: { perWorker: BATCH } }) } }),
     output: { dir },
   });
   try {
     const log = pino({ level: 'info' }, sink);
     if (workers === 0) await runJob(job, { log });
+    else if (engine === 'threads') await runJob(job, { log, engines: threadReplicas(workers) });
     else await runWithLocalWorkers({ job, workers, log });
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -184,12 +193,17 @@ async function realRun({ workers, split, reduction }: RealSetup): Promise<Split>
 async function realMode(): Promise<Record<string, unknown>[]> {
   const backend = await initBackend('wasm', undefined, { threads: 1 });
   const rounds = Number(args.rounds);
-  const setups: RealSetup[] = [{ setup: 'single', workers: 0, split: false, reduction: 'star' }];
+  const setups: RealSetup[] = [{ setup: 'single', workers: 0, split: false, engine: 'threads', reduction: 'star' }];
+  const engines = args.engines!.split(',') as RealSetup['engine'][];
   for (const workers of args.workers!.split(',').map(Number)) {
-    for (const reduction of args.reduction!.split(',') as RealSetup['reduction'][]) {
-      const suffix = reduction === 'star' ? '' : `-${reduction}`;
-      setups.push({ setup: `workers-${workers}${suffix}`, workers, split: false, reduction });
-      if (args.split && workers > 1) setups.push({ setup: `workers-${workers}-split${suffix}`, workers, split: true, reduction });
+    const variants: { suffix: string; engine: RealSetup['engine']; reduction: RealSetup['reduction'] }[] = [];
+    if (engines.includes('threads')) variants.push({ suffix: '', engine: 'threads', reduction: 'star' });
+    if (engines.includes('processes')) {
+      for (const reduction of args.reduction!.split(',') as RealSetup['reduction'][]) variants.push({ suffix: `-processes${reduction === 'star' ? '' : `-${reduction}`}`, engine: 'processes', reduction });
+    }
+    for (const { suffix, engine, reduction } of variants) {
+      setups.push({ setup: `workers-${workers}${suffix}`, workers, split: false, engine, reduction });
+      if (args.split && workers > 1) setups.push({ setup: `workers-${workers}-split${suffix}`, workers, split: true, engine, reduction });
     }
   }
   const runs = new Map<RealSetup, Split[]>(setups.map((s) => [s, []]));
@@ -219,7 +233,8 @@ async function realMode(): Promise<Record<string, unknown>[]> {
         mode: 'real',
         workers: r.workers,
         batch: r.workers === 0 ? 'global' : r.split ? 'split' : 'per-worker',
-        reduction: r.workers === 0 ? null : r.reduction,
+        engine: r.workers === 0 ? null : r.engine,
+        reduction: r.workers === 0 || r.engine === 'threads' ? null : r.reduction,
         global_batch: r.split || r.workers === 0 ? BATCH : BATCH * r.workers,
         img_per_s: r.imgPerSec,
         vs_single: r.imgPerSec / single,

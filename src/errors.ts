@@ -179,6 +179,25 @@ export class GrpcInternalsError extends DroverError {
   }
 }
 
+/**
+ * A replica thread of `drover train --workers N` failed (its request threw, or the thread died):
+ * the step cannot complete on every replica alike, so the job stops (and --resume continues).
+ */
+export class ReplicaThreadError extends DroverError {
+  override readonly code = 'DROVER_ERR_REPLICA_THREAD';
+  override name = 'ReplicaThreadError';
+  constructor(
+    message: string,
+    /** The replica's rank. */
+    readonly rank: number,
+    /** The failed request's DROVER_ERR_* code inside the thread, when it had one. */
+    readonly threadCode?: string,
+    options: DroverErrorOptions = {},
+  ) {
+    super(message, options);
+  }
+}
+
 /** Why a saved model cannot be read or written; stable, so callers and tests need no message. */
 export type ModelFileReason =
   | 'missing-dir'

@@ -64,13 +64,43 @@ test.serial('drover worker without the job\'s token is refused and exits 1 with 
   await coordinator.sink.waitFor((l) => l.code === 'UNAUTHENTICATED' || /refused/i.test(String(l.msg)), 'the refusal in the coordinator log');
 });
 
-test.serial('drover train --workers 2 runs a local cluster from the command line and exits 0', async (t) => {
+test.serial('drover train --workers 2 --processes runs a local cluster from the command line and exits 0', async (t) => {
   const dir = await tempDir(t);
   const job = await writeJob(dir, 'cli-local');
-  const run = spawnDrover(t, ['train', '--config', job, '--workers', '2', '--epochs', '1'], { CI: 'true' });
+  const run = spawnDrover(t, ['train', '--config', job, '--workers', '2', '--processes', '--epochs', '1'], { CI: 'true' });
   const end = await run.sink.waitFor((l) => l.event === 'job_end', 'the job to end', 120_000);
   t.is(end.status, 'completed');
   t.is(end.epochs, 1);
   t.is(run.sink.events('worker_join').length, 2);
   t.is(await run.exited, 0);
+});
+
+test.serial('drover train --workers 2 trains on 2 replica threads of one process (images decoded by its pool) and exits 0', async (t) => {
+  const dir = await tempDir(t);
+  const job = await writeJob(dir, 'cli-threads');
+  // A setting of worker processes, which replica threads do not have.
+  const spec = JSON.parse(await readFile(job, 'utf8')) as { cluster: Record<string, unknown> };
+  await writeFile(job, JSON.stringify({ ...spec, cluster: { ...spec.cluster, reduction: 'peer' } }));
+  const run = spawnDrover(t, ['train', '--config', job, '--workers', '2', '--per-worker-batch', '8', '--epochs', '1'], { CI: 'true' });
+  const end = await run.sink.waitFor((l) => l.event === 'job_end', 'the job to end', 120_000);
+  t.is(end.status, 'completed');
+  t.is(await run.exited, 0);
+  const start = run.sink.events('job_start')[0]!;
+  t.is(start.replicas, 2);
+  t.is(start.batchSize, 16);
+  t.is(run.sink.events('worker_join').length, 0, 'no worker process joined');
+  const steps = run.sink.events('step');
+  t.true(steps.length > 0);
+  for (const step of steps) t.deepEqual((step.workers as { worker: string }[]).map((w) => w.worker), ['replica-0', 'replica-1']);
+  // The user is told the worker-process setting does not apply.
+  t.true(run.sink.lines.some((l) => /apply to worker processes/.test(String(l.msg)) && String(l.msg).includes('cluster.reduction')));
+  const saved = await loadModel(end.modelDir as string);
+  t.is(saved.classNames!.length, 4);
+  saved.model.dispose();
+});
+
+test.serial('drover train --processes without --workers is refused with a clear error', async (t) => {
+  const run = spawnDrover(t, ['train', '--processes', '--epochs', '1'], { CI: 'true' });
+  t.is(await run.exited, 1);
+  t.regex(run.stderr(), /--processes goes with --workers N/);
 });

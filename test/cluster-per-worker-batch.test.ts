@@ -14,7 +14,7 @@ test.before(async () => {
 const stepN = (line: LogLine): number => line.n as number;
 const workerIds = (line: LogLine): string[] => (line.workers as { worker: string }[]).map((w) => w.worker);
 
-test.serial('drover train --workers 2 --per-worker-batch 32 trains on a global batch of 2 x 32 at the linearly scaled rate', async (t) => {
+test.serial('drover train --workers 2 --processes --per-worker-batch 32 trains on a global batch of 2 x 32 at the linearly scaled rate', async (t) => {
   const dir = await tempDir(t);
   const job = path.join(dir, 'job.json');
   await writeFile(job, JSON.stringify({
@@ -27,7 +27,7 @@ test.serial('drover train --workers 2 --per-worker-batch 32 trains on a global b
     train: { epochs: 2, batchSize: 32, logEvery: 1, optimizer: { name: 'sgd', learningRate: 0.01 } },
     output: { dir: path.join(dir, 'out') },
   }));
-  const run = spawnDrover(t, ['train', '--config', job, '--workers', '2', '--per-worker-batch', '32'], { CI: 'true' });
+  const run = spawnDrover(t, ['train', '--config', job, '--workers', '2', '--processes', '--per-worker-batch', '32'], { CI: 'true' });
   const end = await run.sink.waitFor((l) => l.event === 'job_end', 'the job to end', 180_000);
   t.is(end.status, 'completed');
   t.is(await run.exited, 0);

@@ -28,13 +28,16 @@ using dims = dnnl::memory::dims;
 
 namespace {
 
+// Per thread: `drover train --workers N` runs a tfjs backend in each of N threads of one process,
+// all calling this one addon at once. A stream and the primitives' cached scratch buffers must
+// not be shared between threads, so every piece of state below is thread_local.
 dnnl::engine& Engine() {
-  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  thread_local dnnl::engine engine(dnnl::engine::kind::cpu, 0);
   return engine;
 }
 
 dnnl::stream& Stream() {
-  static dnnl::stream stream(Engine());
+  thread_local dnnl::stream stream(Engine());
   return stream;
 }
 
@@ -234,9 +237,9 @@ struct ConvBackwardWeights {
   WeightsLayout diff_weights;
 };
 
-std::unordered_map<std::string, std::unique_ptr<ConvForward>> conv_forward_cache;
-std::unordered_map<std::string, std::unique_ptr<ConvBackwardData>> conv_backward_data_cache;
-std::unordered_map<std::string, std::unique_ptr<ConvBackwardWeights>> conv_backward_weights_cache;
+thread_local std::unordered_map<std::string, std::unique_ptr<ConvForward>> conv_forward_cache;
+thread_local std::unordered_map<std::string, std::unique_ptr<ConvBackwardData>> conv_backward_data_cache;
+thread_local std::unordered_map<std::string, std::unique_ptr<ConvBackwardWeights>> conv_backward_weights_cache;
 
 // conv2dForward(x, filter, bias | null, out, sizes, alpha)
 napi_value Conv2dForward(CallArgs& a) {
@@ -334,7 +337,7 @@ struct PoolGrad {
   bool is_max = false;
 };
 
-std::unordered_map<std::string, std::unique_ptr<PoolGrad>> pool_grad_cache;
+thread_local std::unordered_map<std::string, std::unique_ptr<PoolGrad>> pool_grad_cache;
 
 // poolGrad(x, dy, dx, sizes): the gradient of MaxPool (tfjs's first-max routing) or AvgPool
 // (tfjs divides by the full window, padding included).
@@ -512,7 +515,7 @@ struct MatMul {
   memory::desc a, b, dst, bias;
 };
 
-std::unordered_map<std::string, std::unique_ptr<MatMul>> matmul_cache;
+thread_local std::unordered_map<std::string, std::unique_ptr<MatMul>> matmul_cache;
 
 // matMul(a, b, bias | null, out, sizes, alpha)
 napi_value MatMulForward(CallArgs& a) {
@@ -561,6 +564,7 @@ napi_value Info(CallArgs& a) {
   return result;
 }
 
+// Clears the calling thread's caches.
 napi_value ClearCache(CallArgs&) {
   conv_forward_cache.clear();
   conv_backward_data_cache.clear();

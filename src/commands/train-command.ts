@@ -7,6 +7,7 @@ import { positiveInt } from './flags.ts';
 
 interface TrainFlags extends JobFlags {
   workers?: number;
+  processes?: boolean;
   perWorkerBatch?: number;
   gpus?: string;
   resume?: boolean;
@@ -19,7 +20,8 @@ export function addTrainCommand(program: Command): Command {
       .command('train')
       .description('train a model (default: the reference CNN on Fashion-MNIST, or generated shapes) in this process, or with --workers N on a local cluster'),
   )
-    .option('--workers <n>', 'start a coordinator and N worker processes on this machine', positiveInt)
+    .option('--workers <n>', 'train N replicas in parallel on this machine, one per core: replica threads of this process that average their gradients in shared memory (with --processes: a coordinator and N worker processes)', positiveInt)
+    .option('--processes', 'with --workers: run a coordinator and N worker processes over gRPC, as on a cluster (cluster.reduction, cluster.wire and the other cluster settings apply), instead of replica threads')
     .option('--per-worker-batch <n>', 'each worker adds N samples to a step (cluster.batch.perWorker): the global batch grows with the workers and the learning rate with it (linear rule, warm-up); default: --batch-size is the global batch, split', positiveInt)
     .option('--gpus <list>', 'start a coordinator and one webgpu worker per GPU: "all" (every hardware adapter) or indices of `drover gpus`, e.g. 0,2')
     .option('--resume', 'continue from the last checkpoint of the job (after Ctrl-C or a crash)')
@@ -29,6 +31,7 @@ export function addTrainCommand(program: Command): Command {
 async function train(flags: TrainFlags): Promise<void> {
   const resolved = withPerWorkerBatch(await resolveJob(flags), flags.perWorkerBatch);
   if (flags.gpus !== undefined && flags.workers !== undefined) throw new DroverError('--gpus starts one worker per GPU: leave out --workers');
+  if (flags.processes && flags.workers === undefined) throw new DroverError('--processes goes with --workers N (how many worker processes to start)');
   // Resolved before anything starts: no GPU is a clear error, not a cluster without workers.
   let gpus: GpuAdapterEntry[] | undefined;
   if (flags.gpus !== undefined) {
@@ -40,6 +43,11 @@ async function train(flags: TrainFlags): Promise<void> {
     if (flags.workers === undefined && gpus === undefined) {
       const { runJob } = await import('../job/run-job.ts');
       return runJob(job, { log, signal, resume: flags.resume });
+    }
+    if (flags.workers !== undefined && !flags.processes) {
+      const { runJob } = await import('../job/run-job.ts');
+      const { threadReplicas } = await import('../launch/replica-threads/index.ts');
+      return runJob(job, { log, signal, resume: flags.resume, engines: threadReplicas(flags.workers) });
     }
     const { runWithLocalWorkers } = await import('../launch/local-workers.ts');
     return runWithLocalWorkers({ job, workers: gpus?.length ?? flags.workers!, ...(gpus ? { gpus } : {}), log, signal, resume: flags.resume });

@@ -4,9 +4,7 @@ import type { Dataset } from '../data/types.ts';
 import type { BackendChoice } from '../model/backend.ts';
 import { initBackend } from '../model/backend.ts';
 import { buildReplicaModel } from '../model/replica-model.ts';
-import { PRESETS, type PresetName } from '../model/presets.ts';
 import { weightManifest } from '../model/weights.ts';
-import type { LayerSpecInput } from '../model/layer-spec.ts';
 import { logEvent } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Trainer } from '../train/trainer.ts';
@@ -15,7 +13,8 @@ import { openJobDataset } from '../data/open.ts';
 import { workerSamples } from '../data/shards/index.ts';
 import { finishJob, jobModelLabel, jobOutputDir, jobStartFields, startRun, trainPhase, trainPhases, type RunStart } from '../job/job-runner.ts';
 import type { TrainingResult } from '../job/training-loop.ts';
-import type { ReplicaModelSpec, ReplicaSpec } from '../job/replica-spec.ts';
+import type { ReplicaSpec } from '../job/replica-spec.ts';
+import { jobModelSpec } from '../job/job-model-spec.ts';
 import { defaultClusterSpec, type ClusterSpec } from '../job/cluster-spec.ts';
 import type { EvaluationMetrics } from '../job/step-engine.ts';
 import { Coordinator } from './coordinator.ts';
@@ -89,7 +88,7 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
   let coordinator: Coordinator | undefined;
   let run: RunStart | undefined;
   try {
-    model = await buildReplicaModel(replicaModelSpec(job, dataset, null));
+    model = await buildReplicaModel(jobModelSpec(job, dataset, null));
     const jobModel = model;
     run = await startRun(job, jobOutputDir(job), options.resume, log);
     const jobRun = run;
@@ -134,7 +133,7 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
         const { phase, phaseStart, resume } = setup;
         const replicaSpec: ReplicaSpec = {
           jobName: job.name,
-          model: replicaModelSpec(job, dataset, phase.trainableFrom),
+          model: jobModelSpec(job, dataset, phase.trainableFrom),
           weights: weightManifest(jobModel).map((w) => ({ name: w.name, shape: w.shape, trainable: w.trainable })),
           samples: workerSamples(dataset, cluster.dataTransport, job.data),
         };
@@ -205,12 +204,3 @@ export async function runCoordinator(options: CoordinatorRunOptions): Promise<Co
     if (ownDataset) await dataset.close();
   }
 }
-
-/** What workers build: the same description the coordinator built its model from. */
-function replicaModelSpec(job: Job, dataset: Dataset, trainableFrom: string | null): ReplicaModelSpec {
-  const classes = dataset.classNames.length;
-  if (job.model.transfer) return { kind: 'transfer', transfer: job.model.transfer, inputShape: dataset.inputShape, classes, seed: job.seed, trainableFrom };
-  const layers: LayerSpecInput[] = job.model.preset ? PRESETS[job.model.preset as PresetName].layers : job.model.layers!;
-  return { kind: 'scratch', layers: layers as Extract<ReplicaModelSpec, { kind: 'scratch' }>['layers'], inputShape: dataset.inputShape, classes, l2: job.model.l2, seed: job.seed };
-}
-

@@ -13,7 +13,8 @@ import type { Trainer } from '../train/trainer.ts';
 import { InProcessEngine } from './in-process-engine.ts';
 import type { Job } from './job-file.ts';
 import { finishJob, jobModelLabel, jobOutputDir, jobStartFields, samplePreparation, startRun, trainPhase, trainPhases } from './job-runner.ts';
-import type { EvaluationMetrics } from './step-engine.ts';
+import type { PhaseEngines } from './phase-engines.ts';
+import type { EvaluationMetrics, StepEngine } from './step-engine.ts';
 import type { TrainingResult } from './training-loop.ts';
 
 export interface RunJobOptions {
@@ -22,6 +23,11 @@ export interface RunJobOptions {
   signal?: AbortSignal;
   /** Continue from the job's last checkpoint (<output dir>/checkpoint.drover). */
   resume?: boolean;
+  /**
+   * Takes the steps elsewhere than in this thread (`--workers N`: replica threads), given what
+   * the job runs on; default: this thread.
+   */
+  engines?: (context: { job: Job; dataset: Dataset; log: Logger; backend: string }) => PhaseEngines;
 }
 
 export interface JobResult {
@@ -63,7 +69,9 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
   const backend = await initBackend(job.backend as BackendChoice, log, { threads: job.threads });
   const dataset = await openJobDataset(job.data, log);
   let trainer: Trainer | undefined;
+  let engines: PhaseEngines | undefined;
   try {
+    engines = options.engines?.({ job, dataset, log, backend: backend.name });
     const { model, expects } = await buildJobModel(job, dataset);
     const label = jobModelLabel(job);
     const { preprocess } = samplePreparation(job.data);
@@ -78,24 +86,34 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
       {
         job: job.name,
         mode: 'single',
-        ...jobStartFields(job, { backend: backend.description, model, label, dataset, epochs: run.totalEpochs }),
+        ...(engines ? { replicas: engines.replicas } : {}),
+        ...jobStartFields(job, { backend: backend.description, model, label, dataset, epochs: run.totalEpochs, replicas: engines?.replicas }),
         ...(resume ? { resumedFrom: { epoch: resume.state.epoch, step: resume.state.step } } : {}),
       },
-      `job ${job.name}: ${label} on ${dataset.name} (${dataset.train.length} training samples) with ${backend.description}${resume ? ` (resumed at step ${resume.state.step})` : ''}`,
+      `job ${job.name}: ${label} on ${dataset.name} (${dataset.train.length} training samples) with ${backend.description}${engines ? ` on ${engines.description}` : ''}${resume ? ` (resumed at step ${resume.state.step})` : ''}`,
     );
     const classes = dataset.classNames.length;
+    // The last phase's engine evaluates the test split (replica threads share it out).
+    let lastEngine: StepEngine | undefined;
     const phases = await trainPhases({
       run,
       model,
       log,
       seededDropout: true,
-      train: (setup) => trainPhase(new InProcessEngine(setup.trainer, dataset.train, classes), setup, { run, dataset, log, signal }),
+      train: async (setup) => {
+        if (!engines) return trainPhase(new InProcessEngine(setup.trainer, dataset.train, classes), setup, { run, dataset, log, signal });
+        const engine = await engines.open(setup);
+        lastEngine = engine;
+        const result = await trainPhase(engine, setup, { run, dataset, log, signal });
+        await engine.settle();
+        return result;
+      },
     });
     trainer = phases.trainer;
     const finished = await finishJob({
       run,
       result: phases.result,
-      engine: new InProcessEngine(trainer, dataset.train, classes),
+      engine: lastEngine ?? new InProcessEngine(trainer, dataset.train, classes),
       model,
       dataset,
       log,
@@ -111,6 +129,7 @@ export async function runJob(job: Job, options: RunJobOptions): Promise<JobResul
       checkpoint: run.checkpointFile,
     };
   } finally {
+    await engines?.close();
     trainer?.optimizer.dispose();
     await dataset.close();
   }

@@ -16,27 +16,43 @@ export interface BatchEvaluator {
 }
 
 /**
- * Evaluates a split in this process, in batches; loss is the sample-weighted mean. Yields to
- * the event loop between batches, so a long evaluation does not hold up signals or the dashboard.
+ * Evaluates a split in batches; loss is the sample-weighted mean. With several evaluators
+ * (replica threads) each takes the next batch as it frees up, and the results are added in
+ * batch order, so the figures do not depend on which evaluator took which batch. Yields to the
+ * event loop between batches, so a long evaluation does not hold up signals or the dashboard.
  */
-export async function evaluateSplit(model: BatchEvaluator, split: DataSplit, classes: number, options: EvaluateOptions = {}): Promise<EvaluationMetrics> {
+export async function evaluateSplit(model: BatchEvaluator | readonly BatchEvaluator[], split: DataSplit, classes: number, options: EvaluateOptions = {}): Promise<EvaluationMetrics> {
   const batchSize = options.batchSize ?? 256;
+  const evaluators = Array.isArray(model) ? model : [model as BatchEvaluator];
+  const batches = Math.ceil(split.length / batchSize);
+  const results: ({ loss: number; correct: number; n: number; confusion: [number, number][] } | undefined)[] = new Array(batches);
+  let next = 0;
+  const lane = async (evaluator: BatchEvaluator): Promise<void> => {
+    while (next < batches && !options.signal?.aborted) {
+      const b = next++;
+      const start = b * batchSize;
+      const indices = Array.from({ length: Math.min(batchSize, split.length - start) }, (_, i) => start + i);
+      const batch = await split.loadBatch(indices, { augment: false });
+      if (batch.n > 0) {
+        const result = await evaluator.evaluate(batch);
+        const pairs: [number, number][] = Array.from({ length: batch.n }, (_, i) => [batch.y[i]!, result.predicted[i]!]);
+        results[b] = { loss: result.loss, correct: result.correct, n: result.n, confusion: pairs };
+      }
+      batch.release?.();
+      await nextTurn();
+    }
+  };
+  await Promise.all(evaluators.map(lane));
   const confusion = Array.from({ length: classes }, () => new Array<number>(classes).fill(0));
   let lossSum = 0;
   let correct = 0;
   let n = 0;
-  for (let start = 0; start < split.length; start += batchSize) {
-    const indices = Array.from({ length: Math.min(batchSize, split.length - start) }, (_, i) => start + i);
-    const batch = await split.loadBatch(indices, { augment: false });
-    if (batch.n === 0) continue;
-    const result = await model.evaluate(batch);
+  for (const result of results) {
+    if (!result) continue;
     lossSum += result.loss * result.n;
     correct += result.correct;
     n += result.n;
-    for (let i = 0; i < batch.n; i++) confusion[batch.y[i]!]![result.predicted[i]!]! += 1;
-    batch.release?.();
-    await nextTurn();
-    if (options.signal?.aborted) break;
+    for (const [truth, predicted] of result.confusion) confusion[truth]![predicted]! += 1;
   }
   return { loss: n ? lossSum / n : NaN, accuracy: n ? correct / n : NaN, n, confusion };
 }

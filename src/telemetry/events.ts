@@ -38,6 +38,8 @@ export const jobStartEventSchema = z.object({
   event: z.literal('job_start'),
   job: z.string(),
   mode: z.enum(['single', 'distributed']),
+  /** Replica threads of a single process (`drover train --workers N`); absent: one. */
+  replicas: positiveInt.optional(),
   backend: z.string(),
   model: z.string(),
   params: count,

@@ -28,14 +28,17 @@ export class ModelReplica implements PeerReplica {
   /** Indices of the non-trainable weights whose statistics `train` reports. */
   private readonly bufferIndices: number[];
 
-  /** Builds the model the spec describes (a transfer backbone loads from this machine's install). */
-  static async build(spec: ReplicaSpec): Promise<ModelReplica> {
-    return new ModelReplica(spec, await buildReplicaModel(spec.model));
+  /**
+   * Builds the model the spec describes (a transfer backbone loads from this machine's install).
+   * `passesDone`: training passes its dropout masks already drew (a resumed replica thread).
+   */
+  static async build(spec: Pick<ReplicaSpec, 'model' | 'weights'>, options: { passesDone?: number } = {}): Promise<ModelReplica> {
+    return new ModelReplica(spec, await buildReplicaModel(spec.model), options.passesDone ?? 0);
   }
 
-  private constructor(spec: ReplicaSpec, built: tf.LayersModel) {
-    // Gradients only: the coordinator holds the only optimizer.
-    this.gradientModel = new GradientModel(built, { dropoutSeed: spec.model.seed });
+  private constructor(spec: Pick<ReplicaSpec, 'model' | 'weights'>, built: tf.LayersModel, passesDone: number) {
+    // Gradients only, until enableOptimizer (peer reduction, replica threads).
+    this.gradientModel = new GradientModel(built, { dropoutSeed: spec.model.seed, passesDone });
     this.manifest = weightManifest(built);
     const expected = spec.weights.map((w) => `${w.name}:${w.shape.join('x')}:${w.trainable}`).join(',');
     const mine = this.manifest.map((w) => `${w.name}:${w.shape.join('x')}:${w.trainable}`).join(',');

@@ -1,0 +1,166 @@
+import type { SampledBatch } from '../../data/sampler.ts';
+import type { Batch, DataSplit } from '../../data/types.ts';
+import { ReplicaThreadError } from '../../errors.ts';
+import type { PhaseEngine } from '../../job/phase-engines.ts';
+import { evaluateSplit, type BatchEvaluator } from '../../job/split-evaluation.ts';
+import type { EvaluationMetrics, StepContext, StepOutcome } from '../../job/step-engine.ts';
+import type { WeightEntry, WeightSet } from '../../model/weights.ts';
+import { logEvent } from '../../telemetry/events.ts';
+import type { Logger } from '../../telemetry/logger.ts';
+import type { PredictionResult } from '../../train/gradient-model.ts';
+import type { OptimizerSlot } from '../../train/optimizers.ts';
+import type { ReplicaThread } from './replica-thread-handle.ts';
+import type { ThreadBatch } from './thread-messages.ts';
+
+/** A batch being loaded for the step that will ask for it. */
+interface Loading {
+  batch: SampledBatch;
+  loaded: Promise<Batch>;
+}
+
+export interface ThreadsEngineOptions {
+  threads: readonly ReplicaThread[];
+  /** The phase's weight manifest, as the threads built it. */
+  manifest: WeightEntry[];
+  train: DataSplit;
+  classes: number;
+  log: Logger;
+  /** Writes the replicas' weights and optimizer state into the phase's trainer. */
+  settle(weights: WeightSet, optimizer: { iterations: number; slots: OptimizerSlot[] }): Promise<void>;
+}
+
+/**
+ * Steps taken by N replica threads of this process (`drover train --workers N`): the step's batch
+ * is loaded here (the next one while this one computes) and cut into N contiguous parts; each
+ * thread computes its part's gradient into shared memory, sums its range of all of them, and
+ * applies the same sum with its own optimizer, so every replica holds the same weights. A step is
+ * one request per thread: the threads meet at a shared-memory barrier, not through this thread.
+ */
+export class ThreadsEngine implements PhaseEngine {
+  private prefetched: Loading | undefined;
+  private version = 0;
+
+  constructor(private readonly options: ThreadsEngineOptions) {}
+
+  async ready(): Promise<boolean> {
+    return true;
+  }
+
+  replicas(): number {
+    return this.options.threads.length;
+  }
+
+  async step(batch: SampledBatch, context: StepContext, next?: SampledBatch): Promise<StepOutcome> {
+    const { threads } = this.options;
+    const started = performance.now();
+    const current = this.prefetched?.batch === batch ? this.prefetched : this.load(batch);
+    this.prefetched = undefined;
+    const loaded = await current.loaded;
+    const computeStart = performance.now();
+    if (next) this.prefetched = this.load(next);
+    if (loaded.n === 0) return { kind: 'empty' };
+    const parts = splitRows(loaded, threads.length);
+    loaded.release?.();
+    const version = ++this.version;
+    const trained = await Promise.all(threads.map((thread, r) => thread.call({ kind: 'step', batch: parts[r]!, scale: parts[r]!.n / loaded.n, lr: context.lr, version }, [parts[r]!.x.buffer as ArrayBuffer, parts[r]!.y.buffer as ArrayBuffer])));
+    const done = performance.now();
+    if (trained.some((t) => t.applied !== trained[0]!.applied)) {
+      // Same sum, same weights, same optimizer: a split decision means the replicas diverged.
+      throw new ReplicaThreadError(`step ${context.step}: replicas disagree on applying the update (applied: ${trained.map((t) => t.applied).join(', ')})`, trained.findIndex((t) => !t.applied));
+    }
+    if (!trained[0]!.applied) {
+      const nonFinite = trained[0]!.nonFinite;
+      const reason = nonFinite >= 0 ? `the summed gradient holds a non-finite value at ${nonFinite}` : 'a weight or optimizer slot would turn non-finite';
+      logEvent(this.options.log, 'update_refused', { step: context.step, epoch: context.epoch, target: nonFinite >= 0 ? 'gradient' : 'weights', code: 'DROVER_ERR_NON_FINITE_UPDATE', workers: threads.map((t) => replicaName(t.rank)), reason },
+        `step ${context.step}: update refused on every replica: ${reason}; weights unchanged`);
+      return { kind: 'refused' };
+    }
+    const n = trained.reduce((sum, t) => sum + t.n, 0);
+    const loss = trained.reduce((sum, t) => sum + t.loss * t.n, 0) / n;
+    const correct = trained.reduce((sum, t) => sum + t.correct, 0);
+    const timing = {
+      dataWaitMs: computeStart - started,
+      computeMs: Math.max(...trained.map((t) => t.computeMs)),
+      transferMs: 0,
+      // From the slowest replica's gradient to the update applied everywhere.
+      reduceMs: Math.max(0, done - computeStart - Math.max(...trained.map((t) => t.computeMs))),
+      stepMs: done - started,
+      workers: trained.map((t, r) => ({ worker: replicaName(r), n: t.n, computeMs: t.computeMs, dataWaitMs: 0 })),
+    };
+    return { kind: 'applied', loss, correct, n, timing };
+  }
+
+  evaluate(_split: 'validation' | 'test', data: DataSplit, _epoch: number, signal?: AbortSignal): Promise<EvaluationMetrics> {
+    const evaluators: BatchEvaluator[] = this.options.threads.map((thread) => ({
+      evaluate: async (batch: Batch): Promise<PredictionResult> => {
+        const rows = threadBatch(batch, 0, batch.n);
+        return thread.call({ kind: 'evaluate', batch: rows }, [rows.x.buffer as ArrayBuffer, rows.y.buffer as ArrayBuffer]);
+      },
+    }));
+    return evaluateSplit(evaluators, data, this.options.classes, { signal });
+  }
+
+  async weights(): Promise<WeightSet> {
+    const state = await this.options.threads[0]!.call({ kind: 'state' });
+    return { manifest: this.options.manifest, values: state.weights };
+  }
+
+  async setWeights(weights: WeightSet): Promise<void> {
+    await Promise.all(this.options.threads.map((thread) => thread.call({ kind: 'set-weights', weights: weights.values })));
+  }
+
+  /** Replica `rank`'s weights (every replica holds the same after each step; tests check it). */
+  async replicaWeights(rank: number): Promise<Float32Array[]> {
+    return (await this.options.threads[rank]!.call({ kind: 'state' })).weights;
+  }
+
+  /** Tensors alive in each replica's tfjs (leak checks). */
+  async tensorCounts(): Promise<number[]> {
+    return Promise.all(this.options.threads.map(async (thread) => (await thread.call({ kind: 'tensors' })).count));
+  }
+
+  async optimizerState(): Promise<{ iterations: number; slots: OptimizerSlot[] }> {
+    return (await this.options.threads[0]!.call({ kind: 'state' })).optimizer;
+  }
+
+  discardPrefetched(): void {
+    this.prefetched?.loaded.then((b) => b.release?.(), () => {});
+    this.prefetched = undefined;
+  }
+
+  async settle(): Promise<void> {
+    const state = await this.options.threads[0]!.call({ kind: 'state' });
+    await this.options.settle({ manifest: this.options.manifest, values: state.weights }, state.optimizer);
+  }
+
+  private load(batch: SampledBatch): Loading {
+    // The sampler's epoch (0-based) seeds the augmentation, as in one process.
+    return { batch, loaded: this.options.train.loadBatch(batch.indices, { augment: true, epoch: batch.epoch }) };
+  }
+}
+
+/** How replica r is named in step and update_refused events. */
+export function replicaName(rank: number): string {
+  return `replica-${rank}`;
+}
+
+/** Cuts a batch into `parts` contiguous runs of rows, sizes differing by at most one. */
+export function splitRows(batch: Batch, parts: number): ThreadBatch[] {
+  const per = Math.floor(batch.n / parts);
+  const extra = batch.n % parts;
+  const runs: ThreadBatch[] = [];
+  let start = 0;
+  for (let r = 0; r < parts; r++) {
+    const n = per + (r < extra ? 1 : 0);
+    runs.push(threadBatch(batch, start, n));
+    start += n;
+  }
+  return runs;
+}
+
+/** Rows [start, start + n) of a batch as copies a thread can take over. */
+function threadBatch(batch: Batch, start: number, n: number): ThreadBatch {
+  if (batch.input) throw new ReplicaThreadError('replica threads take batches decoded on the CPU (device-side augmentation is for GPU workers: --gpus)', 0);
+  const row = batch.shape[0] * batch.shape[1] * batch.shape[2];
+  return { x: batch.x.slice(start * row, (start + n) * row), y: batch.y.slice(start, start + n), n, shape: batch.shape };
+}
