@@ -7,6 +7,7 @@ import type { Job, JobInput } from '../src/job/job-file.ts';
 import { jobModelSpec } from '../src/job/job-model-spec.ts';
 import type { PhaseSetup } from '../src/job/job-runner.ts';
 import { evaluateSplit } from '../src/job/split-evaluation.ts';
+import { SharedGradients } from '../src/launch/replica-threads/shared-gradients.ts';
 import { ThreadReplicas } from '../src/launch/replica-threads/thread-replicas.ts';
 import type { ThreadsEngine } from '../src/launch/replica-threads/threads-engine.ts';
 import { initBackend } from '../src/model/backend.ts';
@@ -157,4 +158,24 @@ test.serial('the threads evaluate a split as one process does on the same weight
   t.is(threaded.accuracy, single.accuracy);
   t.deepEqual(threaded.confusion, single.confusion);
   t.true(Math.abs(threaded.loss - single.loss) < 1e-6);
+});
+
+test('shared gradients: ranges cover the vector, sums follow rank order, the first non-finite sum is found', (t) => {
+  for (const replicas of [1, 2, 3]) {
+    const shared = SharedGradients.allocate(10, replicas);
+    const ranges = Array.from({ length: replicas }, (_, r) => shared.range(r));
+    t.deepEqual(ranges.map((r) => r.end - r.start).reduce((a, b) => a + b, 0), 10);
+    ranges.slice(1).forEach((r, i) => t.is(r.start, ranges[i]!.end));
+    // Values whose float32 sum depends on the order: (1e8 + 1) - 1e8 is 0, not 1.
+    const parts = [Float32Array.of(1e8, ...new Array(9).fill(1)), Float32Array.of(1, ...new Array(9).fill(2)), Float32Array.of(-1e8, ...new Array(9).fill(3))];
+    for (let r = 0; r < replicas; r++) shared.writeScaled(r, [parts[r]!], 1);
+    for (let r = 0; r < replicas; r++) t.is(shared.reduceRange(r), -1);
+    const expected = new Float32Array(10);
+    for (let r = 0; r < replicas; r++) for (let j = 0; j < 10; j++) expected[j] = Math.fround(expected[j]! + parts[r]![j]!);
+    t.deepEqual(Array.from(shared.sum), Array.from(expected), `${replicas} replicas`);
+    shared.writeScaled(replicas - 1, [Float32Array.of(...new Array(7).fill(0), Number.POSITIVE_INFINITY, Number.NaN, 0)], 1);
+    const owner = ranges.findIndex((r) => r.start <= 7 && 7 < r.end);
+    t.is(shared.reduceRange(owner), 7);
+  }
+  t.throws(() => SharedGradients.allocate(4, 2).writeScaled(0, [new Float32Array(3)], 1), { instanceOf: RangeError });
 });

@@ -56,10 +56,25 @@ export class SharedGradients {
   reduceRange(rank: number): number {
     const { start, end } = this.range(rank);
     const sum = this.sum;
-    sum.set(this.slots[0]!.subarray(start, end), start);
-    for (let r = 1; r < this.replicas; r++) {
-      const slot = this.slots[r]!;
-      for (let j = start; j < end; j++) sum[j] = sum[j]! + slot[j]!;
+    const last = this.replicas - 1;
+    if (last === 0) sum.set(this.slots[0]!.subarray(start, end), start);
+    else {
+      const first = this.slots[0]!;
+      for (let r = 1; r < last; r++) {
+        const slot = this.slots[r]!;
+        const from = r === 1 ? first : sum;
+        for (let j = start; j < end; j++) sum[j] = from[j]! + slot[j]!;
+      }
+      // The last slot's pass checks what it writes (one pass fewer than checking after).
+      const slot = this.slots[last]!;
+      const from = last === 1 ? first : sum;
+      let bad = -1;
+      for (let j = start; j < end; j++) {
+        const value = from[j]! + slot[j]!;
+        sum[j] = value;
+        if (bad < 0 && value - value !== 0) bad = j;
+      }
+      return bad;
     }
     for (let j = start; j < end; j++) if (!Number.isFinite(sum[j]!)) return j;
     return -1;
