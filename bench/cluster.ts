@@ -342,13 +342,16 @@ async function simulatedRun(layers: LayerSpecInput[], workers: number, reduction
     log: pino({ level: 'info' }, sink),
     onListening: ({ port }) => {
       for (let i = 0; i < workers; i++) {
-        children.push(spawn(process.execPath, ['bin/drover.js', 'worker', '--coordinator', `127.0.0.1:${port}`, '--name', `sim${i}`, '--simulate-compute-ms', String(computeMs)], { cwd: root, stdio: 'ignore' }));
+        children.push(spawn(process.execPath, [...workerNodeArgs, 'bin/drover.js', 'worker', '--coordinator', `127.0.0.1:${port}`, '--name', `sim${i}`, '--simulate-compute-ms', String(computeMs)], { cwd: root, stdio: 'ignore' }));
       }
     },
   });
   try {
     await result;
   } finally {
+    // SIGTERM first, so a worker run with a handler for it (a profiler's) can finish its files.
+    for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
+    await Promise.race([Promise.all(children.map((c) => new Promise((resolve) => (c.exitCode !== null ? resolve(null) : c.once('exit', resolve))))), new Promise((resolve) => setTimeout(resolve, 3000))]);
     for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     await rm(dir, { recursive: true, force: true });
   }
@@ -356,6 +359,12 @@ async function simulatedRun(layers: LayerSpecInput[], workers: number, reduction
   const busiestCpuMs = before && after ? Math.max(...after.map((b, i) => b.cpuMs - before![i]!.cpuMs)) / simSteps : NaN;
   return { split: summarise(sink.steps, simWarmup), busiestBytes, busiestCpuMs };
 }
+
+/**
+ * Node options for the simulated worker processes, from DROVER_BENCH_WORKER_NODE_ARGS (space
+ * separated), e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile them (NODE_OPTIONS refuses --cpu-prof).
+ */
+const workerNodeArgs = (process.env.DROVER_BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean);
 
 /** --reduction, checked. */
 function reductionsArg(): Reduction[] {

@@ -57,6 +57,12 @@ export class PeerParticipant {
   private closing: Promise<void> | undefined;
   private readonly gradientSizes: number[];
   private readonly bufferSizes: number[];
+  /**
+   * The last vector reduced, free to fill again: once a reduction resolved, every peer holds the
+   * ranges it sent from it (each owner's sum needed them whole). Saves allocating, and the kernel
+   * zeroing, a vector of the whole model every step.
+   */
+  private spareFlat: Float32Array | undefined;
 
   private constructor(
     private readonly options: PeerParticipantOptions,
@@ -100,14 +106,17 @@ export class PeerParticipant {
       throw new ProtocolError(`step ${step} (generation ${peer.generation}) aborted by the coordinator`);
     }
     this.join({ generation: peer.generation, rank: peer.rank, peers: peer.peers });
-    // A new vector each step: the collective may still be sending the last one's ranges.
-    const flat = new Float32Array(sum(this.gradientSizes) + sum(this.bufferSizes));
+    // Never a vector a reduction that failed may still be sending from (see spareFlat).
+    const length = sum(this.gradientSizes) + sum(this.bufferSizes);
+    const flat = this.spareFlat?.length === length ? this.spareFlat : new Float32Array(length);
+    this.spareFlat = undefined;
+    let offset = 0;
     if (result && result.n > 0) {
       const scale = result.n / peer.globalBatch;
-      let offset = 0;
       for (const g of result.grads) offset = scaleInto(flat, offset, g, scale);
       if (this.bufferSizes.length > 0) for (const b of result.buffers) offset = scaleInto(flat, offset, b, scale);
     }
+    flat.fill(0, offset);
     // A non-finite contribution (bf16 rounds |x| > ~3.39e38 to Inf) would poison every rank's sum:
     // it is this task's failure, so the coordinator deals with this rank alone (as the star does).
     const rounded = encoding === 'bf16' ? roundArrayToBf16(Float32Array.from(flat)) : flat;
@@ -117,6 +126,7 @@ export class PeerParticipant {
     this.reducing = { step, generation: peer.generation, controller };
     try {
       const summed = await this.collective!.reduceScatterAllGather(step, flat, { deadlineMs: peer.deadlineMs, encoding, signal: controller.signal });
+      this.spareFlat = flat;
       // Every rank holds the same sum: all refuse a non-finite one alike at the commit.
       const at = firstNonFinite(summed);
       const refused = at >= 0 ? `the reduced gradient holds ${summed[at]} at value ${at}` : undefined;
@@ -186,6 +196,8 @@ export class PeerParticipant {
       return;
     }
     const applied = await replica.applyReduced(grads, buffers, commit.learningRate, commit.version);
+    // A replica that copies what it is given keeps no view of the sum: the collective may refill it.
+    if (replica.copiesWeights) this.collective?.recycle(held.summed);
     if (!applied) this.options.log.warn({ step: commit.step }, `step ${commit.step}: the optimizer refused the update (a weight would turn non-finite); weights unchanged`);
   }
 
