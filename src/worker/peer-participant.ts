@@ -1,5 +1,5 @@
 import { PeerTimeoutError, ProtocolError, TrainingError } from '../errors.ts';
-import { roundArrayToBf16 } from '../wire/bf16.ts';
+import { bf16BitsOf, roundToBf16 } from '../wire/bf16.ts';
 import { firstNonFinite } from '../wire/finite-check.ts';
 import type { Batch } from '../data/types.ts';
 import type { TaskAssignment__Output } from '../wire/generated/drover/v1/TaskAssignment.ts';
@@ -119,9 +119,11 @@ export class PeerParticipant {
     flat.fill(0, offset);
     // A non-finite contribution (bf16 rounds |x| > ~3.39e38 to Inf) would poison every rank's sum:
     // it is this task's failure, so the coordinator deals with this rank alone (as the star does).
-    const rounded = encoding === 'bf16' ? roundArrayToBf16(Float32Array.from(flat)) : flat;
-    const bad = firstNonFinite(rounded);
-    if (bad >= 0) throw new TrainingError(`step ${step}: this worker's gradient contribution holds ${rounded[bad]} at value ${bad}${encoding === 'bf16' && Number.isFinite(flat[bad]!) ? ` (${flat[bad]} overflows bf16)` : ''}`);
+    const bad = encoding === 'bf16' ? firstNonFiniteAsBf16(flat) : firstNonFinite(flat);
+    if (bad >= 0) {
+      const sent = encoding === 'bf16' ? roundToBf16(flat[bad]!) : flat[bad];
+      throw new TrainingError(`step ${step}: this worker's gradient contribution holds ${sent} at value ${bad}${encoding === 'bf16' && Number.isFinite(flat[bad]!) ? ` (${flat[bad]} overflows bf16)` : ''}`);
+    }
     const controller = new AbortController();
     this.reducing = { step, generation: peer.generation, controller };
     try {
@@ -242,6 +244,16 @@ export class PeerParticipant {
     collective?.close();
     this.collective = new PeerCollective({ jobId: this.options.jobId, token: this.options.token, inbox: this.server.inbox, group });
   }
+}
+
+/**
+ * Index of the first value that is not finite once rounded to bfloat16 (NaN, infinite, or
+ * beyond bf16's range), or -1. Reads the values in place: no rounded copy of the whole model.
+ */
+function firstNonFiniteAsBf16(values: Float32Array): number {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  for (let j = 0; j < bits.length; j++) if ((bf16BitsOf(bits[j]!) & 0x7f80) === 0x7f80) return j;
+  return -1;
 }
 
 /** Writes `values * scale` into `flat` from `offset`; returns the offset after them. */
