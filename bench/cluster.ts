@@ -21,7 +21,8 @@
  * simulated: workers that compute nothing (they wait --compute-ms and return zero gradients of
  *            the right shapes), so a step's time beyond the wait is drover's own overhead:
  *            weights out, gradients in, checks, averaging, optimizer, snapshot. Measured for
- *            2..16 workers on loopback and dense models of ~0.2 M, 3.5 M and 25 M parameters.
+ *            2..16 workers on loopback and dense models of ~0.2 M, 3.5 M and 25 M parameters,
+ *            once per --reduction (star: through the coordinator; peer: among the workers).
  *
  * netns:     the simulated workers again, but the coordinator and each worker run in their own
  *            Linux network namespace behind a rate-limited link (bench/netns.ts; root only), so
@@ -47,8 +48,15 @@
  * each worker for the peer reduction. From /proc/<pid>/io on loopback, from the link counters in
  * namespaces; netns lines add `busiest_in_out_bytes_per_model` (in + out of the busiest process).
  *
+ * Both also add `busiest_cpu_ms_per_step`: the CPU time (user + sys, from /proc/<pid>/stat) per
+ * step of the busiest process (the coordinator, which in simulated mode is this process, or a
+ * worker), over the same steps as the bytes.
+ *
  * All processes run on this machine: with fewer cores than processes they compete for CPU,
- * which the figures include (they are an upper bound of the overhead on dedicated nodes).
+ * which the step times include (they are an upper bound of the overhead on dedicated nodes).
+ * `busiest_cpu_ms_per_step` is what a step would cost where every process has its own cores: CPU
+ * time does not grow while a process waits for a core, so on such a machine a step cannot take
+ * less than it (plus the network's time), whatever the step time measured here.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -279,8 +287,6 @@ function syntheticDataset(samples: number): Dataset {
 async function simulatedMode(): Promise<Record<string, unknown>[]> {
   await initBackend('wasm');
   const computeMs = Number(args['compute-ms']);
-  const simSteps = Number(args['sim-steps']);
-  const simWarmup = 2;
   const rows: Record<string, unknown>[] = [];
   for (const millions of args['sim-params']!.split(',').map(Number)) {
     const layers = denseLayers(millions);
@@ -288,69 +294,116 @@ async function simulatedMode(): Promise<Record<string, unknown>[]> {
     const params = countParams(probe);
     probe.dispose();
     for (const workers of args['sim-workers']!.split(',').map(Number)) {
-      const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-bench-'));
-      const sink = new StepSink();
-      const input: JobInput = {
-        name: 'bench-overhead',
-        backend: 'wasm',
-        model: { layers },
-        train: { epochs: 1, batchSize: BATCH, logEvery: 1, optimizer: { name: 'adam', learningRate: 1e-3 } },
-        output: { dir },
-        cluster: { host: '127.0.0.1', port: 0, minWorkers: workers, stepDeadlineMs: 600_000, balance: 'equal' },
-      };
-      const children: ChildProcess[] = [];
-      // Bytes each process passed through read()/write() (sockets, here) after the warm-up.
-      let before: { in: number; out: number }[] | undefined;
-      let after: { in: number; out: number }[] | undefined;
-      const pids = (): number[] => [process.pid, ...children.map((c) => c.pid!)];
-      sink.onStep = (count) => {
-        if (count === simWarmup) before = pids().map(processIoBytes);
-        if (count === simWarmup + simSteps) after = pids().map(processIoBytes);
-      };
-      const result = runCoordinator({
-        job: parseJob(input),
-        dataset: syntheticDataset(BATCH * (simSteps + simWarmup)),
-        log: pino({ level: 'info' }, sink),
-        onListening: ({ port }) => {
-          for (let i = 0; i < workers; i++) {
-            children.push(spawn(process.execPath, ['bin/drover.js', 'worker', '--coordinator', `127.0.0.1:${port}`, '--name', `sim${i}`, '--simulate-compute-ms', String(computeMs)], { cwd: root, stdio: 'ignore' }));
-          }
-        },
-      });
-      try {
-        await result;
-      } finally {
-        for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
-        await rm(dir, { recursive: true, force: true });
-      }
-      const split = summarise(sink.steps, simWarmup);
-      const overheadMs = split.stepMs - computeMs;
-      const busiest = before && after ? Math.max(...after.flatMap((b, i) => [b.in - before![i]!.in, b.out - before![i]!.out])) / simSteps : NaN;
-      const row = {
-        setup: `sim-star-${workers}w-${millions}m`,
-        mode: 'simulated',
-        reduction: 'star',
-        workers,
-        params,
-        img_per_s: split.imgPerSec,
-        step_ms: split.stepMs,
-        // Fixed global batch: more workers share the same 64 samples, so the ideal step time stays that of one worker.
-        efficiency: null,
-        busiest_bytes_per_model: busiest / (4 * params),
-        simulated_compute_ms: computeMs,
-        overhead_ms: overheadMs,
-        overhead_share: overheadMs / split.stepMs,
-        transfer_ms: split.transferMs,
-        reduce_ms: split.reduceMs,
-      };
-      rows.push(row);
-      if (args.json) console.log(JSON.stringify(row));
-      if (!args.json) {
-        console.log(`${(params / 1e6).toFixed(2).padStart(6)} M params, ${String(workers).padStart(2)} workers: step ${fmt(split.stepMs).padStart(7)} ms = ${computeMs} ms compute + ${fmt(overheadMs).padStart(7)} ms overhead (${fmt(100 * overheadMs / split.stepMs, 0)} %: transfer ${fmt(split.transferMs)}, reduce ${fmt(split.reduceMs)}); busiest process moves ${fmt(row.busiest_bytes_per_model, 2)} x model bytes per step`);
+      for (const reduction of reductionsArg()) {
+        const run = await simulatedRun(layers, workers, reduction);
+        const { split } = run;
+        const overheadMs = split.stepMs - computeMs;
+        const row = {
+          setup: `sim-${reduction}-${workers}w-${millions}m`,
+          mode: 'simulated',
+          reduction,
+          workers,
+          params,
+          img_per_s: split.imgPerSec,
+          step_ms: split.stepMs,
+          // Fixed global batch: more workers share the same 64 samples, so the ideal step time stays that of one worker.
+          efficiency: null,
+          busiest_bytes_per_model: run.busiestBytes / (4 * params),
+          busiest_cpu_ms_per_step: run.busiestCpuMs,
+          simulated_compute_ms: computeMs,
+          overhead_ms: overheadMs,
+          overhead_share: overheadMs / split.stepMs,
+          transfer_ms: split.transferMs,
+          reduce_ms: split.reduceMs,
+        };
+        rows.push(row);
+        if (args.json) console.log(JSON.stringify(row));
+        else {
+          console.log(`${(params / 1e6).toFixed(2).padStart(6)} M params, ${reduction}, ${String(workers).padStart(2)} workers: step ${fmt(split.stepMs).padStart(7)} ms = ${computeMs} ms compute + ${fmt(overheadMs).padStart(7)} ms overhead (${fmt(100 * overheadMs / split.stepMs, 0)} %: transfer ${fmt(split.transferMs)}, reduce ${fmt(split.reduceMs)}); busiest process moves ${fmt(row.busiest_bytes_per_model, 2)} x model bytes and uses ${fmt(run.busiestCpuMs)} ms CPU per step`);
+        }
       }
     }
   }
   return rows;
+}
+
+/** One simulated job on loopback: the coordinator in this process, `workers` worker processes. */
+async function simulatedRun(layers: LayerSpecInput[], workers: number, reduction: Reduction): Promise<{ split: Split; busiestBytes: number; busiestCpuMs: number }> {
+  const computeMs = Number(args['compute-ms']);
+  const simSteps = Number(args['sim-steps']);
+  const simWarmup = 2;
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-bench-'));
+  const sink = new StepSink();
+  const input: JobInput = {
+    name: 'bench-overhead',
+    backend: 'wasm',
+    model: { layers },
+    train: { epochs: 1, batchSize: BATCH, logEvery: 1, optimizer: { name: 'adam', learningRate: 1e-3 } },
+    output: { dir },
+    cluster: { host: '127.0.0.1', port: 0, minWorkers: workers, stepDeadlineMs: 600_000, balance: 'equal', reduction },
+  };
+  const children: ChildProcess[] = [];
+  // Bytes each process passed through read()/write() (sockets, here) and its CPU time, after the warm-up.
+  let before: { io: { in: number; out: number }; cpuMs: number }[] | undefined;
+  let after: { io: { in: number; out: number }; cpuMs: number }[] | undefined;
+  const sample = (): { io: { in: number; out: number }; cpuMs: number }[] => [process.pid, ...children.map((c) => c.pid!)].map((pid) => ({ io: processIoBytes(pid), cpuMs: processCpuMs(pid) }));
+  sink.onStep = (count) => {
+    if (count === simWarmup) before = sample();
+    if (count === simWarmup + simSteps) after = sample();
+  };
+  const result = runCoordinator({
+    job: parseJob(input),
+    dataset: syntheticDataset(BATCH * (simSteps + simWarmup)),
+    log: pino({ level: 'info' }, sink),
+    onListening: ({ port }) => {
+      for (let i = 0; i < workers; i++) {
+        children.push(spawn(process.execPath, [...workerNodeArgs, 'bin/drover.js', 'worker', '--coordinator', `127.0.0.1:${port}`, '--name', `sim${i}`, '--simulate-compute-ms', String(computeMs)], { cwd: root, stdio: 'ignore' }));
+      }
+    },
+  });
+  try {
+    await result;
+  } finally {
+    // SIGTERM first, so a worker run with a handler for it (a profiler's) can finish its files.
+    for (const child of children) if (child.exitCode === null) child.kill('SIGTERM');
+    await Promise.race([Promise.all(children.map((c) => new Promise((resolve) => (c.exitCode !== null ? resolve(null) : c.once('exit', resolve))))), new Promise((resolve) => setTimeout(resolve, 3000))]);
+    for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  }
+  const busiestBytes = before && after ? Math.max(...after.flatMap((b, i) => [b.io.in - before![i]!.io.in, b.io.out - before![i]!.io.out])) / simSteps : NaN;
+  const busiestCpuMs = before && after ? Math.max(...after.map((b, i) => b.cpuMs - before![i]!.cpuMs)) / simSteps : NaN;
+  return { split: summarise(sink.steps, simWarmup), busiestBytes, busiestCpuMs };
+}
+
+/**
+ * Node options for the simulated worker processes, from DROVER_BENCH_WORKER_NODE_ARGS (space
+ * separated), e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof" to profile them (NODE_OPTIONS refuses --cpu-prof).
+ */
+const workerNodeArgs = (process.env.DROVER_BENCH_WORKER_NODE_ARGS ?? '').split(' ').filter(Boolean);
+
+/** --reduction, checked. */
+function reductionsArg(): Reduction[] {
+  const reductions = args.reduction!.split(',').map((r) => r.trim());
+  for (const r of reductions) if (r !== 'star' && r !== 'peer') throw new Error(`--reduction takes star and/or peer, got ${r}`);
+  return reductions as Reduction[];
+}
+
+let clockTicks: number | undefined;
+
+/**
+ * CPU time (user + sys) a process used so far, in ms, from /proc/<pid>/stat (its threads
+ * included: gRPC's, libuv's, the garbage collector's).
+ */
+function processCpuMs(pid: number): number {
+  try {
+    clockTicks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' })) || 100;
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // Fields after the command name (which may hold spaces): state is field 3, utime 14, stime 15.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks;
+  } catch {
+    return NaN;
+  }
 }
 
 /** Bytes a process read() (in) and write() (out) so far (sockets included), from /proc. */
@@ -378,7 +431,7 @@ type Reduction = 'star' | 'peer';
  * One job on a fresh namespace network: node 0 runs the coordinator, nodes 1..N one simulated
  * worker each. With the peer reduction the workers reach each other at their own addresses.
  */
-async function netnsRun(layers: LayerSpecInput[], workers: number, rateMbit: number, reduction: Reduction): Promise<Split & { bytesPerStep: { in: number; out: number }[] }> {
+async function netnsRun(layers: LayerSpecInput[], workers: number, rateMbit: number, reduction: Reduction): Promise<Split & { bytesPerStep: { in: number; out: number }[]; busiestCpuMs: number }> {
   const simSteps = Number(args['sim-steps']);
   const simWarmup = 2;
   const dir = await mkdtemp(path.join(os.tmpdir(), 'drover-bench-'));
@@ -406,6 +459,11 @@ async function netnsRun(layers: LayerSpecInput[], workers: number, rateMbit: num
     // The link counters are read when the warm-up's last step is logged and when the job ends.
     let before: { in: number; out: number }[] | undefined;
     let after: { in: number; out: number }[] | undefined;
+    // CPU time of each process (coordinator first) at the same two moments.
+    const cpu = (): number[] => children.map((c) => processCpuMs(c.pid!));
+    let cpuBefore: number[] | undefined;
+    let cpuAfter: number[] | undefined;
+    let stepsAtAfter = 0;
     let stepsSeen = 0;
     let stepsAtBefore = 0;
     const done = exited(coordinator);
@@ -419,9 +477,14 @@ async function netnsRun(layers: LayerSpecInput[], workers: number, rateMbit: num
         stepsSeen = seen;
         if (!before && seen >= simWarmup) {
           before = linkBytes(net);
+          cpuBefore = cpu();
           stepsAtBefore = seen;
         }
-        if (seen >= simSteps + simWarmup) after ??= linkBytes(net);
+        if (seen >= simSteps + simWarmup && !after) {
+          after = linkBytes(net);
+          cpuAfter = cpu();
+          stepsAtAfter = seen;
+        }
       }
     }
     const code = await done;
@@ -432,7 +495,9 @@ async function netnsRun(layers: LayerSpecInput[], workers: number, rateMbit: num
     });
     const counted = stepsSeen - stepsAtBefore;
     const bytesPerStep = before && after && counted > 0 ? after.map((b, i) => ({ in: (b.in - before![i]!.in) / counted, out: (b.out - before![i]!.out) / counted })) : [];
-    return { ...summarise(lines, simWarmup), bytesPerStep };
+    const cpuSteps = stepsAtAfter - stepsAtBefore;
+    const busiestCpuMs = cpuBefore && cpuAfter && cpuSteps > 0 ? Math.max(...cpuAfter.map((c, i) => c - cpuBefore![i]!)) / cpuSteps : NaN;
+    return { ...summarise(lines, simWarmup), bytesPerStep, busiestCpuMs };
   } finally {
     for (const child of children) if (child.exitCode === null) child.kill('SIGKILL');
     await Promise.all(children.map(exited));
@@ -443,8 +508,7 @@ async function netnsRun(layers: LayerSpecInput[], workers: number, rateMbit: num
 
 async function netnsMode(): Promise<Record<string, unknown>[]> {
   await initBackend('wasm');
-  const reductions = args.reduction!.split(',').map((r) => r.trim());
-  for (const r of reductions) if (r !== 'star' && r !== 'peer') throw new Error(`--reduction takes star and/or peer, got ${r}`);
+  const reductions = reductionsArg();
   const rows: Record<string, unknown>[] = [];
   for (const rateMbit of args.rates!.split(',').map(Number)) {
     for (const millions of args['sim-params']!.split(',').map(Number)) {
@@ -455,7 +519,7 @@ async function netnsMode(): Promise<Record<string, unknown>[]> {
       // Efficiency is against one worker of the same reduction.
       const oneWorkerStepMs = new Map<Reduction, number>();
       for (const workers of args['net-workers']!.split(',').map(Number)) {
-        for (const reduction of reductions as Reduction[]) {
+        for (const reduction of reductions) {
           const run = await netnsRun(layers, workers, rateMbit, reduction);
           if (workers === 1) oneWorkerStepMs.set(reduction, run.stepMs);
           const one = oneWorkerStepMs.get(reduction);
@@ -473,6 +537,7 @@ async function netnsMode(): Promise<Record<string, unknown>[]> {
             busiest_bytes_per_model: Math.max(...run.bytesPerStep.flatMap((b) => [b.in, b.out])) / modelBytes,
             busiest_in_out_bytes_per_model: Math.max(...run.bytesPerStep.map((b) => b.in + b.out)) / modelBytes,
             // Node 0 is the coordinator.
+            busiest_cpu_ms_per_step: run.busiestCpuMs,
             coordinator_bytes_per_model: run.bytesPerStep[0] ? (run.bytesPerStep[0].in + run.bytesPerStep[0].out) / modelBytes : null,
             transfer_ms: run.transferMs,
             reduce_ms: run.reduceMs,
@@ -480,7 +545,7 @@ async function netnsMode(): Promise<Record<string, unknown>[]> {
           rows.push(row);
           if (args.json) console.log(JSON.stringify(row));
           else {
-            console.log(`${String(rateMbit).padStart(6)} Mbit/s ${(params / 1e6).toFixed(2).padStart(6)} M params, ${reduction}, ${String(workers).padStart(2)} workers: step ${fmt(run.stepMs).padStart(8)} ms, ${fmt(run.imgPerSec, 0).padStart(6)} img/s, efficiency ${row.efficiency === null ? '-' : fmt(100 * row.efficiency, 0) + ' %'}, busiest process moves ${fmt(row.busiest_bytes_per_model, 2)} x model bytes per step each way (${fmt(row.busiest_in_out_bytes_per_model, 2)} in + out)`);
+            console.log(`${String(rateMbit).padStart(6)} Mbit/s ${(params / 1e6).toFixed(2).padStart(6)} M params, ${reduction}, ${String(workers).padStart(2)} workers: step ${fmt(run.stepMs).padStart(8)} ms, ${fmt(run.imgPerSec, 0).padStart(6)} img/s, efficiency ${row.efficiency === null ? '-' : fmt(100 * row.efficiency, 0) + ' %'}, busiest process moves ${fmt(row.busiest_bytes_per_model, 2)} x model bytes per step each way (${fmt(row.busiest_in_out_bytes_per_model, 2)} in + out), busiest process uses ${fmt(run.busiestCpuMs)} ms CPU per step`);
           }
         }
       }

@@ -7,7 +7,9 @@
  *
  *   node --import tsx bench/peer.ts [--json] [--ranks 2,3,4] [--sizes 0.2,3.5,25] [--encodings fp32,bf16] [--reps 3]
  *
- * --json prints one line per setup: {"ranks":N,"params":P,"encoding":"fp32","ms_per_reduce":M,"sent_per_vector":R}.
+ * --json prints one line per setup: {"ranks":N,"params":P,"encoding":"fp32","ms_per_reduce":M,"cpu_ms_per_reduce":C,"sent_per_vector":R}.
+ * cpu_ms_per_reduce is this process's CPU time (user + sys, all its ranks together) per reduction:
+ * unlike the wall time, it does not grow when other processes take the cores.
  * All ranks share one event loop and the machine's cores, so times are an upper bound of what
  * separate processes on separate machines take; compare setups within one run. Asserts nothing.
  */
@@ -38,6 +40,7 @@ interface Row {
   params: number;
   encoding: Encoding;
   ms_per_reduce: number;
+  cpu_ms_per_reduce: number;
   sent_per_vector: number;
 }
 
@@ -65,19 +68,27 @@ for (const count of rankCounts) {
         step++;
         return Promise.all(collectives.map((c, r) => c.reduceScatterAllGather(step, vectors[r]!, { deadlineMs: 120_000, encoding })));
       };
-      await reduce(); // connections, buffers
+      // As a worker does once its optimizer applied the sum: the next reduction refills it.
+      const reduceAndRecycle = async (): Promise<void> => {
+        const sums = await reduce();
+        sums.forEach((sum, r) => collectives[r]!.recycle(sum));
+      };
+      await reduceAndRecycle(); // connections, buffers
       const sentBefore = collectives[0]!.stats.bytesSent;
       const times: number[] = [];
+      const cpuBefore = process.cpuUsage();
       for (let i = 0; i < reps; i++) {
         const started = performance.now();
-        await reduce();
+        await reduceAndRecycle();
         times.push(performance.now() - started);
       }
+      const cpu = process.cpuUsage(cpuBefore);
+      const cpuMs = (cpu.user + cpu.system) / 1000 / reps;
       const sent = (collectives[0]!.stats.bytesSent - sentBefore) / reps;
-      const row: Row = { ranks: count, params, encoding, ms_per_reduce: Math.round(median(times) * 10) / 10, sent_per_vector: Math.round((sent / (params * bytesPerValue(encoding))) * 1000) / 1000 };
+      const row: Row = { ranks: count, params, encoding, ms_per_reduce: Math.round(median(times) * 10) / 10, cpu_ms_per_reduce: Math.round(cpuMs * 10) / 10, sent_per_vector: Math.round((sent / (params * bytesPerValue(encoding))) * 1000) / 1000 };
       rows.push(row);
       if (args.json) process.stdout.write(`${JSON.stringify(row)}\n`);
-      else process.stdout.write(`ranks ${count}  ${(params / 1e6).toFixed(1).padStart(5)} M  ${encoding}  ${row.ms_per_reduce.toFixed(1).padStart(9)} ms/reduce  sent/vector ${row.sent_per_vector.toFixed(3)} (2(N-1)/N = ${((2 * (count - 1)) / count).toFixed(3)})\n`);
+      else process.stdout.write(`ranks ${count}  ${(params / 1e6).toFixed(1).padStart(5)} M  ${encoding}  ${row.ms_per_reduce.toFixed(1).padStart(9)} ms/reduce ${row.cpu_ms_per_reduce.toFixed(1).padStart(9)} ms CPU/reduce  sent/vector ${row.sent_per_vector.toFixed(3)} (2(N-1)/N = ${((2 * (count - 1)) / count).toFixed(3)})\n`);
     }
   }
   for (const c of collectives) c.close();

@@ -46,6 +46,9 @@ test('a contribution that is not finite fails the task before any peer is reache
   await t.throwsAsync(peer.reduce(1, step, gradients([0, Number.NaN, 0, 0])), { instanceOf: TrainingError, message: /NaN at value 1/ });
   // bf16 rounds 3.4e38 up to Infinity: checked after rounding.
   await t.throwsAsync(peer.reduce(1, step, gradients([0, 0, 3.4e38, 0]), 'bf16'), { instanceOf: TrainingError, message: /Infinity at value 2/ });
+  await t.throwsAsync(peer.reduce(1, step, gradients([0, 0, 0, Number.NEGATIVE_INFINITY]), 'bf16'), { instanceOf: TrainingError, message: /-Infinity at value 3/ });
+  // The largest finite bf16 passes (the task then fails for want of peers, not for its values).
+  await t.throwsAsync(peer.reduce(1, step, gradients([3.3e38, 0, 0, 0]), 'bf16'), { message: /^(?!.*this worker's gradient contribution)/ });
 });
 
 test('a reduced sum that is not finite is refused on every replica at the commit, and each rank says so', async (t) => {

@@ -74,6 +74,10 @@ export class PeerCollective {
   private readonly links = new Map<string, PeerLink>();
   private busy = false;
   private spare: Float32Array[] = [];
+  /** Result vectors handed back (`recycle`), for later reductions of the same length. */
+  private spareResults: Float32Array[] = [];
+  /** Pushes still under way per vector they send from: a recycled result is refilled only once its count is back to none. */
+  private readonly sendingFrom = new Map<Float32Array, number>();
   private readonly counters: CollectiveStats = { reductions: 0, bytesSent: 0, bytesReceived: 0 };
 
   constructor(private readonly options: PeerCollectiveOptions) {
@@ -112,6 +116,17 @@ export class PeerCollective {
     this.connect();
   }
 
+  /**
+   * Hands back a vector this collective resolved with, once the caller no longer reads it nor
+   * holds views of it: a later reduction of the same length fills it again instead of
+   * allocating (and the kernel zeroing) a new one, once the sums it was sending from it went
+   * out. Recycling is optional; a vector recycled twice is kept once.
+   */
+  recycle(vector: Float32Array): void {
+    if (this.spareResults.includes(vector)) return;
+    this.spareResults = [...this.spareResults.filter((v) => v.length === vector.length), vector].slice(-2);
+  }
+
   /** Closes every link (the server, and its inbox, are the caller's). */
   close(): void {
     for (const link of this.links.values()) link.close();
@@ -144,7 +159,7 @@ export class PeerCollective {
     const { encoding } = options;
     const ranges = splitRanges(flat.length, size);
     const own = ranges[rank]!;
-    const result = new Float32Array(flat.length);
+    const result = this.resultVector(flat.length);
     const ownSum = result.subarray(own.start, own.start + own.count);
     const contributions = this.contributionBuffers(rank, size, own.count);
     const mine = flat.subarray(own.start, own.start + own.count);
@@ -185,7 +200,7 @@ export class PeerCollective {
       const maybeDone = (): void => {
         if (gathering && missing.scatter.size === 0 && missing.gather.size === 0) finish();
       };
-      const send = (to: number, phase: Phase, range: number, bytes: Uint8Array): void => {
+      const send = (to: number, phase: Phase, range: number, bytes: Uint8Array, source: Float32Array): void => {
         const push = this.links.get(peers[to]!)!.push(
           { jobId: this.options.jobId, generation, step, phase, sender: rank, range },
           bytes,
@@ -194,8 +209,12 @@ export class PeerCollective {
         );
         pending.add(push);
         this.counters.bytesSent += bytes.byteLength;
+        this.sendingFrom.set(source, (this.sendingFrom.get(source) ?? 0) + 1);
         void push.done.then((outcome) => {
           pending.delete(push);
+          const left = this.sendingFrom.get(source)! - 1;
+          if (left > 0) this.sendingFrom.set(source, left);
+          else this.sendingFrom.delete(source);
           if (finished || outcome.ok) return;
           const reason = outcome.unreachable ? 'unreachable' : 'refused';
           fail({ ranks: [to], phase, step, reason }, `${reason === 'unreachable' ? 'is unreachable' : 'refused its range'}: ${outcome.error.message}`, outcome.error);
@@ -206,7 +225,7 @@ export class PeerCollective {
         if (encoding === 'bf16') roundArrayToBf16(ownSum);
         gathering = true;
         const bytes = wireBytes(ownSum, encoding);
-        for (let r = 0; r < size; r++) if (r !== rank) send(r, 'gather', rank, bytes);
+        for (let r = 0; r < size; r++) if (r !== rank) send(r, 'gather', rank, bytes, result);
         maybeDone();
       };
       const onAbort = (): void => finish(options.signal!.reason instanceof Error ? options.signal!.reason : new Error(String(options.signal!.reason)));
@@ -232,9 +251,17 @@ export class PeerCollective {
         },
       );
       if (finished) return;
-      for (let r = 0; r < size; r++) if (r !== rank) send(r, 'scatter', r, wireBytes(flat.subarray(ranges[r]!.start, ranges[r]!.start + ranges[r]!.count), encoding));
+      for (let r = 0; r < size; r++) if (r !== rank) send(r, 'scatter', r, wireBytes(flat.subarray(ranges[r]!.start, ranges[r]!.start + ranges[r]!.count), encoding), flat);
       if (!gathering && missing.scatter.size === 0) gather();
     });
+  }
+
+  /** A recycled vector of `length` values that nothing sends from any more, or a new one. Every value is overwritten by the reduction. */
+  private resultVector(length: number): Float32Array {
+    const free = this.spareResults.findIndex((v) => v.length === length && !this.sendingFrom.has(v));
+    if (free < 0) return new Float32Array(length);
+    const [vector] = this.spareResults.splice(free, 1);
+    return vector!;
   }
 
   /** Receive buffers for the other ranks' contributions, kept from the last step when the size matches. */

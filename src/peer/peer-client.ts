@@ -5,6 +5,7 @@ import { channelCredentials, type ClientTlsFiles } from '../wire/credentials.ts'
 import { FLOW_CONTROL_WINDOW } from '../wire/flow-control.ts';
 import { ERROR_CODE_KEY, fromServiceError } from '../wire/status.ts';
 import { encodeBf16 } from '../wire/bf16.ts';
+import { releaseChunkFrame } from './framed-push.ts';
 import type { PeerClient } from './generated/drover/peer/v1/Peer.ts';
 import type { PeerChunk } from './generated/drover/peer/v1/PeerChunk.ts';
 import { bytesPerValue, createPeerClient, ENCODING_ON_WIRE, MAX_PEER_CHUNK_BYTES, MAX_PEER_MESSAGE_BYTES, PEER_PROTOCOL_VERSION, PHASE_ON_WIRE, type Encoding, type Phase } from './protocol.ts';
@@ -65,6 +66,10 @@ export class PeerLink {
       'grpc.max_receive_message_length': 64 * 1024,
       'grpc-node.flow_control_window': FLOW_CONTROL_WINDOW,
       ...options.channelOptions,
+      // No retry buffering: a chunk's write callback then means gRPC wrote it, and its frame
+      // goes back to the pool (framed-push.ts). A push is never retried anyway.
+      'grpc.enable_retries': 0,
+      'grpc.per_rpc_retry_buffer_size': 0,
     });
   }
 
@@ -144,7 +149,7 @@ async function writeChunks(
       encoding: ENCODING_ON_WIRE[encoding],
       payload: bytes.subarray(offset * bpv, (offset + count) * bpv),
     };
-    if (!call.write(chunk)) {
+    if (!call.write(chunk, () => releaseChunkFrame(chunk))) {
       // Wait for room, or for the call to end (refused, cancelled, deadline): 'drain' never comes then.
       await new Promise<void>((resume) => {
         const go = (): void => {

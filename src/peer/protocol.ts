@@ -4,6 +4,7 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { LOAD_OPTIONS, MAX_CHUNK_BYTES } from '../wire/protocol.ts';
 import type { ProtoGrpcType } from './generated/peer.ts';
+import { framedChunkSerializer, installClientFramedWrite } from './framed-push.ts';
 import type { PeerClient, PeerDefinition } from './generated/drover/peer/v1/Peer.ts';
 
 /**
@@ -55,8 +56,18 @@ export function peerService(): PeerDefinition {
   return loadPeerProtocol().drover.peer.v1.Peer.service;
 }
 
-/** A client of one worker's Peer service. */
+let PeerClientWithFrames: grpc.ServiceClientConstructor | undefined;
+
+/**
+ * A client of one worker's Peer service, whose Push chunks are framed with one copy of their
+ * payload (src/peer/framed-push.ts).
+ */
 export function createPeerClient(address: string, credentials: grpc.ChannelCredentials, options: grpc.ChannelOptions = {}): PeerClient {
-  const Client = loadPeerProtocol().drover.peer.v1.Peer;
-  return new Client(address, credentials, options);
+  if (!PeerClientWithFrames) {
+    installClientFramedWrite();
+    const service = peerService();
+    const push = service.Push;
+    PeerClientWithFrames = grpc.makeClientConstructor({ ...service, Push: { ...push, requestSerialize: framedChunkSerializer(push.requestSerialize) } } as grpc.ServiceDefinition, 'Peer');
+  }
+  return new PeerClientWithFrames(address, credentials, options) as unknown as PeerClient;
 }

@@ -2,13 +2,14 @@ import { createRequire } from 'node:module';
 import { GrpcInternalsError } from '../errors.ts';
 
 /**
- * drover reaches into grpc-js internals in two places, for speed: the server call's message
- * framing (framed-serialize.ts) and the server's HTTP/2 settings (flow-control.ts). No semver
- * promise covers internals, so both were tested against one version and package.json pins its
+ * drover reaches into grpc-js internals in three places, for speed: the server call's message
+ * framing (framed-serialize.ts), the server's HTTP/2 settings (flow-control.ts) and the client's
+ * message framing for peer chunks (src/peer/framed-push.ts). No semver promise covers
+ * internals, so all were tested against one version and package.json pins its
  * minor (`~1.14.7`). Before touching an internal each patch calls `checkGrpcJsVersion`, which
  * refuses any other version loudly: a silent fallback would leave a cluster slower (or broken)
  * with nothing in the log to say why. To move to a new grpc-js: bump the pin, re-run
- * test/wire-grpc-internals.test.ts (it observes both patches on a real server), update this.
+ * test/wire-grpc-internals.test.ts and test/peer-framing.test.ts (they observe the patches), update this.
  */
 export const TESTED_GRPC_JS_VERSION = '1.14.7';
 

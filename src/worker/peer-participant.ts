@@ -1,5 +1,5 @@
 import { PeerTimeoutError, ProtocolError, TrainingError } from '../errors.ts';
-import { roundArrayToBf16 } from '../wire/bf16.ts';
+import { bf16BitsOf, roundToBf16 } from '../wire/bf16.ts';
 import { firstNonFinite } from '../wire/finite-check.ts';
 import type { Batch } from '../data/types.ts';
 import type { TaskAssignment__Output } from '../wire/generated/drover/v1/TaskAssignment.ts';
@@ -57,6 +57,12 @@ export class PeerParticipant {
   private closing: Promise<void> | undefined;
   private readonly gradientSizes: number[];
   private readonly bufferSizes: number[];
+  /**
+   * The last vector reduced, free to fill again: once a reduction resolved, every peer holds the
+   * ranges it sent from it (each owner's sum needed them whole). Saves allocating, and the kernel
+   * zeroing, a vector of the whole model every step.
+   */
+  private spareFlat: Float32Array | undefined;
 
   private constructor(
     private readonly options: PeerParticipantOptions,
@@ -100,23 +106,29 @@ export class PeerParticipant {
       throw new ProtocolError(`step ${step} (generation ${peer.generation}) aborted by the coordinator`);
     }
     this.join({ generation: peer.generation, rank: peer.rank, peers: peer.peers });
-    // A new vector each step: the collective may still be sending the last one's ranges.
-    const flat = new Float32Array(sum(this.gradientSizes) + sum(this.bufferSizes));
+    // Never a vector a reduction that failed may still be sending from (see spareFlat).
+    const length = sum(this.gradientSizes) + sum(this.bufferSizes);
+    const flat = this.spareFlat?.length === length ? this.spareFlat : new Float32Array(length);
+    this.spareFlat = undefined;
+    let offset = 0;
     if (result && result.n > 0) {
       const scale = result.n / peer.globalBatch;
-      let offset = 0;
       for (const g of result.grads) offset = scaleInto(flat, offset, g, scale);
       if (this.bufferSizes.length > 0) for (const b of result.buffers) offset = scaleInto(flat, offset, b, scale);
     }
+    flat.fill(0, offset);
     // A non-finite contribution (bf16 rounds |x| > ~3.39e38 to Inf) would poison every rank's sum:
     // it is this task's failure, so the coordinator deals with this rank alone (as the star does).
-    const rounded = encoding === 'bf16' ? roundArrayToBf16(Float32Array.from(flat)) : flat;
-    const bad = firstNonFinite(rounded);
-    if (bad >= 0) throw new TrainingError(`step ${step}: this worker's gradient contribution holds ${rounded[bad]} at value ${bad}${encoding === 'bf16' && Number.isFinite(flat[bad]!) ? ` (${flat[bad]} overflows bf16)` : ''}`);
+    const bad = encoding === 'bf16' ? firstNonFiniteAsBf16(flat) : firstNonFinite(flat);
+    if (bad >= 0) {
+      const sent = encoding === 'bf16' ? roundToBf16(flat[bad]!) : flat[bad];
+      throw new TrainingError(`step ${step}: this worker's gradient contribution holds ${sent} at value ${bad}${encoding === 'bf16' && Number.isFinite(flat[bad]!) ? ` (${flat[bad]} overflows bf16)` : ''}`);
+    }
     const controller = new AbortController();
     this.reducing = { step, generation: peer.generation, controller };
     try {
       const summed = await this.collective!.reduceScatterAllGather(step, flat, { deadlineMs: peer.deadlineMs, encoding, signal: controller.signal });
+      this.spareFlat = flat;
       // Every rank holds the same sum: all refuse a non-finite one alike at the commit.
       const at = firstNonFinite(summed);
       const refused = at >= 0 ? `the reduced gradient holds ${summed[at]} at value ${at}` : undefined;
@@ -186,6 +198,8 @@ export class PeerParticipant {
       return;
     }
     const applied = await replica.applyReduced(grads, buffers, commit.learningRate, commit.version);
+    // A replica that copies what it is given keeps no view of the sum: the collective may refill it.
+    if (replica.copiesWeights) this.collective?.recycle(held.summed);
     if (!applied) this.options.log.warn({ step: commit.step }, `step ${commit.step}: the optimizer refused the update (a weight would turn non-finite); weights unchanged`);
   }
 
@@ -230,6 +244,16 @@ export class PeerParticipant {
     collective?.close();
     this.collective = new PeerCollective({ jobId: this.options.jobId, token: this.options.token, inbox: this.server.inbox, group });
   }
+}
+
+/**
+ * Index of the first value that is not finite once rounded to bfloat16 (NaN, infinite, or
+ * beyond bf16's range), or -1. Reads the values in place: no rounded copy of the whole model.
+ */
+function firstNonFiniteAsBf16(values: Float32Array): number {
+  const bits = new Uint32Array(values.buffer, values.byteOffset, values.length);
+  for (let j = 0; j < bits.length; j++) if ((bf16BitsOf(bits[j]!) & 0x7f80) === 0x7f80) return j;
+  return -1;
 }
 
 /** Writes `values * scale` into `flat` from `offset`; returns the offset after them. */
