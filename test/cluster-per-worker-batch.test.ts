@@ -14,32 +14,40 @@ test.before(async () => {
 const stepN = (line: LogLine): number => line.n as number;
 const workerIds = (line: LogLine): string[] => (line.workers as { worker: string }[]).map((w) => w.worker);
 
-test.serial('drover train --workers 2 --processes --per-worker-batch 32 trains on a global batch of 2 x 32 at the linearly scaled rate', async (t) => {
-  const dir = await tempDir(t);
-  const job = path.join(dir, 'job.json');
-  await writeFile(job, JSON.stringify({
-    name: 'per-worker',
-    seed: 2,
-    backend: 'wasm',
-    data: { kind: 'idx', dir: FASHION_MNIST_DIR, limitTrain: 64 * 6, validationSize: 0, limitTest: 64 },
-    model: { layers: [{ type: 'flatten' }, { type: 'dense', units: 16 }] },
-    // The rate 0.01 was tuned for batchSize 32: the reference batch.
-    train: { epochs: 2, batchSize: 32, logEvery: 1, optimizer: { name: 'sgd', learningRate: 0.01 } },
-    output: { dir: path.join(dir, 'out') },
-  }));
-  const run = spawnDrover(t, ['train', '--config', job, '--workers', '2', '--processes', '--per-worker-batch', '32'], { CI: 'true' });
-  const end = await run.sink.waitFor((l) => l.event === 'job_end', 'the job to end', 180_000);
-  t.is(end.status, 'completed');
-  t.is(await run.exited, 0);
-  const start = run.sink.events('job_start')[0]!;
-  t.is(start.batchSize, 64);
-  t.is(start.stepsPerEpoch, 6);
-  const steps = run.sink.events('step');
-  t.deepEqual(steps.map(stepN), Array.from({ length: 12 }, () => 64), 'every step: 2 workers x 32');
-  t.true(steps.every((l) => workerIds(l).length === 2), 'both workers in every step');
-  // k = 64 / 32 = 2, warmed up over 5 epochs of 384 samples: 0.01 x (1 + (2 - 1) x samples / (5 x 384)).
-  steps.forEach((l, i) => t.true(Math.abs((l.lr as number) - 0.01 * (1 + (i * 64) / (5 * 384))) < 1e-9, `step ${i + 1}: lr ${l.lr}`));
-});
+// The rule follows the optimizer: k for SGD, sqrt(k) for Adam (cluster.batch.scaleLearningRate: true).
+for (const { optimizer, rule, factor } of [
+  { optimizer: 'sgd', rule: 'linear', factor: 2 },
+  { optimizer: 'adam', rule: 'sqrt', factor: Math.SQRT2 },
+] as const) {
+  test.serial(`drover train --workers 2 --processes --per-worker-batch 32 with ${optimizer} trains on a global batch of 2 x 32 at the ${rule}-scaled rate`, async (t) => {
+    const dir = await tempDir(t);
+    const job = path.join(dir, 'job.json');
+    await writeFile(job, JSON.stringify({
+      name: 'per-worker',
+      seed: 2,
+      backend: 'wasm',
+      data: { kind: 'idx', dir: FASHION_MNIST_DIR, limitTrain: 64 * 6, validationSize: 0, limitTest: 64 },
+      model: { layers: [{ type: 'flatten' }, { type: 'dense', units: 16 }] },
+      // The rate 0.01 was tuned for batchSize 32: the reference batch.
+      train: { epochs: 2, batchSize: 32, logEvery: 1, optimizer: { name: optimizer, learningRate: 0.01 } },
+      output: { dir: path.join(dir, 'out') },
+    }));
+    const run = spawnDrover(t, ['train', '--config', job, '--workers', '2', '--processes', '--per-worker-batch', '32'], { CI: 'true' });
+    const end = await run.sink.waitFor((l) => l.event === 'job_end', 'the job to end', 180_000);
+    t.is(end.status, 'completed');
+    t.is(await run.exited, 0);
+    const start = run.sink.events('job_start')[0]!;
+    t.is(start.batchSize, 64);
+    t.is(start.stepsPerEpoch, 6);
+    const told = run.sink.lines.filter((l) => l.scalingRule !== undefined);
+    t.deepEqual(told.map((l) => [l.scalingRule, l.optimizer]), [[rule, optimizer]], 'the rule is told once, at the start');
+    const steps = run.sink.events('step');
+    t.deepEqual(steps.map(stepN), Array.from({ length: 12 }, () => 64), 'every step: 2 workers x 32');
+    t.true(steps.every((l) => workerIds(l).length === 2), 'both workers in every step');
+    // Global batch 64 = 2 x 32: the factor is the rule's of 2, warmed up over 5 epochs of 384 samples.
+    steps.forEach((l, i) => t.true(Math.abs((l.lr as number) - 0.01 * (1 + (factor - 1) * ((i * 64) / (5 * 384)))) < 1e-9, `step ${i + 1}: lr ${l.lr}`));
+  });
+}
 
 test.serial('a worker joining mid-epoch doubles the global batch from a step boundary on, and the epoch still covers every sample once', async (t) => {
   const dir = await tempDir(t);

@@ -4,7 +4,8 @@ import type { DataSplit } from '../src/data/types.ts';
 import { parseJob } from '../src/job/job-file.ts';
 import type { StepContext, StepEngine, StepOutcome } from '../src/job/step-engine.ts';
 import { runTrainingLoop, type TrainingLoopOptions, type TrainingProgress } from '../src/job/training-loop.ts';
-import { batchScale } from '../src/train/schedule.ts';
+import { isAdaptiveOptimizer } from '../src/train/optimizers.ts';
+import { batchScale, scalingRuleFor } from '../src/train/schedule.ts';
 import { eventSink } from './helpers/event-sink.ts';
 
 // A per-worker batch (cluster.batch): batches of varying size from the sampler, the loop drawing
@@ -59,14 +60,36 @@ test('a sampler resumed from any position of varying batches continues exactly, 
 });
 
 test('linear scaling with gradual warm-up (Goyal et al. 2017): from the base rate to k times it over the warm-up epochs', (t) => {
-  const scaling = { referenceBatch: 256, warmupEpochs: 5 };
+  const scaling = { rule: 'linear', referenceBatch: 256, warmupEpochs: 5 } as const;
   t.is(batchScale(256 * 8, 0, scaling), 1, 'the warm-up starts at the rate tuned for the reference batch');
   t.is(batchScale(256 * 8, 2.5, scaling), 4.5, 'halfway: halfway from 1 to 8');
   t.is(batchScale(256 * 8, 5, scaling), 8, 'after the warm-up: k = global / reference');
   t.is(batchScale(256 * 8, 40, scaling), 8);
   t.is(batchScale(256, 1, scaling), 1, 'the reference batch is never scaled');
   t.is(batchScale(128, 10, scaling), 0.5, 'a smaller batch scales down');
-  t.is(batchScale(512, 0, { referenceBatch: 256, warmupEpochs: 0 }), 2, 'no warm-up: k at once');
+  t.is(batchScale(512, 0, { ...scaling, warmupEpochs: 0 }), 2, 'no warm-up: k at once');
+});
+
+test('square-root scaling with gradual warm-up (Malladi et al. 2022): from the base rate to sqrt(k) times it over the warm-up epochs', (t) => {
+  const scaling = { rule: 'sqrt', referenceBatch: 64, warmupEpochs: 5 } as const;
+  t.is(batchScale(64 * 4, 0, scaling), 1, 'the warm-up starts at the rate tuned for the reference batch');
+  t.is(batchScale(64 * 4, 2.5, scaling), 1.5, 'halfway: halfway from 1 to sqrt(4) = 2');
+  t.is(batchScale(64 * 4, 5, scaling), 2, 'after the warm-up: sqrt(global / reference)');
+  t.is(batchScale(64 * 16, 40, scaling), 4);
+  t.is(batchScale(64 * 2, 7, scaling), Math.SQRT2);
+  t.is(batchScale(64, 1, scaling), 1, 'the reference batch is never scaled');
+  t.is(batchScale(16, 10, scaling), 0.5, 'a smaller batch scales down: sqrt(1/4)');
+  t.is(batchScale(64 * 9, 0, { ...scaling, warmupEpochs: 0 }), 3, 'no warm-up: sqrt(k) at once');
+});
+
+test('scaleLearningRate true picks the rule by optimizer: square root for the adaptive ones, linear for SGD; a named rule or false overrides', (t) => {
+  const expected = { sgd: 'linear', momentum: 'linear', adam: 'sqrt', rmsprop: 'sqrt' } as const;
+  for (const name of Object.keys(expected) as (keyof typeof expected)[]) {
+    t.is(scalingRuleFor(true, isAdaptiveOptimizer(name)), expected[name], name);
+    t.is(scalingRuleFor('linear', isAdaptiveOptimizer(name)), 'linear', `${name}, linear asked`);
+    t.is(scalingRuleFor('sqrt', isAdaptiveOptimizer(name)), 'sqrt', `${name}, sqrt asked`);
+    t.is(scalingRuleFor(false, isAdaptiveOptimizer(name)), undefined, `${name}, no scaling`);
+  }
 });
 
 test('cluster.batch: perWorker required, warm-up 5 epochs and scaling on by default, unknown fields refused', (t) => {
@@ -76,6 +99,9 @@ test('cluster.batch: perWorker required, warm-up 5 epochs and scaling on by defa
   t.throws(() => parseJob({ cluster: { batch: {} } }), { message: /cluster\.batch\.perWorker/ });
   t.throws(() => parseJob({ cluster: { batch: { perWorker: 8, perworker: 8 } } }), { message: /unknown field/ });
   t.throws(() => parseJob({ cluster: { batch: { perWorker: 0 } } }), { message: /cluster\.batch\.perWorker/ });
+  // The rule by name, or true / false as job files before the rules were named wrote it.
+  for (const scaleLearningRate of [true, false, 'linear', 'sqrt'] as const) t.is(parseJob({ cluster: { batch: { perWorker: 8, scaleLearningRate } } }).cluster!.batch!.scaleLearningRate, scaleLearningRate);
+  t.throws(() => parseJob({ cluster: { batch: { perWorker: 8, scaleLearningRate: 'cubic' } } }), { message: /cluster\.batch\.scaleLearningRate/ });
 });
 
 // ---- the loop over an engine whose replicas change ----
@@ -181,15 +207,23 @@ test('the global batch is perWorker x the live replicas, changing at a step boun
   t.is(run.events.filter((e) => e.event === 'epoch').length, 3);
 });
 
-test('learning rate: the schedule over samples seen, times the linear scale of the step\'s global batch, warmed up by epoch fraction', async (t) => {
+test('learning rate: the schedule over samples seen, times the linear or square-root scale of the step\'s global batch, warmed up by epoch fraction', async (t) => {
   const engine = new ChangingCluster(2);
-  const run = loop(engine, { epochs: 3, perWorker: { perWorker: 4, scaling: { referenceBatch: 4, warmupEpochs: 1 } } });
+  const run = loop(engine, { epochs: 3, perWorker: { perWorker: 4, scaling: { rule: 'linear', referenceBatch: 4, warmupEpochs: 1 } } });
   await runTrainingLoop(run);
   const lrs = engine.steps.map((s) => s.ctx.lr);
   // Global batch 8 = 2 x the reference 4: k = 2, ramped from 1 over the first epoch (40 samples, 5 steps).
   const expected = [1, 1.2, 1.4, 1.6, 1.8, 2, 2, 2, 2, 2].map((f) => 0.1 * f);
   lrs.slice(0, 10).forEach((lr, i) => t.true(Math.abs(lr - expected[i]!) < 1e-12, `step ${i + 1}: ${lr} vs ${expected[i]}`));
   t.deepEqual(run.events.filter((e) => e.event === 'step').map((e) => e.lr), lrs, 'the step events show the rate used');
+  // The square-root rule on 4 replicas: global batch 16 = 4 x the reference, sqrt(4) = 2, ramped
+  // over the first epoch by the samples before each step (0, 16, 32 of 40); the epoch's last
+  // batch is the 8 left, sqrt(2).
+  const rooted = new ChangingCluster(4);
+  await runTrainingLoop(loop(rooted, { epochs: 2, perWorker: { perWorker: 4, scaling: { rule: 'sqrt', referenceBatch: 4, warmupEpochs: 1 } } }));
+  const rootedExpected = [1, 1 + 0.4, 1 + (Math.SQRT2 - 1) * 0.8, 2, 2, Math.SQRT2].map((f) => 0.1 * f);
+  t.deepEqual(rooted.steps.map((s) => s.batch.indices.length), [16, 16, 8, 16, 16, 8]);
+  rooted.steps.forEach((s, i) => t.true(Math.abs(s.ctx.lr - rootedExpected[i]!) < 1e-12, `sqrt, step ${i + 1}: ${s.ctx.lr} vs ${rootedExpected[i]}`));
   // Without scaling: the base rate whatever the batch.
   const plain = new ChangingCluster(3);
   await runTrainingLoop(loop(plain, { epochs: 1 }));
@@ -209,7 +243,7 @@ test('resumed from any checkpoint of a changing cluster, no sample is repeated o
   const membership = (step: number, live: number): number => (step === 2 || step === 7 ? live + 1 : step === 11 ? live - 2 : live);
   const reference = new ChangingCluster(1, membership);
   const saved: TrainingProgress[] = [];
-  const scaling = { referenceBatch: 4, warmupEpochs: 2 };
+  const scaling = { rule: 'linear', referenceBatch: 4, warmupEpochs: 2 } as const;
   await runTrainingLoop({ ...loop(reference, { checkpointEvery: 1, perWorker: { perWorker: 4, scaling } }), checkpoint: async (p) => void saved.push(structuredClone(p)) });
   t.true(saved.length > 10);
   const rate = (batch: SampledBatch): number => 0.1 * batchScale(batch.indices.length, (batch.epoch * 40 + batch.offset) / 40, scaling);

@@ -28,7 +28,8 @@ export type GradientGuardSpec = z.infer<typeof gradientGuardSpecSchema>;
  * A per-worker batch instead of train.batchSize's fixed global batch: each step's global batch is
  * perWorker x the live workers (split by measured throughput as ever), so adding workers adds
  * samples per step rather than cutting each worker's share. The learning rate follows the global
- * batch by the linear scaling rule with gradual warm-up (Goyal et al. 2017, arXiv:1706.02677).
+ * batch with gradual warm-up, by the linear rule for SGD and the square-root rule for adaptive
+ * optimizers (src/train/schedule.ts has the sources).
  */
 export const batchSpecSchema = z.strictObject({
   /** Samples each live worker adds to a step's global batch. */
@@ -36,13 +37,16 @@ export const batchSpecSchema = z.strictObject({
   /** The global batch train.optimizer's learning rate was tuned for (default: train.batchSize). */
   referenceBatch: z.number().int().positive().optional(),
   /**
-   * Epochs over which the rate ramps from its base to base x global / referenceBatch (Goyal et
-   * al.: 5). Each phase ramps again (a transfer job's fine-tuning starts a fresh optimizer at
-   * its own rate).
+   * Epochs over which the rate ramps from its base to the scaled one (Goyal et al.: 5). Each
+   * phase ramps again (a transfer job's fine-tuning starts a fresh optimizer at its own rate).
    */
   warmupEpochs: z.number().min(0).default(5),
-  /** Scale the learning rate with the global batch (false: train.optimizer's rate as it is). */
-  scaleLearningRate: z.boolean().default(true),
+  /**
+   * How the learning rate follows the global batch: `true` by train.optimizer (`sqrt` for adam
+   * and rmsprop, `linear` for sgd and momentum), `linear` (x k for a batch k times the
+   * reference), `sqrt` (x sqrt(k)), or `false` (train.optimizer's rate as it is).
+   */
+  scaleLearningRate: z.union([z.boolean(), z.enum(['linear', 'sqrt'])]).default(true),
 });
 export type BatchSpec = z.infer<typeof batchSpecSchema>;
 

@@ -11,6 +11,8 @@ import { unfreezeFrom } from '../model/transfer.ts';
 import { readWeights } from '../model/weights.ts';
 import { logEvent } from '../telemetry/events.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { isAdaptiveOptimizer } from '../train/optimizers.ts';
+import { scalingRuleFor } from '../train/schedule.ts';
 import { Trainer } from '../train/trainer.ts';
 import { checkpointPath, removeStaleTemporaries, saveCheckpoint, type Checkpoint } from './checkpoint.ts';
 import type { PreprocessSpec, ResizeModeSpec } from '../data/spec.ts';
@@ -201,7 +203,8 @@ export function trainPhase(engine: StepEngine, setup: PhaseSetup, context: { run
     stepOffset: setup.phaseStart.step,
     totalEpochs: run.totalEpochs,
     batchSize: job.train.batchSize,
-    ...perWorkerBatch(job),
+    // The scaling rule is told once, as the run's first phase starts.
+    ...perWorkerBatch(job, setup.index === (run.resumed?.phase ?? 0) ? log : undefined),
     seed: job.seed,
     schedule: job.train.schedule,
     learningRate: setup.phase.learningRate,
@@ -215,12 +218,25 @@ export function trainPhase(engine: StepEngine, setup: PhaseSetup, context: { run
   });
 }
 
-/** cluster.batch as the loop takes it: the reference batch defaults to train.batchSize. */
-function perWorkerBatch(job: Job): { perWorker?: PerWorkerBatch } {
+/**
+ * cluster.batch as the loop takes it: the reference batch defaults to train.batchSize, the
+ * scaling rule to the optimizer's. With `log`, says which rule applies.
+ */
+function perWorkerBatch(job: Job, log?: Logger): { perWorker?: PerWorkerBatch } {
   const batch = job.cluster?.batch;
   if (!batch) return {};
-  const scaling = { referenceBatch: batch.referenceBatch ?? job.train.batchSize, warmupEpochs: batch.warmupEpochs };
-  return { perWorker: { perWorker: batch.perWorker, ...(batch.scaleLearningRate ? { scaling } : {}) } };
+  const optimizer = job.train.optimizer.name;
+  const rule = scalingRuleFor(batch.scaleLearningRate, isAdaptiveOptimizer(optimizer));
+  const referenceBatch = batch.referenceBatch ?? job.train.batchSize;
+  const how = rule === 'sqrt' ? 'x sqrt' : 'x';
+  log?.info(
+    { perWorker: batch.perWorker, scalingRule: rule ?? 'none', optimizer, referenceBatch, warmupEpochs: batch.warmupEpochs },
+    rule
+      ? `per-worker batch ${batch.perWorker}: learning rate ${how}(global batch / ${referenceBatch}) (${rule === 'sqrt' ? 'square-root' : 'linear'} rule for ${optimizer}), warmed up over ${batch.warmupEpochs} epochs`
+      : `per-worker batch ${batch.perWorker}: learning rate not scaled with the global batch`,
+  );
+  const scaling = rule ? { rule, referenceBatch, warmupEpochs: batch.warmupEpochs } : undefined;
+  return { perWorker: { perWorker: batch.perWorker, ...(scaling ? { scaling } : {}) } };
 }
 
 /** Writes the run's checkpoint: the loop's progress with the engine's weights and optimizer state. */

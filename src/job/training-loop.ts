@@ -49,7 +49,7 @@ export interface TrainingLoopOptions {
 
 export interface PerWorkerBatch {
   perWorker: number;
-  /** Scale the learning rate with the global batch (linear rule with warm-up); absent: no scaling. */
+  /** Scale the learning rate with the global batch (linear or square-root rule, with warm-up); absent: no scaling. */
   scaling?: BatchScaling;
 }
 
@@ -231,7 +231,7 @@ export async function runTrainingLoop(options: TrainingLoopOptions): Promise<Tra
  * The learning rate of each step. A fixed batch follows the schedule step by step, as it always
  * did. A per-worker batch makes steps vary in size, so the schedule runs on the samples seen
  * (counted in steps of the reference batch: the same epochs-based shape) and the rate is scaled by
- * the step's global batch (linear rule, warm-up by fractional epochs of this phase). Both derive
+ * the step's global batch (its scaling rule, warm-up by fractional epochs of this phase). Both derive
  * from the sampler's position alone, so a resumed run repeats them exactly.
  */
 function learningRates(options: TrainingLoopOptions, length: number) {

@@ -37,6 +37,22 @@ export const optimizerSpecSchema = z.discriminatedUnion('name', [
 ]);
 export type OptimizerSpec = z.infer<typeof optimizerSpecSchema>;
 
+/**
+ * Whether the optimizer divides each gradient by a running estimate of its scale (Adam,
+ * RMSProp): the learning rate then follows the batch by the square-root rule, not the linear one
+ * (src/train/schedule.ts). A switch, so a new optimizer must be classified here.
+ */
+export function isAdaptiveOptimizer(name: OptimizerSpec['name']): boolean {
+  switch (name) {
+    case 'sgd':
+    case 'momentum':
+      return false;
+    case 'adam':
+    case 'rmsprop':
+      return true;
+  }
+}
+
 /** A named slot of optimizer state, flat, for checkpoints and the wire. */
 export interface OptimizerSlot {
   name: string;

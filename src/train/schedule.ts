@@ -49,21 +49,43 @@ export function learningRateAt(spec: ScheduleSpec, step: number, ctx: ScheduleCo
 }
 
 /**
- * The linear scaling rule with gradual warm-up (Goyal et al. 2017, "Accurate, Large Minibatch
- * SGD: Training ImageNet in 1 Hour", arXiv:1706.02677, sections 2.1-2.2): when the batch is k
- * times the one the learning rate was tuned for, multiply the rate by k; to get past the first
- * unstable epochs, start at the tuned rate (factor 1) and ramp linearly to k over `warmupEpochs`.
+ * How the learning rate follows the global batch when it is k times the one the rate was tuned
+ * for. `linear`: multiply by k, the rule for SGD (Goyal et al. 2017, "Accurate, Large Minibatch
+ * SGD: Training ImageNet in 1 Hour", arXiv:1706.02677, section 2.1). `sqrt`: multiply by sqrt(k),
+ * the rule for adaptive optimizers such as Adam and RMSProp (Malladi et al. 2022, "On the SDEs and
+ * Scaling Rules for Adaptive Gradient Algorithms", arXiv:2205.10287), whose per-coordinate
+ * normalisation already absorbs part of the smaller gradient noise of a larger batch; the
+ * paper's rule also adjusts the betas and epsilon, which drover leaves as the job sets them.
+ */
+export type ScalingRule = 'linear' | 'sqrt';
+
+/**
+ * The rule a job's `scaleLearningRate` asks for: `true` picks by optimizer (sqrt for adaptive
+ * ones, linear otherwise), `false` none (undefined: the rate as it is).
+ */
+export function scalingRuleFor(setting: boolean | ScalingRule, adaptiveOptimizer: boolean): ScalingRule | undefined {
+  if (setting === false) return undefined;
+  if (setting === true) return adaptiveOptimizer ? 'sqrt' : 'linear';
+  return setting;
+}
+
+/**
+ * A scaling rule with gradual warm-up (Goyal et al., section 2.2): to get past the first unstable
+ * epochs, start at the tuned rate (factor 1) and ramp linearly to the rule's factor over
+ * `warmupEpochs`.
  */
 export interface BatchScaling {
+  rule: ScalingRule;
   /** The global batch the base learning rate was tuned for. */
   referenceBatch: number;
-  /** Epochs over which the factor ramps from 1 to globalBatch / referenceBatch (0: at once). */
+  /** Epochs over which the factor ramps from 1 to the rule's (0: at once). */
   warmupEpochs: number;
 }
 
 /** The factor on the learning rate for a step of `globalBatch` samples, `epochsDone` (fractional) epochs in. */
 export function batchScale(globalBatch: number, epochsDone: number, scaling: BatchScaling): number {
   const k = globalBatch / scaling.referenceBatch;
-  if (scaling.warmupEpochs <= 0 || epochsDone >= scaling.warmupEpochs) return k;
-  return 1 + (k - 1) * (Math.max(0, epochsDone) / scaling.warmupEpochs);
+  const factor = scaling.rule === 'sqrt' ? Math.sqrt(k) : k;
+  if (scaling.warmupEpochs <= 0 || epochsDone >= scaling.warmupEpochs) return factor;
+  return 1 + (factor - 1) * (Math.max(0, epochsDone) / scaling.warmupEpochs);
 }
