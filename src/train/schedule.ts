@@ -53,9 +53,10 @@ export function learningRateAt(spec: ScheduleSpec, step: number, ctx: ScheduleCo
  * for. `linear`: multiply by k, the rule for SGD (Goyal et al. 2017, "Accurate, Large Minibatch
  * SGD: Training ImageNet in 1 Hour", arXiv:1706.02677, section 2.1). `sqrt`: multiply by sqrt(k),
  * the rule for adaptive optimizers such as Adam and RMSProp (Malladi et al. 2022, "On the SDEs and
- * Scaling Rules for Adaptive Gradient Algorithms", arXiv:2205.10287), whose per-coordinate
- * normalisation already absorbs part of the smaller gradient noise of a larger batch; the
- * paper's rule also adjusts the betas and epsilon, which drover leaves as the job sets them.
+ * Scaling Rules for Adaptive Gradient Algorithms", arXiv:2205.10287): their update is divided by
+ * the gradient's running scale, so keeping the training dynamics of their stochastic differential
+ * equation at k times the batch takes sqrt(k) times the rate. The paper also scales 1 - beta by k
+ * and epsilon by 1/sqrt(k); drover leaves those as the job sets them.
  */
 export type ScalingRule = 'linear' | 'sqrt';
 
