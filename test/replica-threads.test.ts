@@ -107,15 +107,26 @@ function poisoned(train: DataSplit, poison: (batch: Batch) => Batch): DataSplit 
   return { length: train.length, label: (i) => train.label(i), loadBatch: async (indices, options) => poison(await train.loadBatch(indices, options)) };
 }
 
-test.serial('a replica whose step throws fails the step on every replica at once: no hang', async (t) => {
+test.serial('a replica thread that dies mid-step fails the step on every replica at once: no hang', async (t) => {
   t.timeout(60_000);
   const h = await harness(t, NO_DROPOUT);
-  // One sample's pixels short: only the last replica's rows do not fit their shape, so it throws
-  // while replica 0 computes and then waits for it at the barrier.
+  const engine = await threadEngine(t, h, 2);
+  await steps(engine, batches(1, 64), 0.1);
+  const stepping = engine.step(batches(1, 64)[0]!, { step: 2, epoch: 1, lr: 0.1 });
+  // Replica 1 dies; replica 0 computes its part and would wait for it at the barrier for ever.
+  engine.killReplica(1);
+  const error = await t.throwsAsync(stepping);
+  t.is((error as { code?: string }).code, 'DROVER_ERR_REPLICA_THREAD');
+  // And the engine stays failed: a later step is refused at once rather than hanging.
+  await t.throwsAsync(engine.step(batches(1, 64)[0]!, { step: 3, epoch: 1, lr: 0.1 }), { message: /replica thread 1 exited|abandoned/ });
+});
+
+test.serial('a batch whose pixels do not fill its shape is refused before any thread computes', async (t) => {
+  const h = await harness(t, NO_DROPOUT);
   const train = poisoned(h.dataset.train, (batch) => ({ ...batch, x: batch.x.slice(0, batch.x.length - 784) }));
   const engine = await threadEngine(t, { ...h, dataset: { ...h.dataset, train } }, 2);
   const error = await t.throwsAsync(engine.step(batches(1, 64)[0]!, { step: 1, epoch: 1, lr: 0.1 }));
-  t.is((error as { code?: string }).code, 'DROVER_ERR_REPLICA_THREAD');
+  t.is((error as { code?: string }).code, 'DROVER_ERR_DATASET');
 });
 
 test.serial('a non-finite gradient is refused on every replica alike: weights unchanged, update_refused logged', async (t) => {

@@ -40,3 +40,16 @@ function toFloat32(values: tf.TypedArray | string[] | Uint8Array[]): Float32Arra
   if (values instanceof Float32Array) return values;
   return Float32Array.from(values as ArrayLike<number>);
 }
+
+/**
+ * Hands float32 tensors' values to `use` without copying where the backend allows: on wasm, as
+ * views of its heap (valid only during the call: the heap may move on the next allocation);
+ * elsewhere as read copies. The tensors are not disposed.
+ */
+export async function withFloat32Views<T>(tensors: readonly tf.Tensor[], use: (values: Float32Array[]) => T): Promise<T> {
+  const backend = tf.backend() as { typedArrayFromHeap?: (t: tf.Tensor) => tf.TypedArray };
+  if (tf.getBackend() === 'wasm' && typeof backend.typedArrayFromHeap === 'function' && tensors.every((t) => t.dtype === 'float32')) {
+    return use(tensors.map((t) => backend.typedArrayFromHeap!(t) as Float32Array));
+  }
+  return use(await readFloat32(tensors));
+}

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { TrainingError } from '../errors.ts';
 import type { Batch } from '../data/types.ts';
 import { weightManifest, type WeightEntry } from '../model/weights.ts';
-import { readFloat32 } from '../model/tensor-read.ts';
+import { readFloat32, withFloat32Views } from '../model/tensor-read.ts';
 import { trainableVariables, type ModelVariable } from '../model/variables.ts';
 
 /** Loss (mean over the batch), number of correct top-1 predictions, and batch size. */
@@ -92,6 +92,23 @@ export class GradientModel {
     const { loss, correct, grads } = this.gradientTensors(batch);
     const [[lossValue], [correctCount], ...gradValues] = await readAndDispose([loss, correct, ...grads]);
     return { loss: checkLoss(lossValue!), correct: correctCount!, n: batch.n, grads: gradValues };
+  }
+
+  /**
+   * Loss, correct count, and the gradients handed to `use` as arrays valid only during the call:
+   * views of the backend's memory where it allows, so a caller that copies them anyway (replica
+   * threads, into shared memory) allocates nothing per step for them.
+   */
+  async withGradients(batch: Batch, use: (grads: Float32Array[]) => void): Promise<StepMetrics> {
+    const { loss, correct, grads } = this.gradientTensors(batch);
+    try {
+      const [[lossValue], [correctCount]] = await readFloat32([loss, correct]);
+      const checked = checkLoss(lossValue!);
+      await withFloat32Views(grads, use);
+      return { loss: checked, correct: correctCount!, n: batch.n };
+    } finally {
+      tf.dispose([loss, correct, ...grads]);
+    }
   }
 
   /**

@@ -117,6 +117,22 @@ export class ModelReplica implements PeerReplica {
     return { ...result, buffers };
   }
 
+  /**
+   * train, with the gradients (then the statistics) handed to `use` as arrays valid only during
+   * the call instead of copies returned: nothing model-sized is allocated per step.
+   */
+  async trainInto(batch: Batch, use: (parts: Float32Array[]) => void): Promise<{ loss: number; correct: number; n: number }> {
+    if (this.bufferVariables.length === 0) return this.gradientModel.withGradients(batch, use);
+    // Batch-norm statistics are read after the pass, and that read's allocations would outdate
+    // views of the gradients: with statistics, the gradients are copied first.
+    let grads: Float32Array[] = [];
+    const metrics = await this.gradientModel.withGradients(batch, (views) => {
+      grads = views.map((g) => g.slice());
+    });
+    use([...grads, ...(await readFloat32(this.bufferVariables))]);
+    return metrics;
+  }
+
   async evaluate(batch: Batch): Promise<ReplicaEvaluation> {
     const result = await this.gradientModel.evaluate(batch);
     return { lossSum: result.loss * result.n, correct: result.correct, n: result.n, predicted: Array.from(result.predicted) };

@@ -62,6 +62,11 @@ export class ReplicaThread {
     this.failureListeners.push(listener);
   }
 
+  /** Ends the thread as a crash would: pending requests fail and death listeners run (fault tests). */
+  kill(): void {
+    void this.worker.terminate();
+  }
+
   /** Stops the thread; pending requests fail. */
   async close(): Promise<void> {
     this.closing = true;

@@ -49,9 +49,7 @@ async function step(request: Extract<ThreadRequest, { kind: 'step' }>): Promise<
     if (request.batch.n === 0) {
       shared.writeZeros(rank);
     } else {
-      const result = await replica.train(asBatch(request.batch));
-      shared.writeScaled(rank, [...result.grads, ...(replica.reportsBuffers ? result.buffers : [])], request.scale);
-      metrics = { loss: result.loss, correct: result.correct, n: result.n };
+      metrics = await replica.trainInto(asBatch(request.batch), (parts) => shared.writeScaled(rank, parts, request.scale));
     }
     const computed = performance.now();
     barrier.arrive(rank);

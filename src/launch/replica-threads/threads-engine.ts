@@ -10,6 +10,7 @@ import type { Logger } from '../../telemetry/logger.ts';
 import type { PredictionResult } from '../../train/gradient-model.ts';
 import type { OptimizerSlot } from '../../train/optimizers.ts';
 import type { ReplicaThread } from './replica-thread-handle.ts';
+import { SharedInput } from './shared-input.ts';
 import type { ThreadBatch } from './thread-messages.ts';
 
 /** A batch being loaded for the step that will ask for it. */
@@ -39,6 +40,7 @@ export interface ThreadsEngineOptions {
 export class ThreadsEngine implements PhaseEngine {
   private prefetched: Loading | undefined;
   private version = 0;
+  private readonly input = new SharedInput();
 
   constructor(private readonly options: ThreadsEngineOptions) {}
 
@@ -59,10 +61,11 @@ export class ThreadsEngine implements PhaseEngine {
     const computeStart = performance.now();
     if (next) this.prefetched = this.load(next);
     if (loaded.n === 0) return { kind: 'empty' };
-    const parts = splitRows(loaded, threads.length);
+    const parts = splitRows(this.input.hold(cpuBatch(loaded)), threads.length);
     loaded.release?.();
     const version = ++this.version;
-    const trained = await Promise.all(threads.map((thread, r) => thread.call({ kind: 'step', batch: parts[r]!, scale: parts[r]!.n / loaded.n, lr: context.lr, version }, [parts[r]!.x.buffer as ArrayBuffer, parts[r]!.y.buffer as ArrayBuffer])));
+    // The parts are views of shared memory: posting them shares, not copies.
+    const trained = await Promise.all(threads.map((thread, r) => thread.call({ kind: 'step', batch: parts[r]!, scale: parts[r]!.n / loaded.n, lr: context.lr, version })));
     const done = performance.now();
     if (trained.some((t) => t.applied !== trained[0]!.applied)) {
       // Same sum, same weights, same optimizer: a split decision means the replicas diverged.
@@ -93,8 +96,10 @@ export class ThreadsEngine implements PhaseEngine {
   evaluate(_split: 'validation' | 'test', data: DataSplit, _epoch: number, signal?: AbortSignal): Promise<EvaluationMetrics> {
     const evaluators: BatchEvaluator[] = this.options.threads.map((thread) => ({
       evaluate: async (batch: Batch): Promise<PredictionResult> => {
-        const rows = threadBatch(batch, 0, batch.n);
-        return thread.call({ kind: 'evaluate', batch: rows }, [rows.x.buffer as ArrayBuffer, rows.y.buffer as ArrayBuffer]);
+        // Copies moved to the thread: evaluation batches are in flight on several threads at once.
+        const { x, y, n, shape } = cpuBatch(batch);
+        const rows = { x: x.slice(0, n * shape[0] * shape[1] * shape[2]), y: y.slice(0, n), n, shape };
+        return thread.call({ kind: 'evaluate', batch: rows }, [rows.x.buffer, rows.y.buffer]);
       },
     }));
     return evaluateSplit(evaluators, data, this.options.classes, { signal });
@@ -112,6 +117,11 @@ export class ThreadsEngine implements PhaseEngine {
   /** Replica `rank`'s weights (every replica holds the same after each step; tests check it). */
   async replicaWeights(rank: number): Promise<Float32Array[]> {
     return (await this.options.threads[rank]!.call({ kind: 'state' })).weights;
+  }
+
+  /** Ends replica `rank`'s thread as a crash would (fault tests). */
+  killReplica(rank: number): void {
+    this.options.threads[rank]!.kill();
   }
 
   /** Tensors alive in each replica's tfjs (leak checks). */
@@ -144,23 +154,23 @@ export function replicaName(rank: number): string {
   return `replica-${rank}`;
 }
 
-/** Cuts a batch into `parts` contiguous runs of rows, sizes differing by at most one. */
+/** Cuts a batch into `parts` contiguous runs of rows (views), sizes differing by at most one. */
 export function splitRows(batch: Batch, parts: number): ThreadBatch[] {
+  const row = batch.shape[0] * batch.shape[1] * batch.shape[2];
   const per = Math.floor(batch.n / parts);
   const extra = batch.n % parts;
   const runs: ThreadBatch[] = [];
   let start = 0;
   for (let r = 0; r < parts; r++) {
     const n = per + (r < extra ? 1 : 0);
-    runs.push(threadBatch(batch, start, n));
+    runs.push({ x: batch.x.subarray(start * row, (start + n) * row), y: batch.y.subarray(start, start + n), n, shape: batch.shape });
     start += n;
   }
   return runs;
 }
 
-/** Rows [start, start + n) of a batch as copies a thread can take over. */
-function threadBatch(batch: Batch, start: number, n: number): ThreadBatch {
+/** The batch, refused when its input is built on a device rather than decoded into `x`. */
+function cpuBatch(batch: Batch): Batch {
   if (batch.input) throw new ReplicaThreadError('replica threads take batches decoded on the CPU (device-side augmentation is for GPU workers: --gpus)', 0);
-  const row = batch.shape[0] * batch.shape[1] * batch.shape[2];
-  return { x: batch.x.slice(start * row, (start + n) * row), y: batch.y.slice(start, start + n), n, shape: batch.shape };
+  return batch;
 }
