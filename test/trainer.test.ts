@@ -179,3 +179,19 @@ test('with a dropout seed, a run repeats exactly, and each pass draws a fresh ma
   const dropout = a.model.layers.find((l) => l.getClassName() === 'Dropout')!;
   t.is((dropout.getConfig() as { seed?: number }).seed, undefined);
 });
+
+test.serial('applyGradients names the first NaN or infinite gradient value and changes no weight', async (t) => {
+  const trainer = makeTrainer();
+  t.teardown(() => dispose(trainer));
+  const before = await readWeights(trainer.model);
+  const sizes = trainer.gradientManifest.map((w) => w.shape.reduce((a, b) => a * b, 1));
+  for (const [bad, at, shown] of [[Number.NaN, 3, 'NaN'], [Number.POSITIVE_INFINITY, 0, 'Infinity'], [Number.NEGATIVE_INFINITY, 5, '-Infinity']] as const) {
+    const grads = sizes.map((n) => Float32Array.from({ length: n }, (_, j) => (j % 2 ? -1e-3 : 1e-3)));
+    grads[0]![at] = bad;
+    // A later NaN does not hide the first bad value.
+    grads[0]![at + 1] = Number.NaN;
+    await t.throwsAsync(trainer.applyGradients(grads, 0.01), { instanceOf: WeightsError, message: new RegExp(`value ${at} is ${shown.replace('+', '\\+')}$`) });
+  }
+  const after = await readWeights(trainer.model);
+  after.values.forEach((values, i) => t.deepEqual(values, before.values[i]));
+});

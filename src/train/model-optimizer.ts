@@ -87,11 +87,16 @@ const SAFE_UPDATE_MAGNITUDE = 1e10;
 /** The largest |value|; throws a WeightsError naming the first NaN or infinite one. */
 function largestMagnitude(values: Float32Array, what: string): number {
   let largest = 0;
+  // Math.abs and a rarely taken branch: testing the sign and finiteness of each value with
+  // branches made this scan 3.5x slower on random-signed gradients (mispredictions).
   for (let j = 0; j < values.length; j++) {
-    const v = values[j]!;
-    if (!Number.isFinite(v)) throw new WeightsError(`${what}: value ${j} is ${v}`);
-    const magnitude = v < 0 ? -v : v;
+    const magnitude = Math.abs(values[j]!);
     if (magnitude > largest) largest = magnitude;
+    else if (magnitude !== magnitude) largest = Number.NaN;
+  }
+  if (!Number.isFinite(largest)) {
+    const j = values.findIndex((v) => !Number.isFinite(v));
+    throw new WeightsError(`${what}: value ${j} is ${values[j]}`);
   }
   return largest;
 }
