@@ -18,7 +18,7 @@ export function addTrainCommand(program: Command): Command {
   return addJobOptions(
     program
       .command('train')
-      .description('train a model (default: the reference CNN on Fashion-MNIST, or generated shapes) in this process, or with --workers N on a local cluster'),
+      .description('train a model (default: the reference CNN on Fashion-MNIST, or generated shapes) in this process, on N cores with --workers N, or on a local cluster with --processes'),
   )
     .option('--workers <n>', 'train N replicas in parallel on this machine, one per core: replica threads of this process that average their gradients in shared memory (with --processes: a coordinator and N worker processes)', positiveInt)
     .option('--processes', 'with --workers: run a coordinator and N worker processes over gRPC, as on a cluster (cluster.reduction, cluster.wire and the other cluster settings apply), instead of replica threads')

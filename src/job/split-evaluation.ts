@@ -27,8 +27,18 @@ export async function evaluateSplit(model: BatchEvaluator | readonly BatchEvalua
   const batches = Math.ceil(split.length / batchSize);
   const results: ({ loss: number; correct: number; n: number; confusion: [number, number][] } | undefined)[] = new Array(batches);
   let next = 0;
+  let failed = false;
   const lane = async (evaluator: BatchEvaluator): Promise<void> => {
-    while (next < batches && !options.signal?.aborted) {
+    try {
+      await run(evaluator);
+    } catch (error) {
+      // The other lanes stop at their next batch: the split's result is lost anyway.
+      failed = true;
+      throw error;
+    }
+  };
+  const run = async (evaluator: BatchEvaluator): Promise<void> => {
+    while (next < batches && !failed && !options.signal?.aborted) {
       const b = next++;
       const start = b * batchSize;
       const indices = Array.from({ length: Math.min(batchSize, split.length - start) }, (_, i) => start + i);

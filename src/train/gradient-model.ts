@@ -122,6 +122,11 @@ export class GradientModel {
     });
   }
 
+  /** Counts a training pass without running it (a replica with no sample this step), so the mask sequence stays in step with the pass count. */
+  skipPass(): void {
+    this.passes++;
+  }
+
   /** Loss and correct count in inference mode, plus the predicted class of each sample. */
   async evaluate(batch: Batch): Promise<PredictionResult> {
     const { loss, correct, predicted } = tf.tidy(() => {

@@ -133,6 +133,11 @@ export class ModelReplica implements PeerReplica {
     return metrics;
   }
 
+  /** Counts a training pass that had no sample (its dropout masks are drawn as if it had run). */
+  skipPass(): void {
+    this.gradientModel.skipPass();
+  }
+
   async evaluate(batch: Batch): Promise<ReplicaEvaluation> {
     const result = await this.gradientModel.evaluate(batch);
     return { lossSum: result.loss * result.n, correct: result.correct, n: result.n, predicted: Array.from(result.predicted) };

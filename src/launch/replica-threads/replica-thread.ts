@@ -47,6 +47,8 @@ async function step(request: Extract<ThreadRequest, { kind: 'step' }>): Promise<
     const started = performance.now();
     let metrics = { loss: 0, correct: 0, n: 0 };
     if (request.batch.n === 0) {
+      // Its pass still counts: a resumed run sets every replica's pass count from the step.
+      replica.skipPass();
       shared.writeZeros(rank);
     } else {
       metrics = await replica.trainInto(asBatch(request.batch), (parts) => shared.writeScaled(rank, parts, request.scale));
@@ -84,9 +86,14 @@ async function handle(request: ThreadRequest): Promise<{ value: ThreadReplies[Th
       phase?.replica.dispose();
       phase = undefined;
       const replica = await ModelReplica.build({ model: request.model, weights: request.manifest }, { passesDone: request.passesDone });
-      replica.enableOptimizer(request.optimizerJson);
-      replica.setWeights({ version: 0, tensors: request.manifest.map((w, i) => ({ name: w.name, shape: w.shape, dtype: 'float32', data: request.weights[i]! })) });
-      if (request.optimizerState) replica.setOptimizerState(request.optimizerState);
+      try {
+        replica.enableOptimizer(request.optimizerJson);
+        replica.setWeights({ version: 0, tensors: request.manifest.map((w, i) => ({ name: w.name, shape: w.shape, dtype: 'float32', data: request.weights[i]! })) });
+        if (request.optimizerState) replica.setOptimizerState(request.optimizerState);
+      } catch (error) {
+        replica.dispose();
+        throw error;
+      }
       const gradientSizes = replica.manifest.filter((w) => w.trainable).map((w) => sizeOf(w.shape));
       const bufferSizes = replica.reportsBuffers ? replica.manifest.filter((w) => !w.trainable).map((w) => sizeOf(w.shape)) : [];
       phase = { replica, gradientSizes, bufferSizes };

@@ -38,9 +38,19 @@ export class ThreadReplicas implements PhaseEngines {
 
   static start(options: ThreadReplicasOptions): ThreadReplicas {
     if (!THREAD_BACKENDS.has(options.backend)) {
-      throw new ConfigError(`--workers ${options.replicas} runs replica threads on a CPU backend (wasm or cpu), not ${options.backend}: for GPUs use --gpus`, 'backend');
+      throw new ConfigError(
+        `--workers ${options.replicas} trains replica threads on the wasm or cpu backend, and this job runs on ${options.backend}: add --processes (one worker process each), --backend wasm, or for GPUs --gpus`,
+        'backend',
+      );
     }
-    return new ThreadReplicas(options, Array.from({ length: options.replicas }, (_, rank) => new ReplicaThread(rank, options.backend)));
+    const threads: ReplicaThread[] = [];
+    try {
+      for (let rank = 0; rank < options.replicas; rank++) threads.push(new ReplicaThread(rank, options.backend));
+    } catch (error) {
+      for (const thread of threads) void thread.close();
+      throw error;
+    }
+    return new ThreadReplicas(options, threads);
   }
 
   get replicas(): number {

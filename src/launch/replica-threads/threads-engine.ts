@@ -60,12 +60,15 @@ export class ThreadsEngine implements PhaseEngine {
     const loaded = await current.loaded;
     const computeStart = performance.now();
     if (next) this.prefetched = this.load(next);
-    if (loaded.n === 0) return { kind: 'empty' };
+    if (loaded.n === 0) {
+      loaded.release?.();
+      return { kind: 'empty' };
+    }
     const parts = splitRows(this.input.hold(cpuBatch(loaded)), threads.length);
     loaded.release?.();
     const version = ++this.version;
     // The parts are views of shared memory: posting them shares, not copies.
-    const trained = await Promise.all(threads.map((thread, r) => thread.call({ kind: 'step', batch: parts[r]!, scale: parts[r]!.n / loaded.n, lr: context.lr, version })));
+    const trained = await firstCause(threads.map((thread, r) => thread.call({ kind: 'step', batch: parts[r]!, scale: parts[r]!.n / loaded.n, lr: context.lr, version })));
     const done = performance.now();
     if (trained.some((t) => t.applied !== trained[0]!.applied)) {
       // Same sum, same weights, same optimizer: a split decision means the replicas diverged.
@@ -147,6 +150,17 @@ export class ThreadsEngine implements PhaseEngine {
     // The sampler's epoch (0-based) seeds the augmentation, as in one process.
     return { batch, loaded: this.options.train.loadBatch(batch.indices, { augment: true, epoch: batch.epoch }) };
   }
+}
+
+/**
+ * All the replies, or the failure that caused the others: a replica that throws aborts the
+ * barrier, and the rest then fail with "abandoned", which may arrive first.
+ */
+async function firstCause<T>(replies: Promise<T>[]): Promise<T[]> {
+  const settled = await Promise.allSettled(replies);
+  const failures = settled.flatMap((s) => (s.status === 'rejected' ? [s.reason as Error & { threadCode?: string }] : []));
+  if (failures.length === 0) return settled.map((s) => (s as PromiseFulfilledResult<T>).value);
+  throw failures.find((e) => !/the step was abandoned/.test(e.message)) ?? failures[0];
 }
 
 /** How replica r is named in step and update_refused events. */
