@@ -147,6 +147,27 @@ test.serial('a non-finite gradient is refused on every replica alike: weights un
   t.deepEqual(refused[0]!.workers, ['replica-0', 'replica-1']);
 });
 
+test.serial('a refused step leaves every replica with the statistics it had: batch norm does not drift apart', async (t) => {
+  const h = await harness(t, { layers: [{ type: 'flatten' }, { type: 'dense', units: 16 }, { type: 'batchNorm' }, { type: 'activation', activation: 'relu' }] });
+  const engine = await threadEngine(t, h, 2);
+  await steps(engine, batches(1, 64), 0.1);
+  const before = await engine.weights();
+  // Huge (finite) pixels in replica 0's rows: its batch variance overflows, so its statistics
+  // and the sum are not finite and the step is refused.
+  const train = poisoned(h.dataset.train, (batch) => {
+    batch.x.fill(1e30, 0, 784);
+    return batch;
+  });
+  // A second set of threads on the poisoned data, starting from the first set's weights.
+  const poisonedThreads = ThreadReplicas.start({ replicas: 2, job: h.job, dataset: { ...h.dataset, train }, log: h.sink.log, backend: 'wasm' });
+  t.teardown(() => poisonedThreads.close());
+  h.trainer.model.setWeights(before.values.map((v, i) => tf.tensor(v, before.manifest[i]!.shape)));
+  const second = await poisonedThreads.open(h.setup);
+  const outcome = await second.step(batches(1, 64)[0]!, { step: 2, epoch: 1, lr: 0.1 });
+  t.is(outcome.kind, 'refused');
+  for (const rank of [0, 1]) t.is(maxDifference(await second.replicaWeights(rank), before.values), 0, `replica ${rank}`);
+});
+
 test.serial('replica threads leak no tensors over steps and evaluations', async (t) => {
   const h = await harness(t, WITH_DROPOUT);
   const engine = await threadEngine(t, h, 2);

@@ -77,6 +77,19 @@ export class ModelReplica implements PeerReplica {
     return applied;
   }
 
+  /** The batch-norm statistics now (copies); empty without batch norm. */
+  readStatistics(): Promise<Float32Array[]> {
+    return readFloat32(this.bufferVariables);
+  }
+
+  /**
+   * Writes batch-norm statistics without an update: a refused step's forward passes moved each
+   * replica's own statistics, and replicas must not keep different ones.
+   */
+  setStatistics(buffers: readonly Float32Array[]): void {
+    if (buffers.length > 0) writeWeightsAt(this.gradientModel.model, this.bufferIndices, buffers);
+  }
+
   skipTo(version: number): void {
     this.current = version;
   }

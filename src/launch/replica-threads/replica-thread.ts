@@ -7,6 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../../data/types.ts';
 import { initBackend, type BackendChoice } from '../../model/backend.ts';
+import { firstNonFinite } from '../../wire/finite-check.ts';
 import { ModelReplica } from '../../worker/replica.ts';
 import { SharedGradients } from './shared-gradients.ts';
 import { StepBarrier } from './step-barrier.ts';
@@ -46,6 +47,9 @@ async function step(request: Extract<ThreadRequest, { kind: 'step' }>): Promise<
   try {
     const started = performance.now();
     let metrics = { loss: 0, correct: 0, n: 0 };
+    // The statistics before this step's forward pass: what every replica goes back to if the
+    // step is refused with statistics that are not finite.
+    const statisticsBefore = bufferSizes.length > 0 ? await replica.readStatistics() : [];
     if (request.batch.n === 0) {
       // Its pass still counts: a resumed run sets every replica's pass count from the step.
       replica.skipPass();
@@ -60,12 +64,14 @@ async function step(request: Extract<ThreadRequest, { kind: 'step' }>): Promise<
     // Every replica reads the same flags, so all refuse a non-finite sum alike.
     const nonFinite = barrier.flags().find((flag) => flag >= 0) ?? -1;
     let applied = false;
+    const buffers = bufferSizes.length > 0 ? shared.sumParts(bufferSizes, gradientSizes.reduce((a, b) => a + b, 0)) : [];
     if (nonFinite >= 0) {
+      // Refused alike everywhere; the statistics are averaged all the same, or restored when the
+      // average is not finite, so that replicas never hold different ones.
+      replica.setStatistics(buffers.every((b) => firstNonFinite(b) < 0) ? buffers : statisticsBefore);
       replica.skipTo(request.version);
     } else {
-      const grads = shared.sumParts(gradientSizes);
-      const buffers = bufferSizes.length > 0 ? shared.sumParts(bufferSizes, gradientSizes.reduce((a, b) => a + b, 0)) : [];
-      applied = await replica.applyReduced(grads, buffers, request.lr, request.version);
+      applied = await replica.applyReduced(shared.sumParts(gradientSizes), buffers, request.lr, request.version);
     }
     return { ...metrics, computeMs: computed - started, reduceMs: performance.now() - computed, nonFinite, applied };
   } catch (error) {

@@ -76,7 +76,7 @@ export class ThreadsEngine implements PhaseEngine {
     }
     if (!trained[0]!.applied) {
       const nonFinite = trained[0]!.nonFinite;
-      const reason = nonFinite >= 0 ? `the summed gradient holds a non-finite value at ${nonFinite}` : 'a weight or optimizer slot would turn non-finite';
+      const reason = nonFinite >= 0 ? `the reduced gradient (then batch-norm statistics) holds a non-finite value at index ${nonFinite}` : 'a weight or optimizer slot would turn non-finite';
       logEvent(this.options.log, 'update_refused', { step: context.step, epoch: context.epoch, target: nonFinite >= 0 ? 'gradient' : 'weights', code: 'DROVER_ERR_NON_FINITE_UPDATE', workers: threads.map((t) => replicaName(t.rank)), reason },
         `step ${context.step}: update refused on every replica: ${reason}; weights unchanged`);
       return { kind: 'refused' };
