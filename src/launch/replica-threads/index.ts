@@ -18,6 +18,9 @@ export function threadReplicas(replicas: number): (context: { job: Job; dataset:
     if (processOnly.length > 0) {
       context.log.warn({ ignored: processOnly.map((key) => `cluster.${key}`) }, `--workers ${replicas} trains on replica threads of this process: ${processOnly.map((key) => `cluster.${key}`).join(', ')} apply to worker processes (add --processes)`);
     }
+    if ((context.job.threads ?? 1) > 1) {
+      context.log.warn({ threads: context.job.threads }, `--workers ${replicas}: each replica computes on one thread (threads: ${context.job.threads} is for a single process); use one replica per core`);
+    }
     return ThreadReplicas.start({ replicas, ...context });
   };
 }
