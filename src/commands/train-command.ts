@@ -22,7 +22,7 @@ export function addTrainCommand(program: Command): Command {
   )
     .option('--workers <n>', 'train N replicas in parallel on this machine, one per core: replica threads of this process that average their gradients in shared memory (with --processes: a coordinator and N worker processes)', positiveInt)
     .option('--processes', 'with --workers: run a coordinator and N worker processes over gRPC, as on a cluster (cluster.reduction, cluster.wire and the other cluster settings apply), instead of replica threads')
-    .option('--per-worker-batch <n>', 'each worker adds N samples to a step (cluster.batch.perWorker): the global batch grows with the workers and the learning rate with it (linear rule, warm-up); default: --batch-size is the global batch, split', positiveInt)
+    .option('--per-worker-batch <n>', 'each worker adds N samples to a step (cluster.batch.perWorker): the global batch grows with the workers and the learning rate with it (square-root rule for adam and rmsprop, linear for sgd, with warm-up); default: --batch-size is the global batch, split', positiveInt)
     .option('--gpus <list>', 'start a coordinator and one webgpu worker per GPU: "all" (every hardware adapter) or indices of `drover gpus`, e.g. 0,2')
     .option('--resume', 'continue from the last checkpoint of the job (after Ctrl-C or a crash)')
     .action(train);

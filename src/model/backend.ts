@@ -7,6 +7,7 @@ import { silentLogger } from '../telemetry/logger.ts';
 import { logEvent } from '../telemetry/events.ts';
 import { registerWasmKernels, startWasmWithThreads } from './wasm-kernels/index.ts';
 import { registerNativeKernels } from './native/index.ts';
+import { hasGpuDevice } from './gpu-devices.ts';
 import { registerWebGpuBackend, type WebGpuAdapterInfo } from './webgpu.ts';
 
 export type BackendChoice = 'auto' | 'tensorflow' | 'webgpu' | 'wasm' | 'cpu';
@@ -122,14 +123,18 @@ async function startBackend(choice: BackendChoice, log: Logger, options: Backend
   // Why auto passed over webgpu, for the calm line: a GPU host without a usable driver should see it.
   let webgpuNote: string | undefined;
   if (choice === 'auto') {
-    try {
-      const adapter = await registerWebGpuBackend({ allowSoftware: false });
-      await activate('webgpu');
-      return announce(webGpuInfo(adapter, tried.length ? `${tried.join('; ')}; hardware WebGPU adapter found` : 'hardware WebGPU adapter found'), log);
-    } catch (err) {
-      tried.push(`webgpu: ${firstLine(err)}`);
-      // The optional packages absent is the ordinary case and stays quiet.
-      if (!(err instanceof BackendError)) webgpuNote = `webgpu: ${firstLine(err)}`;
+    if (!hasGpuDevice()) {
+      tried.push('webgpu: no GPU device on this machine (/dev/dri/renderD*, /dev/nvidia*)');
+    } else {
+      try {
+        const adapter = await registerWebGpuBackend({ allowSoftware: false });
+        await activate('webgpu');
+        return announce(webGpuInfo(adapter, tried.length ? `${tried.join('; ')}; hardware WebGPU adapter found` : 'hardware WebGPU adapter found'), log);
+      } catch (err) {
+        tried.push(`webgpu: ${firstLine(err)}`);
+        // The optional packages absent is the ordinary case and stays quiet.
+        if (!(err instanceof BackendError)) webgpuNote = `webgpu: ${firstLine(err)}`;
+      }
     }
     if (cpuTensorflow) {
       await activate('tensorflow');
