@@ -1,16 +1,11 @@
 import type { SampledBatch } from '../data/sampler.ts';
-import type { Batch, DataSplit } from '../data/types.ts';
+import type { DataSplit } from '../data/types.ts';
 import { readWeights, writeWeights, type WeightSet } from '../model/weights.ts';
 import type { OptimizerSlot } from '../train/optimizers.ts';
 import type { Trainer } from '../train/trainer.ts';
+import { BatchPrefetch } from './batch-prefetch.ts';
 import { evaluateSplit } from './split-evaluation.ts';
 import type { EvaluationMetrics, StepContext, StepEngine, StepOutcome } from './step-engine.ts';
-
-/** A batch being loaded for the step that will ask for it. */
-interface Loading {
-  batch: SampledBatch;
-  loaded: Promise<Batch>;
-}
 
 /**
  * Steps taken in this process (`drover train`): the training split's batches are loaded (decoded,
@@ -18,13 +13,15 @@ interface Loading {
  * gradients and applies them.
  */
 export class InProcessEngine implements StepEngine {
-  private prefetched: Loading | undefined;
+  private readonly batches: BatchPrefetch;
 
   constructor(
     private readonly trainer: Trainer,
-    private readonly train: DataSplit,
+    train: DataSplit,
     private readonly classes: number,
-  ) {}
+  ) {
+    this.batches = new BatchPrefetch(train);
+  }
 
   async ready(): Promise<boolean> {
     return true;
@@ -32,11 +29,8 @@ export class InProcessEngine implements StepEngine {
 
   async step(batch: SampledBatch, context: StepContext, next?: SampledBatch): Promise<StepOutcome> {
     const started = performance.now();
-    const current = this.prefetched?.batch === batch ? this.prefetched : this.load(batch);
-    this.prefetched = undefined;
-    const loaded = await current.loaded;
+    const loaded = await this.batches.take(batch, next);
     const computeStart = performance.now();
-    if (next) this.prefetched = this.load(next);
     if (loaded.n === 0) return { kind: 'empty' };
     const metrics = await this.trainer.trainStep(loaded, context.lr);
     loaded.release?.();
@@ -64,12 +58,6 @@ export class InProcessEngine implements StepEngine {
   }
 
   discardPrefetched(): void {
-    this.prefetched?.loaded.then((b) => b.release?.(), () => {});
-    this.prefetched = undefined;
-  }
-
-  private load(batch: SampledBatch): Loading {
-    // The sampler's epoch (0-based) seeds the augmentation, as workers do.
-    return { batch, loaded: this.train.loadBatch(batch.indices, { augment: true, epoch: batch.epoch }) };
+    this.batches.discard();
   }
 }

@@ -1,6 +1,7 @@
 import type { SampledBatch } from '../../data/sampler.ts';
 import type { Batch, DataSplit } from '../../data/types.ts';
 import { ReplicaThreadError } from '../../errors.ts';
+import { BatchPrefetch } from '../../job/batch-prefetch.ts';
 import type { PhaseEngine } from '../../job/phase-engines.ts';
 import { evaluateSplit, type BatchEvaluator } from '../../job/split-evaluation.ts';
 import type { EvaluationMetrics, StepContext, StepOutcome } from '../../job/step-engine.ts';
@@ -12,12 +13,6 @@ import type { OptimizerSlot } from '../../train/optimizers.ts';
 import type { ReplicaThread } from './replica-thread-handle.ts';
 import { SharedInput } from './shared-input.ts';
 import type { ThreadBatch } from './thread-messages.ts';
-
-/** A batch being loaded for the step that will ask for it. */
-interface Loading {
-  batch: SampledBatch;
-  loaded: Promise<Batch>;
-}
 
 export interface ThreadsEngineOptions {
   threads: readonly ReplicaThread[];
@@ -38,11 +33,13 @@ export interface ThreadsEngineOptions {
  * one request per thread: the threads meet at a shared-memory barrier, not through this thread.
  */
 export class ThreadsEngine implements PhaseEngine {
-  private prefetched: Loading | undefined;
+  private readonly batches: BatchPrefetch;
   private version = 0;
   private readonly input = new SharedInput();
 
-  constructor(private readonly options: ThreadsEngineOptions) {}
+  constructor(private readonly options: ThreadsEngineOptions) {
+    this.batches = new BatchPrefetch(options.train);
+  }
 
   async ready(): Promise<boolean> {
     return true;
@@ -55,11 +52,8 @@ export class ThreadsEngine implements PhaseEngine {
   async step(batch: SampledBatch, context: StepContext, next?: SampledBatch): Promise<StepOutcome> {
     const { threads } = this.options;
     const started = performance.now();
-    const current = this.prefetched?.batch === batch ? this.prefetched : this.load(batch);
-    this.prefetched = undefined;
-    const loaded = await current.loaded;
+    const loaded = await this.batches.take(batch, next);
     const computeStart = performance.now();
-    if (next) this.prefetched = this.load(next);
     if (loaded.n === 0) {
       loaded.release?.();
       return { kind: 'empty' };
@@ -137,18 +131,12 @@ export class ThreadsEngine implements PhaseEngine {
   }
 
   discardPrefetched(): void {
-    this.prefetched?.loaded.then((b) => b.release?.(), () => {});
-    this.prefetched = undefined;
+    this.batches.discard();
   }
 
   async settle(): Promise<void> {
     const state = await this.options.threads[0]!.call({ kind: 'state' });
     await this.options.settle({ manifest: this.options.manifest, values: state.weights }, state.optimizer);
-  }
-
-  private load(batch: SampledBatch): Loading {
-    // The sampler's epoch (0-based) seeds the augmentation, as in one process.
-    return { batch, loaded: this.options.train.loadBatch(batch.indices, { augment: true, epoch: batch.epoch }) };
   }
 }
 
