@@ -1,32 +1,10 @@
 import test from 'ava';
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { spawnDrover, tempDir, type ChildHandle } from './helpers/cluster.ts';
+import { writeSignalJob } from './helpers/signal-job.ts';
 
 // `drover train --workers 2` (replica threads) from the command line: Ctrl-C and --resume.
-
-async function writeJob(dir: string, out: string): Promise<string> {
-  const file = path.join(dir, `job-${path.basename(out)}.yaml`);
-  await writeFile(
-    file,
-    [
-      'name: threads-signals',
-      'seed: 5',
-      'backend: wasm',
-      `data: { kind: shapes, dir: ${JSON.stringify(path.join(dir, 'shapes'))}, perClass: 40, size: 16 }`,
-      'model:',
-      '  layers:',
-      '    - { type: conv2d, filters: 4, kernelSize: 3 }',
-      '    - { type: maxPool }',
-      '    - { type: flatten }',
-      '    - { type: dropout, rate: 0.25 }',
-      '    - { type: dense, units: 16 }',
-      'train: { epochs: 3, batchSize: 8, optimizer: { name: adam, learningRate: 0.003 }, logEvery: 1 }',
-      `output: { dir: ${JSON.stringify(out)} }`,
-    ].join('\n'),
-  );
-  return file;
-}
 
 const train = (t: Parameters<typeof spawnDrover>[0], args: string[]): ChildHandle =>
   spawnDrover(t, ['train', '--workers', '2', '--per-worker-batch', '4', ...args], { CI: 'true', DROVER_LOG_LEVEL: 'info' });
@@ -35,9 +13,9 @@ test('Ctrl-C stops replica threads after the step with a checkpoint and exit 130
   const dir = await tempDir(t, 'drover-threads-');
   const whole = path.join(dir, 'whole');
   const cut = path.join(dir, 'cut');
-  const reference = train(t, ['--config', await writeJob(dir, whole)]);
+  const reference = train(t, ['--config', await writeSignalJob(dir, { backend: 'wasm', epochs: 3, out: whole, seed: 5 })]);
   t.is(await reference.exited, 0, reference.stderr());
-  const cutJob = await writeJob(dir, cut);
+  const cutJob = await writeSignalJob(dir, { backend: 'wasm', epochs: 3, out: cut, seed: 5 });
   const interrupted = train(t, ['--config', cutJob]);
   await interrupted.sink.waitFor((l) => l.event === 'step' && (l.step as number) >= 3, 'the third step', 120_000);
   interrupted.kill('SIGINT');

@@ -1,37 +1,14 @@
 import test from 'ava';
 import type { ExecutionContext } from 'ava';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, readFile, readlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, readlink } from 'node:fs/promises';
 import path from 'node:path';
 import { loadCheckpoint } from '../src/job/checkpoint.ts';
 import { spawnDrover, tempDir, type ChildHandle } from './helpers/cluster.ts';
+import { writeSignalJob } from './helpers/signal-job.ts';
 
 // Ctrl-C / SIGTERM of single-process `drover train` (the default command): real child
 // processes, real signals, real files.
-
-/** A small job with dropout, a validation split and Adam: every piece of state a resume must restore. */
-async function writeJob(dir: string, overrides: { backend: string; epochs: number; denseUnits?: number; out: string }): Promise<string> {
-  const file = path.join(dir, `job-${path.basename(overrides.out)}.yaml`);
-  await writeFile(
-    file,
-    [
-      'name: signals',
-      'seed: 11',
-      `backend: ${overrides.backend}`,
-      `data: { kind: shapes, dir: ${JSON.stringify(`${overrides.out}-shapes`)}, perClass: 40, size: 16 }`,
-      'model:',
-      '  layers:',
-      '    - { type: conv2d, filters: 4, kernelSize: 3 }',
-      '    - { type: maxPool }',
-      '    - { type: flatten }',
-      '    - { type: dropout, rate: 0.25 }',
-      `    - { type: dense, units: ${overrides.denseUnits ?? 16} }`,
-      `train: { epochs: ${overrides.epochs}, batchSize: 8, optimizer: { name: adam, learningRate: 0.003 }, logEvery: 1 }`,
-      `output: { dir: ${JSON.stringify(overrides.out)} }`,
-    ].join('\n'),
-  );
-  return file;
-}
 
 async function train(t: ExecutionContext, args: string[]): Promise<ChildHandle> {
   return spawnDrover(t, ['train', ...args], { CI: 'true', DROVER_LOG_LEVEL: 'info' });
@@ -46,8 +23,8 @@ test('Ctrl-C stops a cpu-backend run after the step in progress with a checkpoin
   const dir = await tempDir(t, 'drover-signals-');
   const whole = path.join(dir, 'whole');
   const cut = path.join(dir, 'cut');
-  const wholeJob = await writeJob(dir, { backend: 'cpu', epochs: 3, out: whole });
-  const cutJob = await writeJob(dir, { backend: 'cpu', epochs: 3, out: cut });
+  const wholeJob = await writeSignalJob(dir, { backend: 'cpu', epochs: 3, out: whole });
+  const cutJob = await writeSignalJob(dir, { backend: 'cpu', epochs: 3, out: cut });
 
   const reference = await train(t, ['--config', wholeJob]);
   const interrupted = await train(t, ['--config', cutJob]);
@@ -102,7 +79,7 @@ test('SIGTERM, then a second signal while the checkpoint is written, leaves a wh
   const dir = await tempDir(t, 'drover-signals-');
   const out = path.join(dir, 'out');
   // A wide dense layer (~12 MB of weights, 3x with Adam's slots): the checkpoint takes a while to write.
-  const job = await writeJob(dir, { backend: 'wasm', epochs: 50, denseUnits: 16_000, out });
+  const job = await writeSignalJob(dir, { backend: 'wasm', epochs: 50, denseUnits: 16_000, out });
   const run = await spawnDrover(t, ['train', '--config', job], { CI: 'true', DROVER_LOG_LEVEL: 'debug' });
   await run.sink.waitFor((l) => l.event === 'step', 'the first step', 120_000);
   run.kill('SIGTERM');
