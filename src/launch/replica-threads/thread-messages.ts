@@ -30,7 +30,7 @@ export type ThreadRequest =
       /** Training passes of the phase already run (a resumed run continues the dropout masks). */
       passesDone: number;
     }
-  /** The phase's shared memory: gradients (its length is what `phase` answered) and the step barrier. */
+  /** Shared memory: the phase's gradients (its length is what `phase` answered) and the job's step barrier. */
   | { kind: 'share'; shared: SharedArrayBuffer; length: number; barrier: SharedArrayBuffer; replicas: number }
   /**
    * One optimizer step: gradients of `batch` times `scale` into this replica's slot; once every

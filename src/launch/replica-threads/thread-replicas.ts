@@ -31,10 +31,17 @@ const THREAD_BACKENDS = new Set(['wasm', 'cpu']);
  * core's img/s with nothing exchanged, and local worker processes over gRPC at 0.6-0.9x).
  */
 export class ThreadReplicas implements PhaseEngines {
+  /** Where the threads meet in a step, for the whole job (phases change the model, not the replicas). */
+  private readonly barrier: StepBarrier;
+
   private constructor(
     private readonly options: ThreadReplicasOptions,
     private readonly threads: ReplicaThread[],
-  ) {}
+  ) {
+    this.barrier = StepBarrier.allocate(threads.length);
+    // A thread that dies mid-step never arrives: the others must stop waiting for it.
+    for (const thread of threads) thread.onDeath(() => this.barrier.abort());
+  }
 
   static start(options: ThreadReplicasOptions): ThreadReplicas {
     if (!THREAD_BACKENDS.has(options.backend)) {
@@ -79,10 +86,7 @@ export class ThreadReplicas implements PhaseEngines {
       passesDone: setup.resume ? setup.resume.state.step - setup.phaseStart.step : 0,
     })));
     const shared = SharedGradients.allocate(built[0]!.sharedLength, this.threads.length);
-    const barrier = StepBarrier.allocate(this.threads.length);
-    // A thread that dies mid-step never arrives: the others must stop waiting for it.
-    for (const thread of this.threads) thread.onDeath(() => barrier.abort());
-    await Promise.all(this.threads.map((thread) => thread.call({ kind: 'share', shared: shared.buffer, length: shared.length, barrier: barrier.buffer, replicas: shared.replicas })));
+    await Promise.all(this.threads.map((thread) => thread.call({ kind: 'share', shared: shared.buffer, length: shared.length, barrier: this.barrier.buffer, replicas: shared.replicas })));
     return new ThreadsEngine({
       threads: this.threads,
       manifest: built[0]!.manifest,

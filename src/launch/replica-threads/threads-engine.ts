@@ -12,7 +12,7 @@ import type { PredictionResult } from '../../train/gradient-model.ts';
 import type { OptimizerSlot } from '../../train/optimizers.ts';
 import type { ReplicaThread } from './replica-thread-handle.ts';
 import { SharedInput } from './shared-input.ts';
-import type { ThreadBatch } from './thread-messages.ts';
+import type { ThreadBatch, ThreadReplies } from './thread-messages.ts';
 
 export interface ThreadsEngineOptions {
   threads: readonly ReplicaThread[];
@@ -36,6 +36,8 @@ export class ThreadsEngine implements PhaseEngine {
   private readonly batches: BatchPrefetch;
   private version = 0;
   private readonly input = new SharedInput();
+  /** Thread 0's state as of a version: a checkpoint asks for the weights, then the optimizer's state. */
+  private stateRead: { version: number; state: Promise<ThreadReplies['state']> } | undefined;
 
   constructor(private readonly options: ThreadsEngineOptions) {
     this.batches = new BatchPrefetch(options.train);
@@ -103,11 +105,11 @@ export class ThreadsEngine implements PhaseEngine {
   }
 
   async weights(): Promise<WeightSet> {
-    const state = await this.options.threads[0]!.call({ kind: 'state' });
-    return { manifest: this.options.manifest, values: state.weights };
+    return { manifest: this.options.manifest, values: (await this.state()).weights };
   }
 
   async setWeights(weights: WeightSet): Promise<void> {
+    this.stateRead = undefined;
     await Promise.all(this.options.threads.map((thread) => thread.call({ kind: 'set-weights', weights: weights.values })));
   }
 
@@ -127,7 +129,7 @@ export class ThreadsEngine implements PhaseEngine {
   }
 
   async optimizerState(): Promise<{ iterations: number; slots: OptimizerSlot[] }> {
-    return (await this.options.threads[0]!.call({ kind: 'state' })).optimizer;
+    return (await this.state()).optimizer;
   }
 
   discardPrefetched(): void {
@@ -135,8 +137,14 @@ export class ThreadsEngine implements PhaseEngine {
   }
 
   async settle(): Promise<void> {
-    const state = await this.options.threads[0]!.call({ kind: 'state' });
+    const state = await this.state();
     await this.options.settle({ manifest: this.options.manifest, values: state.weights }, state.optimizer);
+  }
+
+  /** Replica 0's weights and optimizer state (every replica holds the same), read once per version. */
+  private state(): Promise<ThreadReplies['state']> {
+    if (this.stateRead?.version !== this.version) this.stateRead = { version: this.version, state: this.options.threads[0]!.call({ kind: 'state' }) };
+    return this.stateRead.state;
   }
 }
 
